@@ -1,0 +1,277 @@
+//! The worker view of a job's checkpoint storage (Flink's
+//! `FsCheckpointStorageAccess` / `MemoryBackendCheckpointStorageAccess`, task
+//! side) and the stream factories it resolves (Flink's
+//! `FsCheckpointStorageLocation` / `MemCheckpointStreamFactory`).
+//!
+//! Layout below the checkpoints directory: `<job-id>/chk-<N>` (exclusive
+//! state), `<job-id>/shared`, `<job-id>/taskowned`. A non-default reference
+//! puts exclusive, shared and task-owned state all into its decoded path.
+//! Nothing here creates directories.
+
+use crate::config::{Backend, StorageConfig, ValidConfig};
+use crate::error::{ErrorCode, Result, StorageError};
+use crate::handle::StateHandle;
+use crate::output_stream::{CheckpointStateOutputStream, FsOutputStream, MemoryOutputStream};
+use crate::paths::{GuestPath, PathError};
+use crate::reference::LocationReference;
+use crate::sandbox::Sandbox;
+use crate::toolset::Toolset;
+use std::rc::Rc;
+
+/// Flink's `CHECKPOINT_DIR_PREFIX`.
+pub const CHECKPOINT_DIR_PREFIX: &str = "chk-";
+/// Flink's `CHECKPOINT_SHARED_STATE_DIR`.
+pub const SHARED_STATE_DIR: &str = "shared";
+/// Flink's `CHECKPOINT_TASK_OWNED_STATE_DIR`.
+pub const TASK_OWNED_STATE_DIR: &str = "taskowned";
+
+/// Which scope a stream writes (WIT `state-scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateScope {
+    Exclusive,
+    Shared,
+}
+
+/// A boxed stream of either backend.
+pub type BoxedStream = Box<dyn CheckpointStateOutputStream>;
+
+/// A job's worker view.
+pub struct WorkerView<S: Sandbox> {
+    sandbox: Rc<S>,
+    config: ValidConfig,
+    job_dir: GuestPath,
+}
+
+impl<S: Sandbox + 'static> WorkerView<S> {
+    /// Validates the configuration; the checkpoints directory must lie
+    /// inside the sandbox.
+    pub fn open(sandbox: Rc<S>, config: &StorageConfig) -> Result<Self> {
+        let config = config.validate()?;
+        if !sandbox.contains(&config.checkpoints_dir) {
+            return Err(StorageError::invalid_argument(format!(
+                "The checkpoints directory '{}' is outside this tenant's directory; use a path below the directory the host mounted (e.g. /checkpoints).",
+                config.checkpoints_dir
+            )));
+        }
+        let job_dir = config.checkpoints_dir.join(config.job_id.as_str());
+        Ok(WorkerView {
+            sandbox,
+            config,
+            job_dir,
+        })
+    }
+
+    pub fn job_dir(&self) -> &GuestPath {
+        &self.job_dir
+    }
+
+    pub fn shared_state_dir(&self) -> GuestPath {
+        self.job_dir.join(SHARED_STATE_DIR)
+    }
+
+    pub fn task_owned_state_dir(&self) -> GuestPath {
+        self.job_dir.join(TASK_OWNED_STATE_DIR)
+    }
+
+    /// Flink's `resolveCheckpointStorageLocation`.
+    pub fn resolve_checkpoint_storage_location(
+        &self,
+        checkpoint_id: u64,
+        reference: &LocationReference,
+    ) -> Result<StreamFactory<S>> {
+        if checkpoint_id > i64::MAX as u64 {
+            return Err(StorageError::invalid_argument(format!(
+                "Illegal checkpoint id {checkpoint_id}: Flink's checkpoint ids are non-negative 64-bit signed values (at most {}).",
+                i64::MAX
+            )));
+        }
+        if self.config.backend == Backend::Memory {
+            // As Flink: the memory backend inlines all state and ignores the reference.
+            return Ok(StreamFactory::Memory {
+                max_size: self.config.max_memory_state_size,
+                sandbox: self.sandbox.clone(),
+            });
+        }
+        let (exclusive, shared) = match reference {
+            LocationReference::Default => (
+                self.job_dir.join(&format!("{CHECKPOINT_DIR_PREFIX}{checkpoint_id}")),
+                self.shared_state_dir(),
+            ),
+            encoded => {
+                let dir = self.decode_location(encoded)?;
+                (dir.clone(), dir)
+            }
+        };
+        Ok(StreamFactory::Fs(FsFactory {
+            sandbox: self.sandbox.clone(),
+            checkpoint_dir: exclusive,
+            shared_dir: shared,
+            threshold: self.config.file_state_threshold,
+            buffer_size: self.config.effective_buffer_size,
+        }))
+    }
+
+    /// Decodes an encoded reference into a directory inside the sandbox.
+    pub fn decode_location(&self, reference: &LocationReference) -> Result<GuestPath> {
+        let raw = reference.decode_path()?;
+        let path = GuestPath::parse(raw).map_err(|e| {
+            let code = match e {
+                PathError::UnsupportedScheme(..) | PathError::RemoteFile(..) => ErrorCode::Unsupported,
+                _ => ErrorCode::InvalidReference,
+            };
+            StorageError::new(
+                code,
+                format!("Reference {reference} cannot be decoded to a usable path: {e}."),
+            )
+        })?;
+        if !self.sandbox.contains(&path) {
+            return Err(StorageError::invalid_reference(format!(
+                "Reference {reference} points to '{path}', which is outside this tenant's directory; references must point below the directory the host mounted (e.g. /checkpoints)."
+            )));
+        }
+        Ok(path)
+    }
+
+    /// Flink's `createTaskOwnedStateStream`. Uses the effective buffer size
+    /// (Flink passes the raw one and fails with default settings).
+    pub fn create_task_owned_state_stream(&self) -> Result<BoxedStream> {
+        Ok(match self.config.backend {
+            Backend::Memory => Box::new(MemoryOutputStream::new(
+                self.config.max_memory_state_size,
+                self.sandbox.random_uuid(),
+            )),
+            Backend::Filesystem => Box::new(FsOutputStream::new(
+                self.sandbox.clone(),
+                self.task_owned_state_dir(),
+                self.config.file_state_threshold,
+                self.config.effective_buffer_size,
+                false,
+            )),
+        })
+    }
+
+    /// Flink's `createTaskOwnedCheckpointStateToolset`.
+    pub fn create_task_owned_checkpoint_state_toolset(&self) -> Result<StateToolset<S>> {
+        Ok(match self.config.backend {
+            Backend::Memory => StateToolset::NotDuplicating,
+            Backend::Filesystem => StateToolset::Fs {
+                sandbox: self.sandbox.clone(),
+                toolset: Toolset {
+                    base: self.task_owned_state_dir(),
+                },
+            },
+        })
+    }
+}
+
+/// The filesystem stream factory of one location.
+pub struct FsFactory<S: Sandbox> {
+    sandbox: Rc<S>,
+    checkpoint_dir: GuestPath,
+    shared_dir: GuestPath,
+    threshold: usize,
+    buffer_size: usize,
+}
+
+/// A resolved location: creates the state streams of one checkpoint.
+pub enum StreamFactory<S: Sandbox> {
+    Fs(FsFactory<S>),
+    Memory { max_size: usize, sandbox: Rc<S> },
+}
+
+impl<S: Sandbox + 'static> StreamFactory<S> {
+    pub fn create_checkpoint_state_output_stream(&self, scope: StateScope) -> Result<BoxedStream> {
+        Ok(match self {
+            StreamFactory::Memory { max_size, sandbox } => {
+                Box::new(MemoryOutputStream::new(*max_size, sandbox.random_uuid()))
+            }
+            StreamFactory::Fs(f) => {
+                let (dir, relative) = match scope {
+                    StateScope::Exclusive => (f.checkpoint_dir.clone(), true),
+                    StateScope::Shared => (f.shared_dir.clone(), false),
+                };
+                Box::new(FsOutputStream::new(
+                    f.sandbox.clone(),
+                    dir,
+                    f.threshold,
+                    f.buffer_size,
+                    relative,
+                ))
+            }
+        })
+    }
+
+    pub fn checkpoint_directory(&self) -> Option<&GuestPath> {
+        match self {
+            StreamFactory::Fs(f) => Some(&f.checkpoint_dir),
+            StreamFactory::Memory { .. } => None,
+        }
+    }
+
+    pub fn shared_state_directory(&self) -> Option<&GuestPath> {
+        match self {
+            StreamFactory::Fs(f) => Some(&f.shared_dir),
+            StreamFactory::Memory { .. } => None,
+        }
+    }
+
+    fn toolset(&self, scope: StateScope) -> Option<(&S, Toolset)> {
+        match self {
+            StreamFactory::Fs(f) => Some((
+                &f.sandbox,
+                Toolset {
+                    base: match scope {
+                        StateScope::Exclusive => f.checkpoint_dir.clone(),
+                        StateScope::Shared => f.shared_dir.clone(),
+                    },
+                },
+            )),
+            StreamFactory::Memory { .. } => None,
+        }
+    }
+
+    pub fn can_fast_duplicate(&self, handle: &StateHandle, scope: StateScope) -> bool {
+        self.toolset(scope)
+            .is_some_and(|(s, t)| t.can_fast_duplicate(s, handle))
+    }
+
+    pub fn duplicate(&self, handles: &[StateHandle], scope: StateScope) -> Result<Vec<StateHandle>> {
+        match self.toolset(scope) {
+            Some((s, t)) => t.duplicate(s, handles),
+            None => Err(no_duplication()),
+        }
+    }
+}
+
+/// The task-owned toolset of either backend.
+pub enum StateToolset<S: Sandbox> {
+    Fs {
+        sandbox: Rc<S>,
+        toolset: Toolset,
+    },
+    /// Flink's `NotDuplicatingCheckpointStateToolset`.
+    NotDuplicating,
+}
+
+impl<S: Sandbox> StateToolset<S> {
+    pub fn can_fast_duplicate(&self, handle: &StateHandle) -> bool {
+        match self {
+            StateToolset::Fs { sandbox, toolset } => toolset.can_fast_duplicate(&**sandbox, handle),
+            StateToolset::NotDuplicating => false,
+        }
+    }
+
+    pub fn duplicate(&self, handles: &[StateHandle]) -> Result<Vec<StateHandle>> {
+        match self {
+            StateToolset::Fs { sandbox, toolset } => toolset.duplicate(&**sandbox, handles),
+            StateToolset::NotDuplicating => Err(no_duplication()),
+        }
+    }
+}
+
+fn no_duplication() -> StorageError {
+    StorageError::new(
+        ErrorCode::Unsupported,
+        "The toolset does not support duplication: the memory backend keeps all state inline; use the filesystem backend to duplicate file state.",
+    )
+}

@@ -1,0 +1,188 @@
+//! The storage configuration and its validation: Flink's defaults and limits
+//! (`CheckpointingOptions`, `FsCheckpointStreamFactory`), plus the job id rule.
+
+use crate::error::{Result, StorageError};
+use crate::paths::GuestPath;
+
+/// `execution.checkpointing.data-inline-threshold` default: 20 KiB.
+pub const DEFAULT_FILE_STATE_THRESHOLD: u32 = 20 * 1024;
+/// Flink's `FsCheckpointStreamFactory.MAX_FILE_STATE_THRESHOLD`: 1 MiB.
+pub const MAX_FILE_STATE_THRESHOLD: u32 = 1024 * 1024;
+/// `execution.checkpointing.write-buffer-size` default: 4 KiB.
+pub const DEFAULT_WRITE_BUFFER_SIZE: u32 = 4 * 1024;
+/// Our cap on the write buffer, so one stream cannot exhaust the sandbox's memory.
+pub const MAX_WRITE_BUFFER_SIZE: u32 = 64 * 1024 * 1024;
+/// Flink's `MemoryStateBackend.DEFAULT_MAX_STATE_SIZE`: 5 MiB.
+pub const DEFAULT_MAX_MEMORY_STATE_SIZE: u32 = 5 * 1024 * 1024;
+
+/// Which implementation backs the worker view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Filesystem,
+    Memory,
+}
+
+/// The configuration as it crosses the boundary (absent = Flink's default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    pub job_id: String,
+    pub checkpoints_dir: String,
+    pub backend: Backend,
+    pub file_state_threshold: Option<u32>,
+    pub write_buffer_size: Option<u32>,
+    pub max_memory_state_size: Option<u32>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidConfig {
+    pub job_id: JobId,
+    pub checkpoints_dir: GuestPath,
+    pub backend: Backend,
+    pub file_state_threshold: usize,
+    /// `max(write-buffer-size, threshold)`, as Flink's stream factory.
+    pub effective_buffer_size: usize,
+    pub max_memory_state_size: usize,
+}
+
+impl StorageConfig {
+    /// Checks every field; the first bad one is reported with its value.
+    /// Whether the directory lies inside the sandbox is checked by the caller.
+    pub fn validate(&self) -> Result<ValidConfig> {
+        let job_id = JobId::parse(&self.job_id)?;
+        let checkpoints_dir = GuestPath::parse(&self.checkpoints_dir).map_err(|e| {
+            StorageError::invalid_argument(format!(
+                "Invalid checkpoints directory: {e}. Give an absolute path inside the tenant's directory, e.g. /checkpoints."
+            ))
+        })?;
+        let threshold = self.file_state_threshold.unwrap_or(DEFAULT_FILE_STATE_THRESHOLD);
+        if threshold > MAX_FILE_STATE_THRESHOLD {
+            return Err(StorageError::invalid_argument(format!(
+                "The threshold for file state size cannot be larger than {MAX_FILE_STATE_THRESHOLD}; got {threshold}."
+            )));
+        }
+        let buffer = self.write_buffer_size.unwrap_or(DEFAULT_WRITE_BUFFER_SIZE);
+        if buffer > MAX_WRITE_BUFFER_SIZE {
+            return Err(StorageError::invalid_argument(format!(
+                "The write buffer size cannot be larger than {MAX_WRITE_BUFFER_SIZE}; got {buffer}."
+            )));
+        }
+        let max_memory = self.max_memory_state_size.unwrap_or(DEFAULT_MAX_MEMORY_STATE_SIZE);
+        if max_memory == 0 {
+            return Err(StorageError::invalid_argument(
+                "The maximum memory-backed state size must be positive; got 0.",
+            ));
+        }
+        Ok(ValidConfig {
+            job_id,
+            checkpoints_dir,
+            backend: self.backend,
+            file_state_threshold: threshold as usize,
+            effective_buffer_size: buffer.max(threshold) as usize,
+            max_memory_state_size: max_memory as usize,
+        })
+    }
+}
+
+/// A Flink `JobID` in its string form: 32 lowercase hex characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobId(String);
+
+impl JobId {
+    pub fn parse(raw: &str) -> Result<Self> {
+        if raw.len() == 32 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(JobId(raw.to_string()))
+        } else {
+            Err(StorageError::invalid_argument(format!(
+                "Invalid job id {raw:?}: a job id is exactly 32 lowercase hex characters, as Flink's JobID.toString() (e.g. 3f2a0b1c4d5e6f708192a3b4c5d6e7f8)."
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    fn config() -> StorageConfig {
+        StorageConfig {
+            job_id: "0123456789abcdef0123456789abcdef".into(),
+            checkpoints_dir: "/checkpoints".into(),
+            backend: Backend::Filesystem,
+            file_state_threshold: None,
+            write_buffer_size: None,
+            max_memory_state_size: None,
+        }
+    }
+
+    #[test]
+    fn defaults_are_flinks() {
+        let v = config().validate().unwrap();
+        assert_eq!(v.file_state_threshold, 20480);
+        assert_eq!(v.effective_buffer_size, 20480);
+        assert_eq!(v.max_memory_state_size, 5 * 1024 * 1024);
+    }
+
+    #[test]
+    fn effective_buffer_is_max_of_buffer_and_threshold() {
+        let mut c = config();
+        c.file_state_threshold = Some(10);
+        c.write_buffer_size = Some(4096);
+        assert_eq!(c.validate().unwrap().effective_buffer_size, 4096);
+        c.write_buffer_size = Some(0);
+        assert_eq!(c.validate().unwrap().effective_buffer_size, 10);
+    }
+
+    #[test]
+    fn threshold_above_one_mib_is_refused() {
+        let mut c = config();
+        c.file_state_threshold = Some(MAX_FILE_STATE_THRESHOLD);
+        assert!(c.validate().is_ok());
+        c.file_state_threshold = Some(MAX_FILE_STATE_THRESHOLD + 1);
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(e.message.contains("cannot be larger than 1048576"));
+    }
+
+    #[test]
+    fn oversized_buffer_and_zero_memory_limit_are_refused() {
+        let mut c = config();
+        c.write_buffer_size = Some(MAX_WRITE_BUFFER_SIZE + 1);
+        assert_eq!(c.validate().unwrap_err().code, ErrorCode::InvalidArgument);
+        let mut c = config();
+        c.max_memory_state_size = Some(0);
+        assert_eq!(c.validate().unwrap_err().code, ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn job_id_must_be_32_lowercase_hex() {
+        for bad in [
+            "",
+            "0123",
+            "0123456789ABCDEF0123456789ABCDEF",
+            "../../../../../../../../../../etc",
+            "0123456789abcdef0123456789abcdeg",
+            "0123456789abcdef0123456789abcdef0",
+        ] {
+            let mut c = config();
+            c.job_id = bad.into();
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidArgument, "{bad}");
+            assert!(e.message.contains("32 lowercase hex"));
+        }
+    }
+
+    #[test]
+    fn checkpoints_dir_must_be_absolute() {
+        let mut c = config();
+        c.checkpoints_dir = "checkpoints".into();
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(e.message.contains("relative"));
+    }
+}

@@ -1,0 +1,383 @@
+//! Checkpoint state output streams (Flink's `FsCheckpointStateOutputStream`
+//! and `MemoryCheckpointOutputStream`).
+//!
+//! Policy of the filesystem stream: bytes collect in a buffer of the
+//! effective buffer size (>= threshold). Only when the buffer would overflow,
+//! or `flush` is called with more than the threshold buffered, is a file with
+//! a random UUID name created (never overwriting) and the buffer written to
+//! it. So a stream that wrote at most the threshold never has a file and ends
+//! as an inline handle, however the caller chunked its writes (Flink decides
+//! by write size here; we decide by total size, see FLINK-BEHAVIOUR.md §0).
+//! Any failure, and dropping the stream without a handle, deletes the file.
+
+use crate::error::{ErrorCode, Result, StorageError};
+use crate::handle::StateHandle;
+use crate::paths::GuestPath;
+use crate::sandbox::{FsErrorKind, Sandbox, StateFile};
+use std::rc::Rc;
+
+/// Flink's number of attempts to find an unused random file name.
+const CREATE_ATTEMPTS: usize = 10;
+
+/// The operations of a state stream, for both backends.
+pub trait CheckpointStateOutputStream {
+    fn write(&mut self, data: &[u8]) -> Result<()>;
+    fn pos(&self) -> u64;
+    fn flush(&mut self) -> Result<()>;
+    fn sync(&mut self) -> Result<()>;
+    fn close_and_get_handle(&mut self) -> Result<Option<StateHandle>>;
+    /// Discards the stream: deletes its file, if any. Idempotent, never fails.
+    fn discard(&mut self);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// `close-and-get-handle` found nothing written; asking again gives none.
+    FinishedEmpty,
+    /// A handle was returned, or the stream was discarded or failed.
+    Closed,
+}
+
+struct OpenFile<F> {
+    file: F,
+    path: GuestPath,
+    name: String,
+    /// Bytes already written to the file.
+    len: u64,
+}
+
+/// A stream writing into a directory of the tenant's sandbox.
+pub struct FsOutputStream<S: Sandbox> {
+    sandbox: Rc<S>,
+    dir: GuestPath,
+    threshold: usize,
+    buffer_size: usize,
+    /// Exclusive state: return `relative-file` handles.
+    relative_handles: bool,
+    buf: Vec<u8>,
+    file: Option<OpenFile<S::File>>,
+    phase: Phase,
+}
+
+impl<S: Sandbox> FsOutputStream<S> {
+    /// `buffer_size` must be at least `threshold` (the config guarantees it).
+    pub fn new(sandbox: Rc<S>, dir: GuestPath, threshold: usize, buffer_size: usize, relative_handles: bool) -> Self {
+        debug_assert!(buffer_size >= threshold);
+        FsOutputStream {
+            sandbox,
+            dir,
+            threshold,
+            buffer_size,
+            relative_handles,
+            buf: Vec::new(),
+            file: None,
+            phase: Phase::Open,
+        }
+    }
+
+    /// The file's guest path once one was created (for tests and display).
+    pub fn file_path(&self) -> Option<&GuestPath> {
+        self.file.as_ref().map(|f| &f.path)
+    }
+
+    fn check_open(&self, operation: &str) -> Result<()> {
+        match self.phase {
+            Phase::Open => Ok(()),
+            _ => Err(StorageError::closed(format!(
+                "Cannot {operation}: the stream is closed (it returned its handle, was discarded, or failed). Open a new stream."
+            ))),
+        }
+    }
+
+    /// Creates the file with a fresh UUID name, retrying on name clashes.
+    fn ensure_file(&mut self) -> Result<()> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let mut last = None;
+        for _ in 0..CREATE_ATTEMPTS {
+            let name = self.sandbox.random_uuid();
+            let path = self.dir.join(&name);
+            match self.sandbox.create_new(&path) {
+                Ok(file) => {
+                    self.file = Some(OpenFile {
+                        file,
+                        path,
+                        name,
+                        len: 0,
+                    });
+                    return Ok(());
+                }
+                Err(e) if e.kind == FsErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => {
+                    let hint = match e.kind {
+                        FsErrorKind::NotFound => {
+                            " (the directory does not exist: the coordinator creates checkpoint directories before tasks write into them)"
+                        }
+                        _ => "",
+                    };
+                    return Err(StorageError::from_fs(
+                        format!(
+                            "Could not open output stream for state backend in directory {}{hint}",
+                            self.dir
+                        ),
+                        &e,
+                    ));
+                }
+            }
+        }
+        let e = last.expect("at least one attempt");
+        Err(StorageError::from_fs(
+            format!(
+                "Could not open output stream for state backend: {CREATE_ATTEMPTS} random file names in {} were all taken",
+                self.dir
+            ),
+            &e,
+        ))
+    }
+
+    /// Writes `data` at the end of the file.
+    fn append(&mut self, data: &[u8]) -> Result<()> {
+        let f = self.file.as_mut().expect("file exists");
+        f.file
+            .write_all_at(data, f.len)
+            .map_err(|e| StorageError::from_fs(format!("Could not write state to {}", f.path), &e))?;
+        f.len += data.len() as u64;
+        Ok(())
+    }
+
+    /// Creates the file if needed and writes the buffer to it.
+    fn flush_to_file(&mut self) -> Result<()> {
+        self.ensure_file()?;
+        if !self.buf.is_empty() {
+            let buf = std::mem::take(&mut self.buf);
+            let result = self.append(&buf);
+            self.buf = buf;
+            self.buf.clear();
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Ends the stream after a failure: the partial file goes away.
+    fn fail(&mut self, e: StorageError) -> StorageError {
+        self.discard();
+        e
+    }
+
+    fn write_inner(&mut self, data: &[u8]) -> Result<()> {
+        if self.buf.len() + data.len() <= self.buffer_size {
+            self.buf.extend_from_slice(data);
+            return Ok(());
+        }
+        // The buffer overflows: from here on the state lives in a file.
+        self.buf.reserve(self.buffer_size.saturating_sub(self.buf.len()));
+        if data.len() >= self.buffer_size {
+            self.flush_to_file()?;
+            return self.append(data);
+        }
+        let room = self.buffer_size - self.buf.len();
+        self.buf.extend_from_slice(&data[..room]);
+        self.flush_to_file()?;
+        self.buf.extend_from_slice(&data[room..]);
+        Ok(())
+    }
+
+    fn close_to_file(&mut self) -> Result<StateHandle> {
+        self.flush_to_file()?;
+        let f = self.file.as_mut().expect("file exists");
+        f.file
+            .sync_data()
+            .map_err(|e| StorageError::from_fs(format!("Could not sync {}", f.path), &e))?;
+        let f = self.file.take().expect("file exists");
+        let path = f.path.to_string();
+        Ok(if self.relative_handles {
+            StateHandle::RelativeFile {
+                path,
+                relative_path: f.name,
+                size: f.len,
+            }
+        } else {
+            StateHandle::File { path, size: f.len }
+        })
+    }
+}
+
+impl<S: Sandbox> CheckpointStateOutputStream for FsOutputStream<S> {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.check_open("write")?;
+        self.write_inner(data).map_err(|e| self.fail(e))
+    }
+
+    fn pos(&self) -> u64 {
+        self.file.as_ref().map_or(0, |f| f.len) + self.buf.len() as u64
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.check_open("flush")?;
+        // Small state stays in memory so it can still become an inline handle.
+        if self.file.is_some() || self.buf.len() > self.threshold {
+            self.flush_to_file().map_err(|e| self.fail(e))?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.flush()?;
+        if let Some(f) = self.file.as_mut() {
+            let r = f
+                .file
+                .sync_data()
+                .map_err(|e| StorageError::from_fs(format!("Could not sync {}", f.path), &e));
+            r.map_err(|e| self.fail(e))?;
+        }
+        Ok(())
+    }
+
+    fn close_and_get_handle(&mut self) -> Result<Option<StateHandle>> {
+        match self.phase {
+            Phase::FinishedEmpty => return Ok(None),
+            Phase::Closed => {
+                return Err(StorageError::closed("Stream has already been closed and discarded."));
+            }
+            Phase::Open => {}
+        }
+        if self.file.is_none() {
+            if self.buf.is_empty() {
+                self.phase = Phase::FinishedEmpty;
+                return Ok(None);
+            }
+            if self.buf.len() <= self.threshold {
+                self.phase = Phase::Closed;
+                let name = self.dir.join(&self.sandbox.random_uuid()).to_string();
+                return Ok(Some(StateHandle::ByteStream {
+                    name,
+                    data: std::mem::take(&mut self.buf),
+                }));
+            }
+        }
+        match self.close_to_file() {
+            Ok(handle) => {
+                self.phase = Phase::Closed;
+                self.buf = Vec::new();
+                Ok(Some(handle))
+            }
+            Err(e) => {
+                let target = self
+                    .file
+                    .as_ref()
+                    .map_or_else(|| self.dir.to_string(), |f| f.path.to_string());
+                self.discard();
+                Err(StorageError::new(
+                    e.code,
+                    format!(
+                        "Could not flush to file and close the file system output stream to {target} in order to obtain the stream state handle: {}",
+                        e.message
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn discard(&mut self) {
+        self.phase = Phase::Closed;
+        self.buf = Vec::new();
+        if let Some(f) = self.file.take() {
+            drop(f.file);
+            // Best effort, as Flink: nothing else can be done about a failed delete.
+            let _ = self.sandbox.remove_file(&f.path);
+        }
+    }
+}
+
+impl<S: Sandbox> Drop for FsOutputStream<S> {
+    fn drop(&mut self) {
+        if self.phase == Phase::Open {
+            self.discard();
+        }
+    }
+}
+
+/// A stream of the memory backend: all state inline, bounded by a maximum.
+pub struct MemoryOutputStream {
+    max_size: usize,
+    buf: Vec<u8>,
+    name: String,
+    phase: Phase,
+}
+
+impl MemoryOutputStream {
+    /// `name` is the handle's name (a random UUID).
+    pub fn new(max_size: usize, name: String) -> Self {
+        MemoryOutputStream {
+            max_size,
+            buf: Vec::new(),
+            name,
+            phase: Phase::Open,
+        }
+    }
+
+    fn too_large(&self, size: usize) -> StorageError {
+        StorageError::new(
+            ErrorCode::StateTooLarge,
+            format!(
+                "Size of the state is larger than the maximum permitted memory-backed state. Size={size} , maxSize={} . Consider using a different state backend, like the File System State backend.",
+                self.max_size
+            ),
+        )
+    }
+}
+
+impl CheckpointStateOutputStream for MemoryOutputStream {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        if self.phase != Phase::Open {
+            return Err(StorageError::closed("stream has already been closed"));
+        }
+        // Checked while writing (Flink checks at close) so that one stream
+        // cannot fill the sandbox's memory before it is refused.
+        let size = self.buf.len().saturating_add(data.len());
+        if size > self.max_size {
+            let e = self.too_large(size);
+            self.discard();
+            return Err(e);
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn pos(&self) -> u64 {
+        self.buf.len() as u64
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn close_and_get_handle(&mut self) -> Result<Option<StateHandle>> {
+        match self.phase {
+            Phase::FinishedEmpty => Ok(None),
+            Phase::Closed => Err(StorageError::closed("stream has already been closed")),
+            Phase::Open if self.buf.is_empty() => {
+                self.phase = Phase::FinishedEmpty;
+                Ok(None)
+            }
+            Phase::Open => {
+                self.phase = Phase::Closed;
+                Ok(Some(StateHandle::ByteStream {
+                    name: std::mem::take(&mut self.name),
+                    data: std::mem::take(&mut self.buf),
+                }))
+            }
+        }
+    }
+
+    fn discard(&mut self) {
+        self.phase = Phase::Closed;
+        self.buf = Vec::new();
+    }
+}

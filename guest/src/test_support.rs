@@ -1,0 +1,187 @@
+//! An in-memory sandbox for native unit tests, with fault injection.
+
+use crate::paths::GuestPath;
+use crate::sandbox::{FsError, FsErrorKind, Sandbox, StateFile};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::rc::Rc;
+
+type Data = Rc<RefCell<Vec<u8>>>;
+
+#[derive(Default)]
+pub struct MemSandbox {
+    pub root: Option<GuestPath>,
+    pub dirs: RefCell<BTreeSet<GuestPath>>,
+    pub files: RefCell<BTreeMap<GuestPath, Data>>,
+    /// Random bytes handed out before falling back to a counter.
+    pub scripted_random: RefCell<VecDeque<[u8; 16]>>,
+    counter: Cell<u64>,
+    pub links_unsupported: Cell<bool>,
+    /// Faults shared with the open files.
+    pub faults: Rc<Faults>,
+}
+
+impl MemSandbox {
+    /// A sandbox rooted at `/checkpoints` with the given directories.
+    pub fn with_dirs(dirs: &[&str]) -> Rc<Self> {
+        let s = MemSandbox {
+            root: Some(GuestPath::parse("/checkpoints").unwrap()),
+            ..Default::default()
+        };
+        for d in dirs {
+            s.mkdir(d);
+        }
+        Rc::new(s)
+    }
+
+    pub fn mkdir(&self, dir: &str) {
+        self.dirs.borrow_mut().insert(GuestPath::parse(dir).unwrap());
+    }
+
+    pub fn files_in(&self, dir: &str) -> Vec<GuestPath> {
+        let dir = GuestPath::parse(dir).unwrap();
+        self.files
+            .borrow()
+            .keys()
+            .filter(|p| p.parent().as_ref() == Some(&dir))
+            .cloned()
+            .collect()
+    }
+
+    pub fn read(&self, path: &str) -> Option<Vec<u8>> {
+        self.files
+            .borrow()
+            .get(&GuestPath::parse(path).unwrap())
+            .map(|d| d.borrow().clone())
+    }
+
+    fn check_parent(&self, path: &GuestPath) -> Result<(), FsError> {
+        if !self.contains(path) {
+            return Err(FsError::new(FsErrorKind::PermissionDenied, "outside"));
+        }
+        match path.parent() {
+            Some(p) if self.dirs.borrow().contains(&p) => Ok(()),
+            _ => Err(FsError::new(FsErrorKind::NotFound, "no such directory")),
+        }
+    }
+
+    fn new_entry(&self, path: &GuestPath, data: Vec<u8>) -> Result<Data, FsError> {
+        self.check_parent(path)?;
+        let mut files = self.files.borrow_mut();
+        if files.contains_key(path) {
+            return Err(FsError::new(FsErrorKind::AlreadyExists, "file exists"));
+        }
+        let d = Rc::new(RefCell::new(data));
+        files.insert(path.clone(), d.clone());
+        Ok(d)
+    }
+}
+
+pub struct MemFile {
+    data: Data,
+    path: GuestPath,
+    faults: Rc<Faults>,
+}
+
+/// Fault injection and sync bookkeeping.
+#[derive(Default)]
+pub struct Faults {
+    /// Bytes that may still be written before writes fail with "no space".
+    pub budget: Cell<Option<u64>>,
+    pub fail_sync: Cell<bool>,
+    pub synced: RefCell<BTreeSet<GuestPath>>,
+}
+
+impl StateFile for MemFile {
+    fn write_all_at(&mut self, data: &[u8], offset: u64) -> Result<(), FsError> {
+        if let Some(left) = self.faults.budget.get() {
+            if (data.len() as u64) > left {
+                return Err(FsError::new(FsErrorKind::NoSpace, "no space left on device"));
+            }
+            self.faults.budget.set(Some(left - data.len() as u64));
+        }
+        let mut d = self.data.borrow_mut();
+        let end = offset as usize + data.len();
+        if d.len() < end {
+            d.resize(end, 0);
+        }
+        d[offset as usize..end].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn sync_data(&mut self) -> Result<(), FsError> {
+        if self.faults.fail_sync.get() {
+            return Err(FsError::new(FsErrorKind::Other, "I/O error"));
+        }
+        self.faults.synced.borrow_mut().insert(self.path.clone());
+        Ok(())
+    }
+}
+
+impl Sandbox for MemSandbox {
+    type File = MemFile;
+
+    fn contains(&self, path: &GuestPath) -> bool {
+        self.root.as_ref().is_some_and(|r| path.is_inside(r))
+    }
+
+    fn create_new(&self, path: &GuestPath) -> Result<MemFile, FsError> {
+        let data = self.new_entry(path, Vec::new())?;
+        Ok(MemFile {
+            data,
+            path: path.clone(),
+            faults: self.faults.clone(),
+        })
+    }
+
+    fn remove_file(&self, path: &GuestPath) -> Result<(), FsError> {
+        self.files
+            .borrow_mut()
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| FsError::new(FsErrorKind::NotFound, "no such file"))
+    }
+
+    fn hard_link(&self, src: &GuestPath, dst: &GuestPath) -> Result<(), FsError> {
+        if self.links_unsupported.get() {
+            return Err(FsError::new(FsErrorKind::Unsupported, "links not supported"));
+        }
+        let data = self
+            .files
+            .borrow()
+            .get(src)
+            .cloned()
+            .ok_or_else(|| FsError::new(FsErrorKind::NotFound, "no such file"))?;
+        self.check_parent(dst)?;
+        let mut files = self.files.borrow_mut();
+        if files.contains_key(dst) {
+            return Err(FsError::new(FsErrorKind::AlreadyExists, "file exists"));
+        }
+        files.insert(dst.clone(), data);
+        Ok(())
+    }
+
+    fn copy_file(&self, src: &GuestPath, dst: &GuestPath) -> Result<(), FsError> {
+        let data = self
+            .read(src.as_str())
+            .ok_or_else(|| FsError::new(FsErrorKind::NotFound, "no such file"))?;
+        self.new_entry(dst, data).map(|_| ())
+    }
+
+    fn random_bytes(&self) -> [u8; 16] {
+        if let Some(b) = self.scripted_random.borrow_mut().pop_front() {
+            return b;
+        }
+        let n = self.counter.get() + 1;
+        self.counter.set(n);
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&n.to_le_bytes());
+        b
+    }
+}
+
+impl MemSandbox {
+    pub fn remove_file_for_test(&self, path: &str) {
+        self.files.borrow_mut().remove(&GuestPath::parse(path).unwrap());
+    }
+}

@@ -1,0 +1,529 @@
+//! Native unit tests of the stream policy, the worker view's layout and the
+//! toolset, over the in-memory sandbox (faults included).
+
+use crate::access::{StateScope, WorkerView};
+use crate::config::{Backend, StorageConfig};
+use crate::error::ErrorCode;
+use crate::handle::StateHandle;
+use crate::output_stream::{CheckpointStateOutputStream, FsOutputStream};
+use crate::paths::GuestPath;
+use crate::reference::LocationReference;
+use crate::test_support::MemSandbox;
+use proptest::prelude::*;
+use std::rc::Rc;
+
+const JOB: &str = "0123456789abcdef0123456789abcdef";
+const DIR: &str = "/checkpoints/d";
+
+fn stream(s: &Rc<MemSandbox>, threshold: usize, buffer: usize, relative: bool) -> FsOutputStream<MemSandbox> {
+    FsOutputStream::new(s.clone(), GuestPath::parse(DIR).unwrap(), threshold, buffer, relative)
+}
+
+fn config(backend: Backend) -> StorageConfig {
+    StorageConfig {
+        job_id: JOB.into(),
+        checkpoints_dir: "/checkpoints".into(),
+        backend,
+        file_state_threshold: None,
+        write_buffer_size: None,
+        max_memory_state_size: None,
+    }
+}
+
+fn file_of(h: &StateHandle) -> &str {
+    h.file_path().expect("a file handle")
+}
+
+#[test]
+fn empty_stream_gives_no_handle_and_no_file() {
+    let s = MemSandbox::with_dirs(&[DIR]);
+    let mut st = stream(&s, 512, 1024, true);
+    st.write(&[]).unwrap();
+    assert_eq!(st.close_and_get_handle().unwrap(), None);
+    assert_eq!(
+        st.close_and_get_handle().unwrap(),
+        None,
+        "asking again still gives none"
+    );
+    assert_eq!(st.write(b"x").unwrap_err().code, ErrorCode::Closed);
+    assert!(s.files_in(DIR).is_empty());
+}
+
+#[test]
+fn state_at_threshold_is_inline_one_over_is_a_file() {
+    let s = MemSandbox::with_dirs(&[DIR]);
+    let mut at = stream(&s, 100, 100, true);
+    at.write(&[7; 100]).unwrap();
+    match at.close_and_get_handle().unwrap().unwrap() {
+        StateHandle::ByteStream { name, data } => {
+            assert_eq!(data, vec![7; 100]);
+            assert!(
+                name.starts_with("/checkpoints/d/") && name.len() == DIR.len() + 37,
+                "{name}"
+            );
+        }
+        other => panic!("expected inline, got {other:?}"),
+    }
+    assert!(s.files_in(DIR).is_empty());
+
+    let mut over = stream(&s, 100, 100, true);
+    over.write(&[7; 100]).unwrap();
+    over.write(&[8]).unwrap();
+    let h = over.close_and_get_handle().unwrap().unwrap();
+    let StateHandle::RelativeFile {
+        path,
+        relative_path,
+        size,
+    } = &h
+    else {
+        panic!("{h:?}")
+    };
+    assert_eq!(*size, 101);
+    assert_eq!(format!("{DIR}/{relative_path}"), *path);
+    let mut expected = vec![7; 100];
+    expected.push(8);
+    assert_eq!(s.read(path).unwrap(), expected);
+    assert!(
+        s.faults.synced.borrow().contains(&GuestPath::parse(path).unwrap()),
+        "file synced before the handle"
+    );
+}
+
+#[test]
+fn chunking_never_changes_the_result() {
+    // One write of exactly the buffer size stays inline (Flink would spill it).
+    let s = MemSandbox::with_dirs(&[DIR]);
+    let mut st = stream(&s, 100, 100, false);
+    st.write(&[1; 100]).unwrap();
+    assert!(matches!(
+        st.close_and_get_handle().unwrap(),
+        Some(StateHandle::ByteStream { .. })
+    ));
+}
+
+#[test]
+fn below_threshold_in_big_buffer_then_above_threshold_goes_to_file_at_close() {
+    let s = MemSandbox::with_dirs(&[DIR]);
+    let mut st = stream(&s, 15, 1024, false);
+    st.write(&[3; 896]).unwrap();
+    assert!(s.files_in(DIR).is_empty(), "still buffered");
+    let h = st.close_and_get_handle().unwrap().unwrap();
+    assert!(matches!(&h, StateHandle::File { size: 896, .. }));
+    assert_eq!(s.read(file_of(&h)).unwrap(), vec![3; 896]);
+}
+
+#[test]
+fn large_write_creates_file_immediately_and_buffers_the_rest() {
+    let s = MemSandbox::with_dirs(&[DIR]);
+    let mut st = stream(&s, 100, 100, false);
+    st.write(&[1; 150]).unwrap();
+    let files = s.files_in(DIR);
+    assert_eq!(files.len(), 1);
+    assert_eq!(s.read(files[0].as_str()).unwrap().len(), 150);
+    st.write(&[2; 99]).unwrap();
+    assert_eq!(s.read(files[0].as_str()).unwrap().len(), 150, "small writes buffered");
+    assert_eq!(st.pos(), 249);
+}
+
+#[test]
+fn flush_keeps_small_state_in_memory() {
+    let s = MemSandbox::with_dirs(&[DIR]);
+    let mut st = stream(&s, 10, 4096, false);
+    st.write(&[0; 10]).unwrap();
+    st.flush().unwrap();
+    assert!(s.files_in(DIR).is_empty());
+    st.write(&[0]).unwrap();
+    st.flush().unwrap();
+    assert_eq!(s.files_in(DIR).len(), 1);
+    st.sync().unwrap();
+    assert_eq!(s.read(s.files_in(DIR)[0].as_str()).unwrap().len(), 11);
+}
+
+#[test]
+fn get_pos_counts_every_byte() {
+    let s = MemSandbox::with_dirs(&[DIR]);
+    let mut st = stream(&s, 17, 31, false);
+    for i in 0..64u64 {
+        assert_eq!(st.pos(), i);
+        st.write(&[i as u8]).unwrap();
+    }
+    let h = st.close_and_get_handle().unwrap().unwrap();
+    assert_eq!(s.read(file_of(&h)).unwrap(), (0..64u8).collect::<Vec<_>>());
+}
+
+#[test]
+fn dropped_stream_deletes_its_file() {
+    let s = MemSandbox::with_dirs(&[DIR]);
+    let mut st = stream(&s, 0, 4, false);
+    st.write(&[1; 5]).unwrap();
+    assert_eq!(s.files_in(DIR).len(), 1);
+    drop(st);
+    assert!(s.files_in(DIR).is_empty());
+}
+
+#[test]
+fn closed_stream_refuses_everything() {
+    let s = MemSandbox::with_dirs(&[DIR]);
+    let mut st = stream(&s, 0, 4, false);
+    st.write(&[1; 177]).unwrap();
+    st.discard();
+    assert!(s.files_in(DIR).is_empty());
+    for e in [
+        st.write(b"x").unwrap_err(),
+        st.flush().unwrap_err(),
+        st.sync().unwrap_err(),
+    ] {
+        assert_eq!(e.code, ErrorCode::Closed);
+    }
+    let e = st.close_and_get_handle().unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (ErrorCode::Closed, "Stream has already been closed and discarded.")
+    );
+}
+
+#[test]
+fn second_close_and_get_handle_fails_and_keeps_the_file() {
+    let s = MemSandbox::with_dirs(&[DIR]);
+    let mut st = stream(&s, 0, 4, false);
+    st.write(&[1; 9]).unwrap();
+    let h = st.close_and_get_handle().unwrap().unwrap();
+    assert_eq!(st.close_and_get_handle().unwrap_err().code, ErrorCode::Closed);
+    drop(st);
+    assert_eq!(s.read(file_of(&h)).unwrap(), vec![1; 9]);
+}
+
+#[test]
+fn missing_directory_is_not_found_naming_it() {
+    let s = MemSandbox::with_dirs(&[]);
+    let mut st = stream(&s, 0, 4, false);
+    let e = st.write(&[1; 10]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    assert!(e.message.contains(DIR), "{}", e.message);
+    assert_eq!(
+        st.write(b"x").unwrap_err().code,
+        ErrorCode::Closed,
+        "a failed stream is closed"
+    );
+}
+
+#[test]
+fn name_clash_retries_then_gives_up_after_ten() {
+    let s = MemSandbox::with_dirs(&[DIR]);
+    let clash = [9u8; 16];
+    // Occupy the clashing name, then script 3 clashes: the 4th name works.
+    let taken = GuestPath::parse(DIR)
+        .unwrap()
+        .join(&uuid::Builder::from_random_bytes(clash).into_uuid().to_string());
+    s.files.borrow_mut().insert(taken.clone(), Default::default());
+    s.scripted_random.borrow_mut().extend([clash; 3]);
+    let mut st = stream(&s, 0, 4, false);
+    st.write(&[1; 10]).unwrap();
+    let h = st.close_and_get_handle().unwrap().unwrap();
+    assert_ne!(file_of(&h), taken.as_str());
+    assert!(
+        s.read(taken.as_str()).unwrap().is_empty(),
+        "the existing file is untouched"
+    );
+
+    s.scripted_random.borrow_mut().extend([clash; 10]);
+    let mut st = stream(&s, 0, 4, false);
+    let e = st.write(&[1; 10]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::AlreadyExists);
+    assert!(e.message.contains("10 random file names"));
+}
+
+#[test]
+fn failed_write_deletes_the_partial_file() {
+    let s = MemSandbox::with_dirs(&[DIR]);
+    s.faults.budget.set(Some(150));
+    let mut st = stream(&s, 0, 100, false);
+    st.write(&[1; 120]).unwrap();
+    let e = st.write(&[1; 120]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Io);
+    assert!(e.message.contains("no space"));
+    assert!(s.files_in(DIR).is_empty());
+    assert_eq!(st.close_and_get_handle().unwrap_err().code, ErrorCode::Closed);
+}
+
+#[test]
+fn failed_sync_at_close_deletes_the_file() {
+    let s = MemSandbox::with_dirs(&[DIR]);
+    s.faults.fail_sync.set(true);
+    let mut st = stream(&s, 0, 100, false);
+    st.write(&[1; 120]).unwrap();
+    let e = st.close_and_get_handle().unwrap_err();
+    assert_eq!(e.code, ErrorCode::Io);
+    assert!(
+        e.message
+            .starts_with("Could not flush to file and close the file system output stream to /checkpoints/d/"),
+        "{}",
+        e.message
+    );
+    assert!(s.files_in(DIR).is_empty());
+}
+
+#[test]
+fn default_reference_resolves_to_chk_dir_and_shared_dir() {
+    let s = MemSandbox::with_dirs(&[]);
+    let w = WorkerView::open(s, &config(Backend::Filesystem)).unwrap();
+    let f = w
+        .resolve_checkpoint_storage_location(42, &LocationReference::Default)
+        .unwrap();
+    assert_eq!(
+        f.checkpoint_directory().unwrap().as_str(),
+        format!("/checkpoints/{JOB}/chk-42")
+    );
+    assert_eq!(
+        f.shared_state_directory().unwrap().as_str(),
+        format!("/checkpoints/{JOB}/shared")
+    );
+    assert_eq!(
+        w.task_owned_state_dir().as_str(),
+        format!("/checkpoints/{JOB}/taskowned")
+    );
+}
+
+#[test]
+fn encoded_reference_puts_all_state_in_its_directory() {
+    let s = MemSandbox::with_dirs(&[]);
+    let w = WorkerView::open(s, &config(Backend::Filesystem)).unwrap();
+    for raw in [
+        "/checkpoints/sp-1",
+        "file:///checkpoints/sp-1/",
+        "file:/checkpoints/./x/../sp-1",
+    ] {
+        let f = w
+            .resolve_checkpoint_storage_location(1, &LocationReference::encode_path(raw))
+            .unwrap();
+        assert_eq!(f.checkpoint_directory().unwrap().as_str(), "/checkpoints/sp-1");
+        assert_eq!(f.shared_state_directory().unwrap().as_str(), "/checkpoints/sp-1");
+    }
+}
+
+#[test]
+fn references_outside_the_sandbox_are_refused() {
+    let s = MemSandbox::with_dirs(&[]);
+    let w = WorkerView::open(s, &config(Backend::Filesystem)).unwrap();
+    for (raw, code) in [
+        ("/etc", ErrorCode::InvalidReference),
+        ("/checkpoints/../etc", ErrorCode::InvalidReference),
+        ("/checkpoints/../../etc", ErrorCode::InvalidReference),
+        ("/checkpointsX", ErrorCode::InvalidReference),
+        ("relative/dir", ErrorCode::InvalidReference),
+        ("hdfs://namenode/checkpoints", ErrorCode::Unsupported),
+        ("s3://bucket/x", ErrorCode::Unsupported),
+    ] {
+        let e = w
+            .resolve_checkpoint_storage_location(1, &LocationReference::encode_path(raw))
+            .err()
+            .unwrap();
+        assert_eq!(e.code, code, "{raw}: {}", e.message);
+    }
+}
+
+#[test]
+fn checkpoint_id_beyond_flinks_long_is_refused() {
+    let w = WorkerView::open(MemSandbox::with_dirs(&[]), &config(Backend::Filesystem)).unwrap();
+    let e = w
+        .resolve_checkpoint_storage_location(u64::MAX, &LocationReference::Default)
+        .err()
+        .unwrap();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert!(
+        w.resolve_checkpoint_storage_location(i64::MAX as u64, &LocationReference::Default)
+            .is_ok()
+    );
+}
+
+#[test]
+fn checkpoints_dir_outside_sandbox_is_refused() {
+    let mut c = config(Backend::Filesystem);
+    c.checkpoints_dir = "/tmp".into();
+    let e = WorkerView::open(MemSandbox::with_dirs(&[]), &c).err().unwrap();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert!(e.message.contains("outside"));
+}
+
+#[test]
+fn task_owned_stream_works_with_default_settings() {
+    let job = format!("/checkpoints/{JOB}");
+    let to = format!("{job}/taskowned");
+    let s = MemSandbox::with_dirs(&["/checkpoints", &job, &to]);
+    let w = WorkerView::open(s.clone(), &config(Backend::Filesystem)).unwrap();
+    let mut st = w.create_task_owned_state_stream().unwrap();
+    st.write(&[5; 30000]).unwrap();
+    let h = st.close_and_get_handle().unwrap().unwrap();
+    assert!(matches!(&h, StateHandle::File { size: 30000, .. }));
+    assert!(file_of(&h).starts_with(&to));
+}
+
+#[test]
+fn toolset_duplicates_keeping_name_and_kind() {
+    let job = format!("/checkpoints/{JOB}");
+    let to = format!("{job}/taskowned");
+    let chk = format!("{job}/chk-1");
+    let s = MemSandbox::with_dirs(&["/checkpoints", &job, &to, &chk]);
+    let w = WorkerView::open(s.clone(), &config(Backend::Filesystem)).unwrap();
+    let f = w
+        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+        .unwrap();
+    let mut a = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    a.write(&[1; 30000]).unwrap();
+    let a = a.close_and_get_handle().unwrap().unwrap();
+    let t = w.create_task_owned_checkpoint_state_toolset().unwrap();
+    assert!(t.can_fast_duplicate(&a));
+    for links_unsupported in [false, true] {
+        s.links_unsupported.set(links_unsupported);
+        let d = t.duplicate(std::slice::from_ref(&a)).unwrap();
+        let StateHandle::RelativeFile {
+            path,
+            relative_path,
+            size,
+        } = &d[0]
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (path.as_str(), *size),
+            (format!("{to}/{relative_path}").as_str(), 30000)
+        );
+        assert_eq!(Some(relative_path.as_str()), file_of(&a).rsplit('/').next());
+        assert_eq!(s.read(path).unwrap(), vec![1; 30000]);
+        assert!(!t.can_fast_duplicate(&d[0]), "already in place");
+        assert_eq!(t.duplicate(&d).unwrap(), d, "in place: returned as it is");
+        s.remove_file_for_test(path);
+    }
+}
+
+#[test]
+fn toolset_refuses_inline_and_outside_handles_before_touching_anything() {
+    let job = format!("/checkpoints/{JOB}");
+    let to = format!("{job}/taskowned");
+    let s = MemSandbox::with_dirs(&["/checkpoints", &job, &to, "/checkpoints/x"]);
+    s.files
+        .borrow_mut()
+        .insert(GuestPath::parse("/checkpoints/x/f").unwrap(), Default::default());
+    let w = WorkerView::open(s.clone(), &config(Backend::Filesystem)).unwrap();
+    let t = w.create_task_owned_checkpoint_state_toolset().unwrap();
+    let good = StateHandle::File {
+        path: "/checkpoints/x/f".into(),
+        size: 0,
+    };
+    let inline = StateHandle::ByteStream {
+        name: "n".into(),
+        data: vec![1],
+    };
+    assert!(!t.can_fast_duplicate(&inline));
+    let e = t.duplicate(&[good.clone(), inline]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert!(e.message.contains("only file handles"));
+    for bad in [
+        "/etc/passwd",
+        "/checkpoints/../etc/passwd",
+        "relative",
+        "file://host/checkpoints/x/f",
+    ] {
+        let h = StateHandle::File {
+            path: bad.into(),
+            size: 1,
+        };
+        assert!(!t.can_fast_duplicate(&h));
+        assert_eq!(
+            t.duplicate(&[good.clone(), h]).unwrap_err().code,
+            ErrorCode::InvalidArgument,
+            "{bad}"
+        );
+    }
+    assert!(s.files_in(&to).is_empty());
+}
+
+#[test]
+fn failed_duplicate_removes_the_duplicates_it_made() {
+    let job = format!("/checkpoints/{JOB}");
+    let to = format!("{job}/taskowned");
+    let s = MemSandbox::with_dirs(&["/checkpoints", &job, &to, "/checkpoints/x"]);
+    for name in ["a", "b"] {
+        s.files.borrow_mut().insert(
+            GuestPath::parse(&format!("/checkpoints/x/{name}")).unwrap(),
+            Default::default(),
+        );
+    }
+    let w = WorkerView::open(s.clone(), &config(Backend::Filesystem)).unwrap();
+    let t = w.create_task_owned_checkpoint_state_toolset().unwrap();
+    let h = |n: &str| StateHandle::File {
+        path: format!("/checkpoints/x/{n}"),
+        size: 0,
+    };
+    let e = t.duplicate(&[h("a"), h("b"), h("missing")]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    assert!(s.files_in(&to).is_empty());
+    assert_eq!(s.files_in("/checkpoints/x").len(), 2, "sources untouched");
+}
+
+#[test]
+fn memory_backend_inlines_and_bounds_state() {
+    let mut c = config(Backend::Memory);
+    c.max_memory_state_size = Some(10);
+    let s = MemSandbox::with_dirs(&[]);
+    let w = WorkerView::open(s.clone(), &c).unwrap();
+    let f = w
+        .resolve_checkpoint_storage_location(1, &LocationReference::encode_path("/anything"))
+        .unwrap();
+    let mut st = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
+    st.write(&[1; 10]).unwrap();
+    let Some(StateHandle::ByteStream { name, data }) = st.close_and_get_handle().unwrap() else {
+        panic!()
+    };
+    assert_eq!((name.len(), data), (36, vec![1; 10]));
+    let mut st = w.create_task_owned_state_stream().unwrap();
+    st.write(&[1; 5]).unwrap();
+    let e = st.write(&[1; 6]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::StateTooLarge);
+    assert!(e.message.contains("Size=11 , maxSize=10") && e.message.contains("File System State backend"));
+    assert_eq!(st.close_and_get_handle().unwrap_err().code, ErrorCode::Closed);
+    let e = w
+        .create_task_owned_checkpoint_state_toolset()
+        .unwrap()
+        .duplicate(&[])
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unsupported);
+    assert!(s.files.borrow().is_empty());
+}
+
+proptest! {
+    /// However the bytes are chunked, the handle kind depends only on the
+    /// total size and the bytes come back unchanged.
+    #[test]
+    fn any_chunking_round_trips(
+        chunks in proptest::collection::vec(0usize..300, 0..20),
+        threshold in 0usize..200,
+        extra in 0usize..200,
+    ) {
+        let s = MemSandbox::with_dirs(&[DIR]);
+        let mut st = stream(&s, threshold, threshold + extra, true);
+        let mut all = Vec::new();
+        for (i, len) in chunks.iter().enumerate() {
+            let data: Vec<u8> = (0..*len).map(|j| (i * 31 + j) as u8).collect();
+            st.write(&data).unwrap();
+            all.extend_from_slice(&data);
+            prop_assert_eq!(st.pos(), all.len() as u64);
+        }
+        let h = st.close_and_get_handle().unwrap();
+        match h {
+            None => prop_assert!(all.is_empty()),
+            Some(StateHandle::ByteStream { data, .. }) => {
+                prop_assert!(all.len() <= threshold);
+                prop_assert_eq!(data, all);
+                prop_assert!(s.files_in(DIR).is_empty());
+            }
+            Some(StateHandle::RelativeFile { path, size, .. }) => {
+                prop_assert!(all.len() > threshold);
+                prop_assert_eq!(size, all.len() as u64);
+                prop_assert_eq!(s.read(&path).unwrap(), all);
+                prop_assert_eq!(s.files_in(DIR).len(), 1);
+            }
+            Some(other) => prop_assert!(false, "unexpected {:?}", other),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The `Sandbox` over `wasi:filesystem` descriptors (wasm32 only).
+//!
+//! Files are opened with `open-at` on the preopened directory using exactly
+//! the flags needed (`write` only: no `mutate-directory`, which some WASI
+//! hosts refuse) and written with positional `write`, the cheap path under
+//! wasmtime-wasi (see WASMTIME-NOTES.md). The preopen itself refuses any path
+//! that leaves it, a second wall behind the guest's own path checks.
+
+use crate::paths::GuestPath;
+use crate::sandbox::{FsError, FsErrorKind, Sandbox, StateFile};
+use wasip2::filesystem::preopens::get_directories;
+use wasip2::filesystem::types::{Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
+
+/// The directories the host preopened, each with its guest mount path.
+pub struct WasiSandbox {
+    preopens: Vec<(Descriptor, GuestPath)>,
+}
+
+impl WasiSandbox {
+    pub fn from_preopens() -> Self {
+        let preopens = get_directories()
+            .into_iter()
+            .filter_map(|(d, mount)| GuestPath::parse(&mount).ok().map(|p| (d, p)))
+            .collect();
+        WasiSandbox { preopens }
+    }
+
+    /// The preopen holding `path` and the path relative to it.
+    fn locate<'a>(&'a self, path: &'a GuestPath) -> Result<(&'a Descriptor, &'a str), FsError> {
+        self.preopens
+            .iter()
+            .filter_map(|(d, mount)| path.relative_to(mount).map(|rel| (d, rel, mount.as_str().len())))
+            .max_by_key(|(_, _, len)| *len)
+            .map(|(d, rel, _)| (d, rel))
+            .filter(|(_, rel)| !rel.is_empty())
+            .ok_or_else(|| {
+                FsError::new(
+                    FsErrorKind::PermissionDenied,
+                    format!("{path} is not a file inside the tenant's directory"),
+                )
+            })
+    }
+}
+
+fn fs_error(e: ErrorCode) -> FsError {
+    let kind = match e {
+        ErrorCode::NoEntry => FsErrorKind::NotFound,
+        ErrorCode::Exist => FsErrorKind::AlreadyExists,
+        ErrorCode::Access | ErrorCode::NotPermitted | ErrorCode::ReadOnly => FsErrorKind::PermissionDenied,
+        ErrorCode::Unsupported | ErrorCode::CrossDevice => FsErrorKind::Unsupported,
+        ErrorCode::InsufficientSpace | ErrorCode::Quota | ErrorCode::FileTooLarge => FsErrorKind::NoSpace,
+        _ => FsErrorKind::Other,
+    };
+    FsError::new(kind, e.message().to_string())
+}
+
+pub struct WasiFile(Descriptor);
+
+impl StateFile for WasiFile {
+    fn write_all_at(&mut self, mut data: &[u8], mut offset: u64) -> Result<(), FsError> {
+        while !data.is_empty() {
+            let n = self.0.write(data, offset).map_err(fs_error)?;
+            if n == 0 {
+                return Err(FsError::new(FsErrorKind::Other, "the file accepted no bytes"));
+            }
+            data = &data[n as usize..];
+            offset += n;
+        }
+        Ok(())
+    }
+
+    fn sync_data(&mut self) -> Result<(), FsError> {
+        self.0.sync_data().map_err(fs_error)
+    }
+}
+
+impl Sandbox for WasiSandbox {
+    type File = WasiFile;
+
+    fn contains(&self, path: &GuestPath) -> bool {
+        self.preopens.iter().any(|(_, mount)| path.is_inside(mount))
+    }
+
+    fn create_new(&self, path: &GuestPath) -> Result<WasiFile, FsError> {
+        let (dir, rel) = self.locate(path)?;
+        dir.open_at(
+            PathFlags::empty(),
+            rel,
+            OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
+            DescriptorFlags::WRITE,
+        )
+        .map(WasiFile)
+        .map_err(fs_error)
+    }
+
+    fn remove_file(&self, path: &GuestPath) -> Result<(), FsError> {
+        let (dir, rel) = self.locate(path)?;
+        dir.unlink_file_at(rel).map_err(fs_error)
+    }
+
+    fn hard_link(&self, src: &GuestPath, dst: &GuestPath) -> Result<(), FsError> {
+        let (src_dir, src_rel) = self.locate(src)?;
+        let (dst_dir, dst_rel) = self.locate(dst)?;
+        src_dir
+            .link_at(PathFlags::empty(), src_rel, dst_dir, dst_rel)
+            .map_err(fs_error)
+    }
+
+    fn copy_file(&self, src: &GuestPath, dst: &GuestPath) -> Result<(), FsError> {
+        const CHUNK: u64 = 256 * 1024;
+        let (src_dir, src_rel) = self.locate(src)?;
+        let input = src_dir
+            .open_at(PathFlags::empty(), src_rel, OpenFlags::empty(), DescriptorFlags::READ)
+            .map_err(fs_error)?;
+        let mut output = self.create_new(dst)?;
+        let result = (|| {
+            let mut offset = 0;
+            loop {
+                let (data, end) = input.read(CHUNK, offset).map_err(fs_error)?;
+                output.write_all_at(&data, offset)?;
+                offset += data.len() as u64;
+                if end || data.is_empty() {
+                    return output.sync_data();
+                }
+            }
+        })();
+        if result.is_err() {
+            let _ = self.remove_file(dst);
+        }
+        result
+    }
+
+    fn random_bytes(&self) -> [u8; 16] {
+        let bytes = wasip2::random::random::get_random_bytes(16);
+        let mut out = [0u8; 16];
+        out.iter_mut().zip(bytes).for_each(|(o, b)| *o = b);
+        out
+    }
+}

@@ -1,0 +1,90 @@
+//! Builds the guest component (wasm32-wasip2) so that plain `cargo build`,
+//! `cargo test` and `cargo run` do everything, in the manner of wasmtime's
+//! `test-programs/artifacts/build.rs`: a nested cargo with its own target
+//! directory (the outer one is locked), a clean environment, and
+//! `rerun-if-changed` lines from the guest's dep-info file.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const GUEST: &str = "checkpoint-storage-guest";
+const TARGET: &str = "wasm32-wasip2";
+const PROFILE: &str = "guest";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let workspace = manifest_dir.parent().unwrap().to_path_buf();
+    // One guest target dir for every host profile (debug, release, clippy),
+    // so the guest is built once, not once per OUT_DIR.
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"))
+        .join("guest-build");
+
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&workspace)
+        .args(["build", "-p", GUEST, "--target", TARGET, "--profile", PROFILE])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_LLVM_COV",
+        "LLVM_PROFILE_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("failed to run cargo to build the guest component");
+    if !status.success() {
+        panic!(
+            "building the guest component failed ({status}); is the target installed? run `rustup target add {TARGET}`"
+        );
+    }
+
+    let out = target_dir.join(TARGET).join(PROFILE);
+    let wasm = out.join("checkpoint_storage_guest.wasm");
+    assert!(wasm.exists(), "guest artefact missing: {}", wasm.display());
+    println!("cargo:rustc-env=CHECKPOINT_STORAGE_COMPONENT={}", wasm.display());
+
+    rerun_from_dep_info(&out.join("checkpoint_storage_guest.d"), &workspace);
+    println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// Emits `rerun-if-changed` for every source file the guest build read.
+fn rerun_from_dep_info(dep_file: &Path, workspace: &Path) {
+    match std::fs::read_to_string(dep_file) {
+        Ok(contents) => {
+            for line in contents.lines() {
+                let Some((_, deps)) = line.split_once(": ") else {
+                    continue;
+                };
+                // Paths are space-separated; spaces inside paths are escaped.
+                let deps = deps.replace("\\ ", "\u{0}");
+                for dep in deps.split(' ').filter(|d| !d.is_empty()) {
+                    let dep = dep.replace('\u{0}', " ");
+                    if Path::new(&dep).starts_with(workspace) {
+                        println!("cargo:rerun-if-changed={dep}");
+                    }
+                }
+            }
+        }
+        Err(_) => {
+            for dir in ["guest", "wit"] {
+                println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+            }
+        }
+    }
+    // New files are not in the dep-info yet.
+    for dir in ["guest/src", "wit", "guest/Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    }
+}

@@ -1,0 +1,298 @@
+//! The typed Rust API over the worker view. Callers never touch
+//! `ResourceAny`: every resource is a Rust value that calls into its tenant,
+//! and dropping it drops the guest resource (for a stream: discards it).
+
+pub use crate::bindings::exports::flink::checkpoint_storage::types::{
+    Backend, ByteStreamHandle, FileHandle, LocationReference, RelativeFileHandle, StateHandle, StateScope,
+    StorageConfig,
+};
+use crate::bindings::exports::flink::checkpoint_storage::worker::Guest as WorkerGuest;
+use crate::error::Result;
+use crate::tenant::{Inner, Tenant};
+use std::fmt;
+use wasmtime::component::ResourceAny;
+
+/// Flink's reference magic number: `05 5F 3F 18`.
+pub const REFERENCE_MAGIC_NUMBER: [u8; 4] = [0x05, 0x5F, 0x3F, 0x18];
+
+impl StorageConfig {
+    /// A filesystem-backend configuration with Flink's defaults, checkpoints
+    /// under `/checkpoints`.
+    pub fn filesystem(job_id: impl Into<String>) -> Self {
+        StorageConfig {
+            job_id: job_id.into(),
+            checkpoints_dir: crate::tenant::GUEST_MOUNT.to_string(),
+            backend: Backend::Filesystem,
+            file_state_threshold: None,
+            write_buffer_size: None,
+            max_memory_state_size: None,
+        }
+    }
+
+    /// A memory-backend configuration with Flink's defaults.
+    pub fn memory(job_id: impl Into<String>) -> Self {
+        StorageConfig {
+            backend: Backend::Memory,
+            ..Self::filesystem(job_id)
+        }
+    }
+
+    pub fn with_file_state_threshold(mut self, bytes: u32) -> Self {
+        self.file_state_threshold = Some(bytes);
+        self
+    }
+
+    pub fn with_write_buffer_size(mut self, bytes: u32) -> Self {
+        self.write_buffer_size = Some(bytes);
+        self
+    }
+
+    pub fn with_max_memory_state_size(mut self, bytes: u32) -> Self {
+        self.max_memory_state_size = Some(bytes);
+        self
+    }
+}
+
+impl LocationReference {
+    /// Flink's encoding of a path reference: magic ++ UTF-8 path.
+    pub fn encode_path(path: &str) -> Self {
+        let mut bytes = REFERENCE_MAGIC_NUMBER.to_vec();
+        bytes.extend_from_slice(path.as_bytes());
+        LocationReference::Encoded(bytes)
+    }
+}
+
+/// Flink's `toString`: `(default)` or the lowercase hex of the bytes.
+impl fmt::Display for LocationReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LocationReference::Default => f.write_str("(default)"),
+            LocationReference::Encoded(bytes) => bytes.iter().try_for_each(|b| write!(f, "{b:02x}")),
+        }
+    }
+}
+
+impl StateHandle {
+    /// The file path of a file handle; `None` for inline state.
+    pub fn file_path(&self) -> Option<&str> {
+        match self {
+            StateHandle::ByteStream(_) => None,
+            StateHandle::File(f) => Some(&f.path),
+            StateHandle::RelativeFile(r) => Some(&r.path),
+        }
+    }
+
+    /// The state's size in bytes.
+    pub fn state_size(&self) -> u64 {
+        match self {
+            StateHandle::ByteStream(b) => b.data.len() as u64,
+            StateHandle::File(f) => f.size,
+            StateHandle::RelativeFile(r) => r.size,
+        }
+    }
+}
+
+/// In the manner of Flink's handle `toString`s.
+impl fmt::Display for StateHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateHandle::ByteStream(b) => write!(
+                f,
+                "ByteStreamStateHandle{{handleName='{}', dataBytes={}}}",
+                b.name,
+                b.data.len()
+            ),
+            StateHandle::File(h) => write!(f, "File State: {} [{} bytes]", h.path, h.size),
+            StateHandle::RelativeFile(h) => {
+                write!(
+                    f,
+                    "RelativeFileStateHandle State: {}, {} [{} bytes]",
+                    h.path, h.relative_path, h.size
+                )
+            }
+        }
+    }
+}
+
+/// A guest resource owned by a Rust value; dropped with it.
+struct Owned {
+    tenant: Tenant,
+    resource: ResourceAny,
+}
+
+impl Owned {
+    fn call<T>(
+        &self,
+        f: impl FnOnce(
+            &WorkerGuest,
+            &mut Inner,
+            ResourceAny,
+        ) -> wasmtime::Result<std::result::Result<T, crate::error::StorageError>>,
+    ) -> Result<T> {
+        let resource = self.resource;
+        self.tenant.call(|inner| {
+            let guest = inner.bindings.flink_checkpoint_storage_worker().clone();
+            f(&guest, inner, resource)
+        })
+    }
+
+    fn call_infallible<T>(
+        &self,
+        f: impl FnOnce(&WorkerGuest, &mut Inner, ResourceAny) -> wasmtime::Result<T>,
+    ) -> Result<T> {
+        self.call(|g, i, r| f(g, i, r).map(Ok))
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.tenant.drop_resource(self.resource);
+    }
+}
+
+impl Tenant {
+    /// Opens a worker view (Flink's `CheckpointStorageWorkerView`) of a job.
+    pub fn open_worker_view(&self, config: &StorageConfig) -> Result<WorkerView> {
+        let resource = self.call(|inner| {
+            let guest = inner.bindings.flink_checkpoint_storage_worker().clone();
+            guest.worker_view().call_open(&mut inner.store, config)
+        })?;
+        Ok(WorkerView(Owned {
+            tenant: self.clone(),
+            resource,
+        }))
+    }
+}
+
+/// A job's worker view inside one tenant.
+pub struct WorkerView(Owned);
+
+impl WorkerView {
+    /// Flink's `resolveCheckpointStorageLocation`.
+    pub fn resolve_checkpoint_storage_location(
+        &self,
+        checkpoint_id: u64,
+        reference: &LocationReference,
+    ) -> Result<StreamFactory> {
+        let resource = self.0.call(|g, i, r| {
+            g.worker_view()
+                .call_resolve_checkpoint_storage_location(&mut i.store, r, checkpoint_id, reference)
+        })?;
+        Ok(StreamFactory(Owned {
+            tenant: self.0.tenant.clone(),
+            resource,
+        }))
+    }
+
+    /// Flink's `createTaskOwnedStateStream`.
+    pub fn create_task_owned_state_stream(&self) -> Result<StateOutputStream> {
+        let resource = self
+            .0
+            .call(|g, i, r| g.worker_view().call_create_task_owned_state_stream(&mut i.store, r))?;
+        Ok(StateOutputStream(Owned {
+            tenant: self.0.tenant.clone(),
+            resource,
+        }))
+    }
+
+    /// Flink's `createTaskOwnedCheckpointStateToolset`.
+    pub fn create_task_owned_checkpoint_state_toolset(&self) -> Result<CheckpointStateToolset> {
+        let resource = self.0.call(|g, i, r| {
+            g.worker_view()
+                .call_create_task_owned_checkpoint_state_toolset(&mut i.store, r)
+        })?;
+        Ok(CheckpointStateToolset(Owned {
+            tenant: self.0.tenant.clone(),
+            resource,
+        }))
+    }
+}
+
+/// The stream factory of one checkpoint location.
+pub struct StreamFactory(Owned);
+
+impl StreamFactory {
+    pub fn create_checkpoint_state_output_stream(&self, scope: StateScope) -> Result<StateOutputStream> {
+        let resource = self.0.call(|g, i, r| {
+            g.stream_factory()
+                .call_create_checkpoint_state_output_stream(&mut i.store, r, scope)
+        })?;
+        Ok(StateOutputStream(Owned {
+            tenant: self.0.tenant.clone(),
+            resource,
+        }))
+    }
+
+    pub fn can_fast_duplicate(&self, handle: &StateHandle, scope: StateScope) -> Result<bool> {
+        self.0.call_infallible(|g, i, r| {
+            g.stream_factory()
+                .call_can_fast_duplicate(&mut i.store, r, handle, scope)
+        })
+    }
+
+    pub fn duplicate(&self, handles: &[StateHandle], scope: StateScope) -> Result<Vec<StateHandle>> {
+        self.0
+            .call(|g, i, r| g.stream_factory().call_duplicate(&mut i.store, r, handles, scope))
+    }
+
+    /// Guest path of the exclusive-state directory ("" for the memory backend).
+    pub fn checkpoint_directory(&self) -> Result<String> {
+        self.0
+            .call_infallible(|g, i, r| g.stream_factory().call_checkpoint_directory(&mut i.store, r))
+    }
+
+    /// Guest path of the shared-state directory ("" for the memory backend).
+    pub fn shared_state_directory(&self) -> Result<String> {
+        self.0
+            .call_infallible(|g, i, r| g.stream_factory().call_shared_state_directory(&mut i.store, r))
+    }
+}
+
+/// A state output stream. Dropping it without `close_and_get_handle`
+/// discards it (its file is deleted).
+pub struct StateOutputStream(Owned);
+
+impl StateOutputStream {
+    pub fn write(&self, data: &[u8]) -> Result<()> {
+        self.0
+            .call(|g, i, r| g.state_output_stream().call_write(&mut i.store, r, data))
+    }
+
+    pub fn get_pos(&self) -> Result<u64> {
+        self.0
+            .call_infallible(|g, i, r| g.state_output_stream().call_get_pos(&mut i.store, r))
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.0
+            .call(|g, i, r| g.state_output_stream().call_flush(&mut i.store, r))
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        self.0
+            .call(|g, i, r| g.state_output_stream().call_sync(&mut i.store, r))
+    }
+
+    /// Finishes the stream; `None` if nothing was written.
+    pub fn close_and_get_handle(&self) -> Result<Option<StateHandle>> {
+        self.0
+            .call(|g, i, r| g.state_output_stream().call_close_and_get_handle(&mut i.store, r))
+    }
+}
+
+/// The task-owned toolset.
+pub struct CheckpointStateToolset(Owned);
+
+impl CheckpointStateToolset {
+    pub fn can_fast_duplicate(&self, handle: &StateHandle) -> Result<bool> {
+        self.0.call_infallible(|g, i, r| {
+            g.checkpoint_state_toolset()
+                .call_can_fast_duplicate(&mut i.store, r, handle)
+        })
+    }
+
+    pub fn duplicate(&self, handles: &[StateHandle]) -> Result<Vec<StateHandle>> {
+        self.0
+            .call(|g, i, r| g.checkpoint_state_toolset().call_duplicate(&mut i.store, r, handles))
+    }
+}

@@ -1,0 +1,162 @@
+//! Shared harness for the integration tests: they reach the component only
+//! through the host library, as a user of the host would.
+
+use anyhow::{Context, bail};
+pub use checkpoint_storage_host::*;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The plugin, compiled once per test binary.
+pub fn plugin() -> &'static Plugin {
+    static PLUGIN: OnceLock<Plugin> = OnceLock::new();
+    PLUGIN.get_or_init(|| Plugin::load().expect("the component loads"))
+}
+
+/// A fresh random job id in Flink's format (32 lowercase hex).
+pub fn job_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A tenant with its own temporary directory (removed on drop).
+pub struct TestTenant {
+    pub tenant: Tenant,
+    pub job: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestTenant {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tenant = plugin().tenant(TenantConfig::new(dir.path())).expect("tenant");
+        TestTenant {
+            tenant,
+            job: job_id(),
+            dir,
+        }
+    }
+
+    /// The host path of `rel` inside the tenant's directory.
+    pub fn host(&self, rel: &str) -> PathBuf {
+        self.tenant.dir().join(rel)
+    }
+
+    /// Guest path of the job directory.
+    pub fn job_guest_dir(&self) -> String {
+        format!("{GUEST_MOUNT}/{}", self.job)
+    }
+
+    /// Creates what Flink's coordinator creates before tasks write:
+    /// `<job>/shared`, `<job>/taskowned` and `<job>/chk-<id>` for each id.
+    pub fn init_job_dirs(&self, checkpoint_ids: &[u64]) {
+        let mut dirs = vec![format!("{}/shared", self.job), format!("{}/taskowned", self.job)];
+        dirs.extend(checkpoint_ids.iter().map(|id| format!("{}/chk-{id}", self.job)));
+        for d in dirs {
+            std::fs::create_dir_all(self.host(&d)).unwrap();
+        }
+    }
+
+    /// A worker view with Flink's defaults.
+    pub fn view(&self) -> WorkerView {
+        self.view_with(StorageConfig::filesystem(&self.job))
+    }
+
+    pub fn view_with(&self, config: StorageConfig) -> WorkerView {
+        self.tenant.open_worker_view(&config).expect("worker view opens")
+    }
+
+    /// The bytes a handle stands for: inline data, or the file's bytes.
+    pub fn read_handle(&self, handle: &StateHandle) -> anyhow::Result<Vec<u8>> {
+        match handle {
+            StateHandle::ByteStream(b) => Ok(b.data.clone()),
+            other => {
+                let guest = other.file_path().unwrap();
+                let host = self
+                    .tenant
+                    .host_path(guest)
+                    .with_context(|| format!("{guest} is outside the tenant"))?;
+                let data = std::fs::read(&host).with_context(|| format!("reading {}", host.display()))?;
+                if data.len() as u64 != other.state_size() {
+                    bail!("handle says {} bytes, file has {}", other.state_size(), data.len());
+                }
+                Ok(data)
+            }
+        }
+    }
+}
+
+impl Default for TestTenant {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Names of the files directly in a host directory (sorted); empty if the
+/// directory does not exist.
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Every file below a directory, recursively, relative to it (sorted).
+pub fn all_files(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(base, &p, out);
+                } else {
+                    out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Deterministic test bytes.
+pub fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u8)
+                .wrapping_mul(31)
+                .wrapping_add(seed)
+                .wrapping_add((i >> 8) as u8)
+        })
+        .collect()
+}
+
+/// Writes `data` to a stream in one call and closes it.
+pub fn write_state(stream: &StateOutputStream, data: &[u8]) -> Option<StateHandle> {
+    stream.write(data).expect("write");
+    stream.close_and_get_handle().expect("close and get handle")
+}
+
+/// The storage error code of a failed call (panics on success or a trap).
+pub fn code<T: std::fmt::Debug>(r: checkpoint_storage_host::Result<T>) -> ErrorCode {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(Error::Storage(e)) => e.code,
+        Err(e) => panic!("expected a storage error, got {e}"),
+    }
+}
+
+/// The storage error of a failed call (panics on success or a trap).
+pub fn storage_error<T: std::fmt::Debug>(r: checkpoint_storage_host::Result<T>) -> StorageError {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(Error::Storage(e)) => e,
+        Err(e) => panic!("expected a storage error, got {e}"),
+    }
+}
