@@ -54,6 +54,7 @@ impl StorageError {
             K::AlreadyExists => ErrorCode::AlreadyExists,
             K::PermissionDenied => ErrorCode::PermissionDenied,
             K::Unsupported => ErrorCode::Unsupported,
+            K::NotAFile => ErrorCode::InvalidArgument,
             K::NoSpace | K::Other => ErrorCode::Io,
         };
         Self::new(code, format!("{context}: {e}"))

@@ -15,6 +15,9 @@ pub enum FsErrorKind {
     /// The operation is not available here (e.g. hard links).
     Unsupported,
     NoSpace,
+    /// A path that must name a regular file names something else (a
+    /// directory, a device).
+    NotAFile,
     Other,
 }
 

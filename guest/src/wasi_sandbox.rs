@@ -9,7 +9,7 @@
 use crate::paths::GuestPath;
 use crate::sandbox::{FsError, FsErrorKind, Sandbox, StateFile};
 use wasip2::filesystem::preopens::get_directories;
-use wasip2::filesystem::types::{Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
+use wasip2::filesystem::types::{Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags};
 
 /// The directories the host preopened, each with its guest mount path.
 pub struct WasiSandbox {
@@ -52,6 +52,24 @@ fn fs_error(e: ErrorCode) -> FsError {
         _ => FsErrorKind::Other,
     };
     FsError::new(kind, e.message().to_string())
+}
+
+/// State is only ever read from regular files: a symlink is refused (it
+/// could lead out of the sandbox for a host that follows it) and so is a
+/// directory.
+fn require_regular_file(dir: &Descriptor, rel: &str, path: &GuestPath) -> Result<(), FsError> {
+    let stat = dir.stat_at(PathFlags::empty(), rel).map_err(fs_error)?;
+    match stat.type_ {
+        DescriptorType::RegularFile => Ok(()),
+        DescriptorType::SymbolicLink => Err(FsError::new(
+            FsErrorKind::PermissionDenied,
+            format!("{path} is a symbolic link; state files must be regular files"),
+        )),
+        other => Err(FsError::new(
+            FsErrorKind::NotAFile,
+            format!("{path} is not a regular file ({other:?})"),
+        )),
+    }
 }
 
 pub struct WasiFile(Descriptor);
@@ -100,6 +118,8 @@ impl Sandbox for WasiSandbox {
 
     fn hard_link(&self, src: &GuestPath, dst: &GuestPath) -> Result<(), FsError> {
         let (src_dir, src_rel) = self.locate(src)?;
+        // Without this, linking a symlink would plant a copy of the symlink.
+        require_regular_file(src_dir, src_rel, src)?;
         let (dst_dir, dst_rel) = self.locate(dst)?;
         src_dir
             .link_at(PathFlags::empty(), src_rel, dst_dir, dst_rel)
@@ -109,6 +129,7 @@ impl Sandbox for WasiSandbox {
     fn copy_file(&self, src: &GuestPath, dst: &GuestPath) -> Result<(), FsError> {
         const CHUNK: u64 = 256 * 1024;
         let (src_dir, src_rel) = self.locate(src)?;
+        require_regular_file(src_dir, src_rel, src)?;
         let input = src_dir
             .open_at(PathFlags::empty(), src_rel, OpenFlags::empty(), DescriptorFlags::READ)
             .map_err(fs_error)?;

@@ -115,6 +115,7 @@ impl fmt::Display for StateHandle {
 }
 
 /// A guest resource owned by a Rust value; dropped with it.
+#[derive(Debug)]
 struct Owned {
     tenant: Tenant,
     resource: ResourceAny,
@@ -165,6 +166,7 @@ impl Tenant {
 }
 
 /// A job's worker view inside one tenant.
+#[derive(Debug)]
 pub struct WorkerView(Owned);
 
 impl WorkerView {
@@ -209,6 +211,7 @@ impl WorkerView {
 }
 
 /// The stream factory of one checkpoint location.
+#[derive(Debug)]
 pub struct StreamFactory(Owned);
 
 impl StreamFactory {
@@ -250,6 +253,7 @@ impl StreamFactory {
 
 /// A state output stream. Dropping it without `close_and_get_handle`
 /// discards it (its file is deleted).
+#[derive(Debug)]
 pub struct StateOutputStream(Owned);
 
 impl StateOutputStream {
@@ -281,6 +285,7 @@ impl StateOutputStream {
 }
 
 /// The task-owned toolset.
+#[derive(Debug)]
 pub struct CheckpointStateToolset(Owned);
 
 impl CheckpointStateToolset {

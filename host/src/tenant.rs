@@ -54,6 +54,12 @@ pub struct Tenant {
     dir: Arc<PathBuf>,
 }
 
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenant").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
 impl Tenant {
     pub(crate) fn new(engine: &Engine, pre: &CheckpointStoragePre<TenantState>, config: TenantConfig) -> Result<Self> {
         let dir = config

@@ -1,0 +1,161 @@
+//! The sandbox: a tenant reaches nothing outside its directory, whatever it
+//! is handed (absolute host paths, `..`, other tenants' handles, symlinks),
+//! and the component imports nothing but WASI.
+
+use checkpoint_storage_tests::*;
+
+#[test]
+fn component_imports_only_wasi() {
+    let imports = plugin().import_names();
+    assert!(!imports.is_empty());
+    for name in &imports {
+        assert!(name.starts_with("wasi:"), "non-WASI import {name}");
+    }
+    assert!(imports.iter().any(|n| n.starts_with("wasi:filesystem/types")));
+}
+
+#[test]
+fn encoded_reference_to_an_absolute_host_path_is_refused() {
+    let t = TestTenant::new();
+    let outside = tempfile::tempdir().unwrap();
+    for dir in [outside.path(), t.tenant.dir()] {
+        let reference = LocationReference::encode_path(&dir.to_string_lossy());
+        let e = storage_error(t.view().resolve_checkpoint_storage_location(1, &reference));
+        assert_eq!(e.code, ErrorCode::InvalidReference, "{}", dir.display());
+        assert!(e.message.contains("outside this tenant's directory"), "{}", e.message);
+    }
+    assert!(all_files(outside.path()).is_empty());
+}
+
+#[test]
+fn encoded_reference_climbing_out_with_dotdot_is_refused() {
+    let t = TestTenant::new();
+    for raw in [
+        "/checkpoints/../tmp",
+        "/checkpoints/a/../../etc",
+        "/checkpoints/../../../../etc",
+        "file:///checkpoints/../x",
+    ] {
+        let e = storage_error(
+            t.view()
+                .resolve_checkpoint_storage_location(1, &LocationReference::encode_path(raw)),
+        );
+        assert_eq!(e.code, ErrorCode::InvalidReference, "{raw}: {}", e.message);
+    }
+}
+
+#[test]
+fn two_tenants_do_not_see_each_others_files() {
+    let a = TestTenant::new();
+    let b = TestTenant {
+        job: a.job.clone(),
+        ..TestTenant::new()
+    };
+    a.init_job_dirs(&[1]);
+    b.init_job_dirs(&[1]);
+    let write = |t: &TestTenant, seed| {
+        let f = t
+            .view()
+            .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+            .unwrap();
+        write_state(
+            &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+            &bytes(50_000, seed),
+        )
+        .unwrap()
+    };
+    let ha = write(&a, 1);
+    let hb = write(&b, 2);
+    // Same job id, same guest directory, different host directories.
+    assert_eq!(all_files(a.tenant.dir()).len(), 1);
+    assert_eq!(all_files(b.tenant.dir()).len(), 1);
+    assert_eq!(a.read_handle(&ha).unwrap(), bytes(50_000, 1));
+    assert_eq!(b.read_handle(&hb).unwrap(), bytes(50_000, 2));
+
+    // A's handle means nothing in B: B cannot duplicate A's file.
+    let e = storage_error(
+        b.view()
+            .create_task_owned_checkpoint_state_toolset()
+            .unwrap()
+            .duplicate(std::slice::from_ref(&ha)),
+    );
+    assert_eq!(e.code, ErrorCode::NotFound, "{}", e.message);
+    assert_eq!(all_files(b.tenant.dir()).len(), 1);
+    assert_eq!(a.read_handle(&ha).unwrap(), bytes(50_000, 1));
+}
+
+#[test]
+fn symlinked_directory_pointing_outside_cannot_be_written_through() {
+    let t = TestTenant::new();
+    t.init_job_dirs(&[]);
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), t.host(&format!("{}/chk-1", t.job))).unwrap();
+    let f = t
+        .view()
+        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+        .unwrap();
+    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    s.write(&bytes(100, 1)).unwrap();
+    let e = storage_error(s.write(&bytes(50_000, 1)));
+    assert_eq!(e.code, ErrorCode::PermissionDenied, "{}", e.message);
+    assert!(all_files(outside.path()).is_empty(), "nothing written outside");
+}
+
+#[test]
+fn symlinked_file_pointing_outside_cannot_be_duplicated() {
+    let t = TestTenant::new();
+    t.init_job_dirs(&[]);
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    std::fs::write(&secret, b"secret").unwrap();
+    std::os::unix::fs::symlink(&secret, t.host("link")).unwrap();
+    let toolset = t.view().create_task_owned_checkpoint_state_toolset().unwrap();
+    let h = StateHandle::File(FileHandle {
+        path: "/checkpoints/link".into(),
+        size: 6,
+    });
+    let e = storage_error(toolset.duplicate(&[h]));
+    assert_eq!(e.code, ErrorCode::PermissionDenied, "{e:?}");
+    assert!(e.message.contains("symbolic link"), "{}", e.message);
+    assert!(
+        files_in(&t.host(&format!("{}/taskowned", t.job))).is_empty(),
+        "the secret was not copied in"
+    );
+    assert_eq!(std::fs::read(&secret).unwrap(), b"secret");
+}
+
+#[test]
+fn many_tenants_share_one_plugin() {
+    let tenants: Vec<TestTenant> = (0..8).map(|_| TestTenant::new()).collect();
+    let handles: Vec<StateHandle> = tenants
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.init_job_dirs(&[]);
+            write_state(
+                &t.view().create_task_owned_state_stream().unwrap(),
+                &bytes(30_000, i as u8),
+            )
+            .unwrap()
+        })
+        .collect();
+    for (i, (t, h)) in tenants.iter().zip(&handles).enumerate() {
+        assert_eq!(t.read_handle(h).unwrap(), bytes(30_000, i as u8));
+        assert_eq!(all_files(t.tenant.dir()).len(), 1);
+    }
+}
+
+#[test]
+fn directories_cannot_be_duplicated_as_state() {
+    let t = TestTenant::new();
+    t.init_job_dirs(&[1]);
+    let toolset = t.view().create_task_owned_checkpoint_state_toolset().unwrap();
+    let h = StateHandle::File(FileHandle {
+        path: format!("/checkpoints/{}/chk-1", t.job),
+        size: 0,
+    });
+    let e = storage_error(toolset.duplicate(&[h]));
+    assert_eq!(e.code, ErrorCode::InvalidArgument, "{e:?}");
+    assert!(e.message.contains("not a regular file"), "{}", e.message);
+    assert!(files_in(&t.host(&format!("{}/taskowned", t.job))).is_empty());
+}
