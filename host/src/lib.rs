@@ -27,5 +27,5 @@ mod tenant;
 
 pub use api::*;
 pub use error::{Error, ErrorCode, Result, StorageError};
-pub use plugin::{COMPONENT_PATH, Plugin};
+pub use plugin::{Allocator, COMPONENT_PATH, Plugin, PluginOptions};
 pub use tenant::{GUEST_MOUNT, Tenant, TenantConfig, TenantState};

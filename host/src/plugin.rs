@@ -7,7 +7,31 @@ use crate::tenant::{Tenant, TenantConfig, TenantState};
 use std::path::Path;
 use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context;
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How the engine allocates tenant instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allocator {
+    /// Memory is mapped per instance when a tenant is created.
+    OnDemand,
+    /// Slots for up to `max_tenants` live tenants are reserved up front;
+    /// creating a tenant reuses a slot (faster start, denser tenants).
+    Pooling { max_tenants: u32 },
+}
+
+/// Engine-wide options of the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginOptions {
+    pub allocator: Allocator,
+}
+
+impl Default for PluginOptions {
+    fn default() -> Self {
+        PluginOptions {
+            allocator: Allocator::OnDemand,
+        }
+    }
+}
 
 /// Path of the component built by `build.rs`.
 pub const COMPONENT_PATH: &str = env!("CHECKPOINT_STORAGE_COMPONENT");
@@ -26,9 +50,19 @@ impl Plugin {
         Self::from_file(Path::new(COMPONENT_PATH))
     }
 
+    /// Loads the component built with this crate, with engine options.
+    pub fn load_with(options: &PluginOptions) -> Result<Self> {
+        Self::from_file_with(Path::new(COMPONENT_PATH), options)
+    }
+
     /// Loads (compiles) a component file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let engine = Engine::new(&engine_config()).map_err(Error::Setup)?;
+        Self::from_file_with(path, &PluginOptions::default())
+    }
+
+    /// Loads (compiles) a component file with engine options.
+    pub fn from_file_with(path: &Path, options: &PluginOptions) -> Result<Self> {
+        let engine = Engine::new(&engine_config(options)).map_err(Error::Setup)?;
         let component = Component::from_file(&engine, path)
             .with_context(|| format!("compiling component {}", path.display()))
             .map_err(Error::Setup)?;
@@ -69,8 +103,27 @@ impl Plugin {
     }
 }
 
-fn engine_config() -> Config {
+/// Core instances, memories and tables one instance of our component holds
+/// (a Rust wasip2 component has several core instances).
+const CORE_INSTANCES_PER_TENANT: u32 = 8;
+const MEMORIES_PER_TENANT: u32 = 2;
+const TABLES_PER_TENANT: u32 = 4;
+
+fn engine_config(options: &PluginOptions) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    if let Allocator::Pooling { max_tenants } = options.allocator {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(max_tenants)
+            .total_core_instances(max_tenants.saturating_mul(CORE_INSTANCES_PER_TENANT))
+            .total_memories(max_tenants.saturating_mul(MEMORIES_PER_TENANT))
+            .total_tables(max_tenants.saturating_mul(TABLES_PER_TENANT))
+            .max_memory_size(64 << 20);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // Each memory slot reserves this much address space; 4 GiB per slot
+        // would exhaust it with thousands of tenants.
+        config.memory_reservation(64 << 20);
+        config.memory_guard_size(64 << 10);
+    }
     config
 }

@@ -159,3 +159,37 @@ fn directories_cannot_be_duplicated_as_state() {
     assert!(e.message.contains("not a regular file"), "{}", e.message);
     assert!(files_in(&t.host(&format!("{}/taskowned", t.job))).is_empty());
 }
+
+#[test]
+fn pooling_allocator_runs_tenants() {
+    let plugin = Plugin::load_with(&PluginOptions {
+        allocator: Allocator::Pooling { max_tenants: 4 },
+    })
+    .unwrap();
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let tenants: Vec<Tenant> = dirs
+        .iter()
+        .map(|d| plugin.tenant(TenantConfig::new(d.path())).unwrap())
+        .collect();
+    for (i, t) in tenants.iter().enumerate() {
+        let job = job_id();
+        std::fs::create_dir_all(t.dir().join(&job).join("taskowned")).unwrap();
+        let view = t.open_worker_view(&StorageConfig::filesystem(&job)).unwrap();
+        let h = write_state(&view.create_task_owned_state_stream().unwrap(), &bytes(30_000, i as u8)).unwrap();
+        assert_eq!(
+            std::fs::read(t.host_path(h.file_path().unwrap()).unwrap()).unwrap(),
+            bytes(30_000, i as u8)
+        );
+    }
+    // The pool is full: a fifth tenant is a setup error, not a crash.
+    let extra = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        plugin.tenant(TenantConfig::new(extra.path())),
+        Err(Error::Setup(_))
+    ));
+    drop(tenants);
+    assert!(
+        plugin.tenant(TenantConfig::new(extra.path())).is_ok(),
+        "slots are reused after tenants are dropped"
+    );
+}
