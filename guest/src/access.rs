@@ -35,6 +35,29 @@ pub enum StateScope {
 /// A boxed stream of either backend.
 pub type BoxedStream = Box<dyn CheckpointStateOutputStream>;
 
+/// Validates a configuration; its checkpoints directory must lie inside the sandbox.
+pub fn validate_config<S: Sandbox>(sandbox: &S, config: &StorageConfig) -> Result<ValidConfig> {
+    let config = config.validate()?;
+    if !sandbox.contains(&config.checkpoints_dir) {
+        return Err(StorageError::invalid_argument(format!(
+            "The checkpoints directory '{}' is outside this tenant's directory; use a path below the directory the host mounted (e.g. /checkpoints).",
+            config.checkpoints_dir
+        )));
+    }
+    Ok(config)
+}
+
+/// Refuses checkpoint ids Flink cannot represent (its ids are signed longs).
+pub fn check_checkpoint_id(checkpoint_id: u64) -> Result<()> {
+    if checkpoint_id > i64::MAX as u64 {
+        return Err(StorageError::invalid_argument(format!(
+            "Illegal checkpoint id {checkpoint_id}: Flink's checkpoint ids are non-negative 64-bit signed values (at most {}).",
+            i64::MAX
+        )));
+    }
+    Ok(())
+}
+
 /// A job's worker view.
 pub struct WorkerView<S: Sandbox> {
     sandbox: Rc<S>,
@@ -46,13 +69,7 @@ impl<S: Sandbox + 'static> WorkerView<S> {
     /// Validates the configuration; the checkpoints directory must lie
     /// inside the sandbox.
     pub fn open(sandbox: Rc<S>, config: &StorageConfig) -> Result<Self> {
-        let config = config.validate()?;
-        if !sandbox.contains(&config.checkpoints_dir) {
-            return Err(StorageError::invalid_argument(format!(
-                "The checkpoints directory '{}' is outside this tenant's directory; use a path below the directory the host mounted (e.g. /checkpoints).",
-                config.checkpoints_dir
-            )));
-        }
+        let config = validate_config(&*sandbox, config)?;
         let job_dir = config.checkpoints_dir.join(config.job_id.as_str());
         Ok(WorkerView {
             sandbox,
@@ -79,12 +96,7 @@ impl<S: Sandbox + 'static> WorkerView<S> {
         checkpoint_id: u64,
         reference: &LocationReference,
     ) -> Result<StreamFactory<S>> {
-        if checkpoint_id > i64::MAX as u64 {
-            return Err(StorageError::invalid_argument(format!(
-                "Illegal checkpoint id {checkpoint_id}: Flink's checkpoint ids are non-negative 64-bit signed values (at most {}).",
-                i64::MAX
-            )));
-        }
+        check_checkpoint_id(checkpoint_id)?;
         if self.config.backend == Backend::Memory {
             // As Flink: the memory backend inlines all state and ignores the reference.
             return Ok(StreamFactory::Memory {

@@ -3,9 +3,12 @@
 
 use crate::access::{self, BoxedStream, StateScope};
 use crate::config::{Backend, StorageConfig};
+use crate::coordinator::{self as coordinator_logic, CompletedCheckpoint};
 use crate::error::{ErrorCode, StorageError};
 use crate::handle::StateHandle;
 use crate::reference::LocationReference;
+use crate::restore as restore_logic;
+use crate::wasi_sandbox::WasiReader;
 use crate::wasi_sandbox::WasiSandbox;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -15,6 +18,8 @@ wit_bindgen::generate!({
     world: "checkpoint-storage",
 });
 
+use exports::flink::checkpoint_storage::coordinator as coord;
+use exports::flink::checkpoint_storage::restore;
 use exports::flink::checkpoint_storage::types as wit;
 use exports::flink::checkpoint_storage::worker::{
     CheckpointStateToolset, Guest, GuestCheckpointStateToolset, GuestStateOutputStream, GuestStreamFactory,
@@ -101,6 +106,41 @@ fn to_wit_handle(h: StateHandle) -> wit::StateHandle {
     }
 }
 
+fn from_wit_reference(reference: wit::LocationReference) -> Result<LocationReference, StorageError> {
+    match reference {
+        wit::LocationReference::Default => Ok(LocationReference::Default),
+        wit::LocationReference::Encoded(bytes) => LocationReference::from_bytes(bytes),
+    }
+}
+
+fn to_wit_reference(reference: &LocationReference) -> wit::LocationReference {
+    match reference {
+        LocationReference::Default => wit::LocationReference::Default,
+        LocationReference::Encoded(bytes) => wit::LocationReference::Encoded(bytes.clone()),
+    }
+}
+
+fn from_wit_config(config: wit::StorageConfig) -> StorageConfig {
+    StorageConfig {
+        job_id: config.job_id,
+        checkpoints_dir: config.checkpoints_dir,
+        backend: match config.backend {
+            wit::Backend::Filesystem => Backend::Filesystem,
+            wit::Backend::Memory => Backend::Memory,
+        },
+        file_state_threshold: config.file_state_threshold,
+        write_buffer_size: config.write_buffer_size,
+        max_memory_state_size: config.max_memory_state_size,
+    }
+}
+
+fn to_wit_completed(c: CompletedCheckpoint) -> coord::CompletedCheckpoint {
+    coord::CompletedCheckpoint {
+        external_pointer: c.external_pointer,
+        metadata: to_wit_handle(c.metadata),
+    }
+}
+
 fn to_wit_handles(r: Result<Vec<StateHandle>, StorageError>) -> WitResult<Vec<wit::StateHandle>> {
     r.map(|hs| hs.into_iter().map(to_wit_handle).collect())
         .map_err(to_wit_error)
@@ -110,18 +150,7 @@ pub struct WorkerViewImpl(access::WorkerView<WasiSandbox>);
 
 impl GuestWorkerView for WorkerViewImpl {
     fn open(config: wit::StorageConfig) -> WitResult<WorkerView> {
-        let config = StorageConfig {
-            job_id: config.job_id,
-            checkpoints_dir: config.checkpoints_dir,
-            backend: match config.backend {
-                wit::Backend::Filesystem => Backend::Filesystem,
-                wit::Backend::Memory => Backend::Memory,
-            },
-            file_state_threshold: config.file_state_threshold,
-            write_buffer_size: config.write_buffer_size,
-            max_memory_state_size: config.max_memory_state_size,
-        };
-        let view = access::WorkerView::open(sandbox(), &config).map_err(to_wit_error)?;
+        let view = access::WorkerView::open(sandbox(), &from_wit_config(config)).map_err(to_wit_error)?;
         Ok(WorkerView::new(WorkerViewImpl(view)))
     }
 
@@ -130,10 +159,7 @@ impl GuestWorkerView for WorkerViewImpl {
         checkpoint_id: u64,
         reference: wit::LocationReference,
     ) -> WitResult<StreamFactory> {
-        let reference = match reference {
-            wit::LocationReference::Default => LocationReference::Default,
-            wit::LocationReference::Encoded(bytes) => LocationReference::from_bytes(bytes).map_err(to_wit_error)?,
-        };
+        let reference = from_wit_reference(reference).map_err(to_wit_error)?;
         let factory = self
             .0
             .resolve_checkpoint_storage_location(checkpoint_id, &reference)
@@ -226,5 +252,145 @@ impl GuestCheckpointStateToolset for ToolsetImpl {
     fn duplicate(&self, handles: Vec<wit::StateHandle>) -> WitResult<Vec<wit::StateHandle>> {
         let handles: Vec<_> = handles.into_iter().map(from_wit_handle).collect();
         to_wit_handles(self.0.duplicate(&handles))
+    }
+}
+
+impl coord::Guest for Component {
+    type CoordinatorView = CoordinatorViewImpl;
+    type CheckpointStorageLocation = LocationImpl;
+    type MetadataOutputStream = MetadataStreamImpl;
+}
+
+pub struct CoordinatorViewImpl(coordinator_logic::CoordinatorView<WasiSandbox>);
+
+impl coord::GuestCoordinatorView for CoordinatorViewImpl {
+    fn open(config: wit::StorageConfig, default_savepoint_dir: Option<String>) -> WitResult<coord::CoordinatorView> {
+        let view = coordinator_logic::CoordinatorView::open(
+            sandbox(),
+            &from_wit_config(config),
+            default_savepoint_dir.as_deref(),
+        )
+        .map_err(to_wit_error)?;
+        Ok(coord::CoordinatorView::new(CoordinatorViewImpl(view)))
+    }
+
+    fn has_default_savepoint_location(&self) -> bool {
+        self.0.has_default_savepoint_location()
+    }
+
+    fn initialize_base_locations_for_checkpoint(&self) -> WitResult<()> {
+        self.0.initialize_base_locations_for_checkpoint().map_err(to_wit_error)
+    }
+
+    fn initialize_location_for_checkpoint(&self, checkpoint_id: u64) -> WitResult<coord::CheckpointStorageLocation> {
+        let location = self
+            .0
+            .initialize_location_for_checkpoint(checkpoint_id)
+            .map_err(to_wit_error)?;
+        Ok(coord::CheckpointStorageLocation::new(LocationImpl(location)))
+    }
+
+    fn initialize_location_for_savepoint(
+        &self,
+        checkpoint_id: u64,
+        target: Option<String>,
+    ) -> WitResult<coord::CheckpointStorageLocation> {
+        let location = self
+            .0
+            .initialize_location_for_savepoint(checkpoint_id, target.as_deref())
+            .map_err(to_wit_error)?;
+        Ok(coord::CheckpointStorageLocation::new(LocationImpl(location)))
+    }
+
+    fn resolve_checkpoint(&self, pointer: String) -> WitResult<coord::CompletedCheckpoint> {
+        self.0
+            .resolve_checkpoint(&pointer)
+            .map(to_wit_completed)
+            .map_err(to_wit_error)
+    }
+}
+
+pub struct LocationImpl(coordinator_logic::Location<WasiSandbox>);
+
+impl coord::GuestCheckpointStorageLocation for LocationImpl {
+    fn location_reference(&self) -> wit::LocationReference {
+        to_wit_reference(self.0.location_reference())
+    }
+
+    fn checkpoint_directory(&self) -> String {
+        self.0.checkpoint_directory().to_string()
+    }
+
+    fn metadata_file_path(&self) -> String {
+        self.0.metadata_file_path().to_string()
+    }
+
+    fn create_metadata_output_stream(&self) -> WitResult<coord::MetadataOutputStream> {
+        let stream = self.0.create_metadata_output_stream().map_err(to_wit_error)?;
+        Ok(coord::MetadataOutputStream::new(MetadataStreamImpl(RefCell::new(
+            stream,
+        ))))
+    }
+
+    fn dispose_on_failure(&self) -> WitResult<()> {
+        self.0.dispose_on_failure().map_err(to_wit_error)
+    }
+}
+
+pub struct MetadataStreamImpl(RefCell<coordinator_logic::MetadataOutputStream<WasiSandbox>>);
+
+impl coord::GuestMetadataOutputStream for MetadataStreamImpl {
+    fn write(&self, data: Vec<u8>) -> WitResult<()> {
+        self.0.borrow_mut().write(&data).map_err(to_wit_error)
+    }
+
+    fn get_pos(&self) -> u64 {
+        self.0.borrow().pos()
+    }
+
+    fn sync(&self) -> WitResult<()> {
+        self.0.borrow_mut().sync().map_err(to_wit_error)
+    }
+
+    fn close_and_finalize_checkpoint(&self) -> WitResult<coord::CompletedCheckpoint> {
+        self.0
+            .borrow_mut()
+            .close_and_finalize_checkpoint()
+            .map(to_wit_completed)
+            .map_err(to_wit_error)
+    }
+}
+
+impl restore::Guest for Component {
+    type StateInputStream = InputStreamImpl;
+
+    fn discard_state(handle: wit::StateHandle) -> WitResult<()> {
+        restore_logic::discard_state(&*sandbox(), &from_wit_handle(handle)).map_err(to_wit_error)
+    }
+}
+
+pub struct InputStreamImpl(RefCell<restore_logic::StateInputStream<WasiReader>>);
+
+impl restore::GuestStateInputStream for InputStreamImpl {
+    fn open(handle: wit::StateHandle) -> WitResult<restore::StateInputStream> {
+        let stream =
+            restore_logic::StateInputStream::open(&*sandbox(), from_wit_handle(handle)).map_err(to_wit_error)?;
+        Ok(restore::StateInputStream::new(InputStreamImpl(RefCell::new(stream))))
+    }
+
+    fn read(&self, len: u64) -> WitResult<Vec<u8>> {
+        self.0.borrow_mut().read(len).map_err(to_wit_error)
+    }
+
+    fn seek(&self, pos: u64) -> WitResult<()> {
+        self.0.borrow_mut().seek(pos).map_err(to_wit_error)
+    }
+
+    fn get_pos(&self) -> u64 {
+        self.0.borrow().pos()
+    }
+
+    fn size(&self) -> u64 {
+        self.0.borrow().size()
     }
 }

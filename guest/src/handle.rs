@@ -1,6 +1,10 @@
 //! State handles: how to find a finished state's bytes again (Flink's
 //! `ByteStreamStateHandle`, `FileStateHandle`, `RelativeFileStateHandle`).
 
+use crate::error::{Result, StorageError};
+use crate::paths::GuestPath;
+use crate::sandbox::Sandbox;
+
 /// A state handle, as in WIT `state-handle`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateHandle {
@@ -27,4 +31,19 @@ impl StateHandle {
             StateHandle::File { path, .. } | StateHandle::RelativeFile { path, .. } => Some(path),
         }
     }
+}
+
+/// The checked path of a file handle: a normalised path of a file (not the
+/// root) inside the sandbox. `None` for inline state. Handles come from
+/// callers, so their paths are untrusted input.
+pub fn checked_file_path<S: Sandbox + ?Sized>(sandbox: &S, handle: &StateHandle) -> Result<Option<GuestPath>> {
+    let Some(raw) = handle.file_path() else { return Ok(None) };
+    let path = GuestPath::parse(raw)
+        .map_err(|e| StorageError::invalid_argument(format!("The handle has an invalid path: {e}.")))?;
+    if path.file_name().is_none() || !sandbox.contains(&path) {
+        return Err(StorageError::invalid_argument(format!(
+            "The handle names '{path}', which is outside this tenant's directory; only state inside it can be used."
+        )));
+    }
+    Ok(Some(path))
 }

@@ -12,11 +12,13 @@
 
 pub mod access;
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod handle;
 pub mod output_stream;
 pub mod paths;
 pub mod reference;
+pub mod restore;
 pub mod sandbox;
 pub mod toolset;
 

@@ -43,6 +43,28 @@ impl fmt::Display for FsError {
     }
 }
 
+/// What a path names (symbolic links are not followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Directory,
+    Symlink,
+    Other,
+}
+
+/// The result of `stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub kind: EntryKind,
+    pub size: u64,
+}
+
+/// An open file being read.
+pub trait ReadFile {
+    /// Reads up to `len` bytes at `offset`; fewer only at the end of the file.
+    fn read_at(&self, len: u64, offset: u64) -> Result<Vec<u8>, FsError>;
+}
+
 /// An open file being written.
 pub trait StateFile {
     /// Writes all of `data` at `offset`.
@@ -54,6 +76,7 @@ pub trait StateFile {
 /// The tenant's directory as the guest sees it.
 pub trait Sandbox {
     type File: StateFile;
+    type Reader: ReadFile;
 
     /// Whether `path` lies inside a directory this component may use.
     fn contains(&self, path: &GuestPath) -> bool;
@@ -66,6 +89,16 @@ pub trait Sandbox {
     fn hard_link(&self, src: &GuestPath, dst: &GuestPath) -> Result<(), FsError>;
     /// Copies `src` to a new file `dst` (which must not exist) and syncs it.
     fn copy_file(&self, src: &GuestPath, dst: &GuestPath) -> Result<(), FsError>;
+    /// What `path` names, without following a final symbolic link.
+    fn stat(&self, path: &GuestPath) -> Result<Stat, FsError>;
+    /// Opens a regular file for reading (a symbolic link is refused).
+    fn open_read(&self, path: &GuestPath) -> Result<Self::Reader, FsError>;
+    /// Creates one directory; `AlreadyExists` if something is there.
+    fn create_dir(&self, path: &GuestPath) -> Result<(), FsError>;
+    /// Removes an empty directory.
+    fn remove_dir(&self, path: &GuestPath) -> Result<(), FsError>;
+    /// Names and kinds of a directory's entries.
+    fn list_dir(&self, path: &GuestPath) -> Result<Vec<(String, EntryKind)>, FsError>;
     /// 16 random bytes, for UUID file names.
     fn random_bytes(&self) -> [u8; 16];
 
@@ -77,3 +110,43 @@ pub trait Sandbox {
             .to_string()
     }
 }
+
+/// Operations built from the primitives above.
+pub trait SandboxExt: Sandbox {
+    /// Creates `path` and its missing parents (inside the sandbox only).
+    fn create_dir_all(&self, path: &GuestPath) -> Result<(), FsError> {
+        match self.stat(path) {
+            Ok(s) if s.kind == EntryKind::Directory => return Ok(()),
+            Ok(_) => {
+                return Err(FsError::new(
+                    FsErrorKind::AlreadyExists,
+                    format!("{path} exists and is not a directory"),
+                ));
+            }
+            Err(e) if e.kind == FsErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(parent) = path.parent().filter(|p| self.contains(p)) {
+            self.create_dir_all(&parent)?;
+        }
+        match self.create_dir(path) {
+            Err(e) if e.kind == FsErrorKind::AlreadyExists => Ok(()), // created concurrently
+            other => other,
+        }
+    }
+
+    /// Deletes a directory and everything below it. Symbolic links are
+    /// removed, never followed.
+    fn remove_dir_all(&self, path: &GuestPath) -> Result<(), FsError> {
+        for (name, kind) in self.list_dir(path)? {
+            let child = path.join(&name);
+            match kind {
+                EntryKind::Directory => self.remove_dir_all(&child)?,
+                _ => self.remove_file(&child)?,
+            }
+        }
+        self.remove_dir(path)
+    }
+}
+
+impl<S: Sandbox + ?Sized> SandboxExt for S {}

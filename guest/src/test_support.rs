@@ -1,7 +1,7 @@
 //! An in-memory sandbox for native unit tests, with fault injection.
 
 use crate::paths::GuestPath;
-use crate::sandbox::{FsError, FsErrorKind, Sandbox, StateFile};
+use crate::sandbox::{EntryKind, FsError, FsErrorKind, ReadFile, Sandbox, Stat, StateFile};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
@@ -24,10 +24,12 @@ pub struct MemSandbox {
 impl MemSandbox {
     /// A sandbox rooted at `/checkpoints` with the given directories.
     pub fn with_dirs(dirs: &[&str]) -> Rc<Self> {
+        let root = GuestPath::parse("/checkpoints").unwrap();
         let s = MemSandbox {
-            root: Some(GuestPath::parse("/checkpoints").unwrap()),
+            root: Some(root.clone()),
             ..Default::default()
         };
+        s.dirs.borrow_mut().insert(root);
         for d in dirs {
             s.mkdir(d);
         }
@@ -118,8 +120,84 @@ impl StateFile for MemFile {
     }
 }
 
+pub struct MemReader(Vec<u8>);
+
+impl ReadFile for MemReader {
+    fn read_at(&self, len: u64, offset: u64) -> Result<Vec<u8>, FsError> {
+        let start = (offset as usize).min(self.0.len());
+        let end = start.saturating_add(len as usize).min(self.0.len());
+        Ok(self.0[start..end].to_vec())
+    }
+}
+
+fn not_found() -> FsError {
+    FsError::new(FsErrorKind::NotFound, "no such file or directory")
+}
+
 impl Sandbox for MemSandbox {
     type File = MemFile;
+    type Reader = MemReader;
+
+    fn stat(&self, path: &GuestPath) -> Result<Stat, FsError> {
+        if self.dirs.borrow().contains(path) || self.root.as_ref() == Some(path) {
+            return Ok(Stat {
+                kind: EntryKind::Directory,
+                size: 0,
+            });
+        }
+        let files = self.files.borrow();
+        let data = files.get(path).ok_or_else(not_found)?;
+        Ok(Stat {
+            kind: EntryKind::File,
+            size: data.borrow().len() as u64,
+        })
+    }
+
+    fn open_read(&self, path: &GuestPath) -> Result<MemReader, FsError> {
+        if self.dirs.borrow().contains(path) {
+            return Err(FsError::new(FsErrorKind::NotAFile, "is a directory"));
+        }
+        self.read(path.as_str()).map(MemReader).ok_or_else(not_found)
+    }
+
+    fn create_dir(&self, path: &GuestPath) -> Result<(), FsError> {
+        if self.stat(path).is_ok() {
+            return Err(FsError::new(FsErrorKind::AlreadyExists, "exists"));
+        }
+        self.check_parent(path)?;
+        self.dirs.borrow_mut().insert(path.clone());
+        Ok(())
+    }
+
+    fn remove_dir(&self, path: &GuestPath) -> Result<(), FsError> {
+        if !self.list_dir(path)?.is_empty() {
+            return Err(FsError::new(FsErrorKind::Other, "directory not empty"));
+        }
+        self.dirs.borrow_mut().remove(path);
+        Ok(())
+    }
+
+    fn list_dir(&self, path: &GuestPath) -> Result<Vec<(String, EntryKind)>, FsError> {
+        if self.stat(path)?.kind != EntryKind::Directory {
+            return Err(FsError::new(FsErrorKind::NotAFile, "not a directory"));
+        }
+        let child = |p: &GuestPath| (p.parent().as_ref() == Some(path)).then(|| p.file_name().unwrap().to_string());
+        let mut out: Vec<_> = self
+            .dirs
+            .borrow()
+            .iter()
+            .filter_map(child)
+            .map(|n| (n, EntryKind::Directory))
+            .collect();
+        out.extend(
+            self.files
+                .borrow()
+                .keys()
+                .filter_map(child)
+                .map(|n| (n, EntryKind::File)),
+        );
+        Ok(out)
+    }
 
     fn contains(&self, path: &GuestPath) -> bool {
         self.root.as_ref().is_some_and(|r| path.is_inside(r))

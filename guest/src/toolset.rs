@@ -4,7 +4,7 @@
 //! allows it, a copy otherwise.
 
 use crate::error::{ErrorCode, Result, StorageError};
-use crate::handle::StateHandle;
+use crate::handle::{StateHandle, checked_file_path};
 use crate::paths::GuestPath;
 use crate::sandbox::{FsErrorKind, Sandbox};
 
@@ -16,22 +16,13 @@ pub struct Toolset {
 
 /// A file handle's source path, checked to be a file path inside the sandbox.
 fn source_path<S: Sandbox>(sandbox: &S, index: usize, handle: &StateHandle) -> Result<GuestPath> {
-    let raw = match handle.file_path() {
-        Some(p) => p,
-        None => {
-            return Err(StorageError::invalid_argument(format!(
-                "We can duplicate only file handles: handle #{index} is an inline byte-stream handle, whose data travels in the handle itself; keep it as it is."
-            )));
-        }
-    };
-    let path = GuestPath::parse(raw)
-        .map_err(|e| StorageError::invalid_argument(format!("Handle #{index} has an invalid path: {e}.")))?;
-    if path.file_name().is_none() || !sandbox.contains(&path) {
-        return Err(StorageError::invalid_argument(format!(
-            "Handle #{index} names '{path}', which is outside this tenant's directory; only state inside it can be duplicated."
-        )));
+    match checked_file_path(sandbox, handle) {
+        Ok(Some(path)) => Ok(path),
+        Ok(None) => Err(StorageError::invalid_argument(format!(
+            "We can duplicate only file handles: handle #{index} is an inline byte-stream handle, whose data travels in the handle itself; keep it as it is."
+        ))),
+        Err(e) => Err(StorageError::new(e.code, format!("Handle #{index}: {}", e.message))),
     }
-    Ok(path)
 }
 
 impl Toolset {

@@ -7,7 +7,7 @@
 //! that leaves it, a second wall behind the guest's own path checks.
 
 use crate::paths::GuestPath;
-use crate::sandbox::{FsError, FsErrorKind, Sandbox, StateFile};
+use crate::sandbox::{EntryKind, FsError, FsErrorKind, ReadFile, Sandbox, Stat, StateFile};
 use wasip2::filesystem::preopens::get_directories;
 use wasip2::filesystem::types::{Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags};
 
@@ -32,13 +32,29 @@ impl WasiSandbox {
             .filter_map(|(d, mount)| path.relative_to(mount).map(|rel| (d, rel, mount.as_str().len())))
             .max_by_key(|(_, _, len)| *len)
             .map(|(d, rel, _)| (d, rel))
-            .filter(|(_, rel)| !rel.is_empty())
             .ok_or_else(|| {
                 FsError::new(
                     FsErrorKind::PermissionDenied,
-                    format!("{path} is not a file inside the tenant's directory"),
+                    format!("{path} is outside the tenant's directory"),
                 )
             })
+            .and_then(|(d, rel)| match rel {
+                "" => Err(FsError::new(
+                    FsErrorKind::NotAFile,
+                    format!("{path} is the tenant's directory itself, not a file in it"),
+                )),
+                rel => Ok((d, rel)),
+            })
+    }
+}
+
+impl WasiSandbox {
+    /// Like `locate`, but the mount point itself is allowed (as `.`).
+    fn locate_dir<'a>(&'a self, path: &'a GuestPath) -> Result<(&'a Descriptor, &'a str), FsError> {
+        if let Some((d, _)) = self.preopens.iter().find(|(_, mount)| mount == path) {
+            return Ok((d, "."));
+        }
+        self.locate(path)
     }
 }
 
@@ -72,6 +88,36 @@ fn require_regular_file(dir: &Descriptor, rel: &str, path: &GuestPath) -> Result
     }
 }
 
+fn entry_kind(t: DescriptorType) -> EntryKind {
+    match t {
+        DescriptorType::RegularFile => EntryKind::File,
+        DescriptorType::Directory => EntryKind::Directory,
+        DescriptorType::SymbolicLink => EntryKind::Symlink,
+        _ => EntryKind::Other,
+    }
+}
+
+pub struct WasiReader(Descriptor);
+
+impl ReadFile for WasiReader {
+    fn read_at(&self, len: u64, offset: u64) -> Result<Vec<u8>, FsError> {
+        let mut out = Vec::new();
+        // `read` may return less than asked before the end; keep going.
+        while (out.len() as u64) < len {
+            let (data, end) = self
+                .0
+                .read(len - out.len() as u64, offset + out.len() as u64)
+                .map_err(fs_error)?;
+            let done = end || data.is_empty();
+            out.extend_from_slice(&data);
+            if done {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
 pub struct WasiFile(Descriptor);
 
 impl StateFile for WasiFile {
@@ -94,6 +140,7 @@ impl StateFile for WasiFile {
 
 impl Sandbox for WasiSandbox {
     type File = WasiFile;
+    type Reader = WasiReader;
 
     fn contains(&self, path: &GuestPath) -> bool {
         self.preopens.iter().any(|(_, mount)| path.is_inside(mount))
@@ -149,6 +196,52 @@ impl Sandbox for WasiSandbox {
             let _ = self.remove_file(dst);
         }
         result
+    }
+
+    fn stat(&self, path: &GuestPath) -> Result<Stat, FsError> {
+        let (dir, rel) = self.locate_dir(path)?;
+        let stat = dir.stat_at(PathFlags::empty(), rel).map_err(fs_error)?;
+        Ok(Stat {
+            kind: entry_kind(stat.type_),
+            size: stat.size,
+        })
+    }
+
+    fn open_read(&self, path: &GuestPath) -> Result<WasiReader, FsError> {
+        let (dir, rel) = self.locate(path)?;
+        require_regular_file(dir, rel, path)?;
+        dir.open_at(PathFlags::empty(), rel, OpenFlags::empty(), DescriptorFlags::READ)
+            .map(WasiReader)
+            .map_err(fs_error)
+    }
+
+    fn create_dir(&self, path: &GuestPath) -> Result<(), FsError> {
+        let (dir, rel) = self.locate(path)?;
+        dir.create_directory_at(rel).map_err(fs_error)
+    }
+
+    fn remove_dir(&self, path: &GuestPath) -> Result<(), FsError> {
+        let (dir, rel) = self.locate(path)?;
+        dir.remove_directory_at(rel).map_err(fs_error)
+    }
+
+    fn list_dir(&self, path: &GuestPath) -> Result<Vec<(String, EntryKind)>, FsError> {
+        let (dir, rel) = self.locate_dir(path)?;
+        let opened;
+        let target = if rel == "." {
+            dir
+        } else {
+            opened = dir
+                .open_at(PathFlags::empty(), rel, OpenFlags::DIRECTORY, DescriptorFlags::READ)
+                .map_err(fs_error)?;
+            &opened
+        };
+        let entries = target.read_directory().map_err(fs_error)?;
+        let mut out = Vec::new();
+        while let Some(entry) = entries.read_directory_entry().map_err(fs_error)? {
+            out.push((entry.name, entry_kind(entry.type_)));
+        }
+        Ok(out)
     }
 
     fn random_bytes(&self) -> [u8; 16] {

@@ -116,9 +116,9 @@ impl fmt::Display for StateHandle {
 
 /// A guest resource owned by a Rust value; dropped with it.
 #[derive(Debug)]
-struct Owned {
-    tenant: Tenant,
-    resource: ResourceAny,
+pub(crate) struct Owned {
+    pub(crate) tenant: Tenant,
+    pub(crate) resource: ResourceAny,
 }
 
 impl Owned {

@@ -21,11 +21,16 @@
 
 mod api;
 mod bindings;
+mod coordinator;
 mod error;
+pub mod manifest;
 mod plugin;
+mod restore;
 mod tenant;
 
 pub use api::*;
+pub use coordinator::{CheckpointStorageLocation, CompletedCheckpoint, CoordinatorView, MetadataOutputStream};
 pub use error::{Error, ErrorCode, Result, StorageError};
 pub use plugin::{Allocator, COMPONENT_PATH, Plugin, PluginOptions};
+pub use restore::StateInputStream;
 pub use tenant::{GUEST_MOUNT, Tenant, TenantConfig, TenantState};

@@ -1,0 +1,357 @@
+//! The job-manager side (Flink's `CheckpointStorageCoordinatorView` of
+//! `FsCheckpointStorageAccess` / `MemoryBackendCheckpointStorageAccess`):
+//! creating base, checkpoint and savepoint locations, writing `_metadata`,
+//! resolving checkpoint pointers, disposing failed checkpoints.
+
+use crate::access::{
+    CHECKPOINT_DIR_PREFIX, SHARED_STATE_DIR, TASK_OWNED_STATE_DIR, check_checkpoint_id, validate_config,
+};
+use crate::config::{Backend, StorageConfig, ValidConfig};
+use crate::error::{ErrorCode, Result, StorageError};
+use crate::handle::StateHandle;
+use crate::paths::GuestPath;
+use crate::reference::{LocationReference, hex};
+use crate::sandbox::{EntryKind, FsErrorKind, Sandbox, SandboxExt, StateFile};
+use std::rc::Rc;
+
+/// Flink's `METADATA_FILE_NAME`.
+pub const METADATA_FILE_NAME: &str = "_metadata";
+/// Prefix of the temporary metadata file (Flink's `TEMP_METADATA_FILE_NAME`),
+/// followed by a UUID so that concurrent writers never share it.
+pub const TEMP_METADATA_FILE_PREFIX: &str = "._metadata_temp";
+/// Flink's number of attempts to find an unused savepoint directory name.
+const SAVEPOINT_ATTEMPTS: usize = 10;
+
+/// A finished checkpoint: its directory and its metadata file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedCheckpoint {
+    pub external_pointer: String,
+    pub metadata: StateHandle,
+}
+
+/// A job's coordinator view.
+pub struct CoordinatorView<S: Sandbox> {
+    sandbox: Rc<S>,
+    config: ValidConfig,
+    job_dir: GuestPath,
+    default_savepoint_dir: Option<GuestPath>,
+}
+
+/// Parses a directory argument that must lie inside the sandbox.
+fn directory_argument<S: Sandbox>(sandbox: &S, what: &str, raw: &str) -> Result<GuestPath> {
+    let path =
+        GuestPath::parse(raw).map_err(|e| StorageError::invalid_argument(format!("Invalid {what} '{raw}': {e}.")))?;
+    if !sandbox.contains(&path) {
+        return Err(StorageError::invalid_argument(format!(
+            "The {what} '{path}' is outside this tenant's directory; use a path below the directory the host mounted (e.g. /checkpoints)."
+        )));
+    }
+    Ok(path)
+}
+
+impl<S: Sandbox> CoordinatorView<S> {
+    pub fn open(sandbox: Rc<S>, config: &StorageConfig, default_savepoint_dir: Option<&str>) -> Result<Self> {
+        let config = validate_config(&*sandbox, config)?;
+        let default_savepoint_dir = default_savepoint_dir
+            .map(|d| directory_argument(&*sandbox, "default savepoint directory", d))
+            .transpose()?;
+        let job_dir = config.checkpoints_dir.join(config.job_id.as_str());
+        Ok(CoordinatorView {
+            sandbox,
+            config,
+            job_dir,
+            default_savepoint_dir,
+        })
+    }
+
+    pub fn has_default_savepoint_location(&self) -> bool {
+        self.default_savepoint_dir.is_some()
+    }
+
+    /// Creates `shared/` and `taskowned/` (filesystem backend only).
+    pub fn initialize_base_locations_for_checkpoint(&self) -> Result<()> {
+        if self.config.backend == Backend::Memory {
+            return Ok(());
+        }
+        for (dir, what) in [
+            (SHARED_STATE_DIR, "shared state"),
+            (TASK_OWNED_STATE_DIR, "task owned state"),
+        ] {
+            let path = self.job_dir.join(dir);
+            self.sandbox
+                .create_dir_all(&path)
+                .map_err(|e| StorageError::from_fs(format!("Failed to create directory for {what}: {path}"), &e))?;
+        }
+        Ok(())
+    }
+
+    /// Creates `chk-<id>` and returns its location (default reference).
+    pub fn initialize_location_for_checkpoint(&self, checkpoint_id: u64) -> Result<Location<S>> {
+        check_checkpoint_id(checkpoint_id)?;
+        let dir = self.job_dir.join(&format!("{CHECKPOINT_DIR_PREFIX}{checkpoint_id}"));
+        self.sandbox
+            .create_dir_all(&dir)
+            .map_err(|e| StorageError::from_fs(format!("Failed to create checkpoint directory {dir}"), &e))?;
+        Ok(Location {
+            sandbox: self.sandbox.clone(),
+            dir,
+            reference: LocationReference::Default,
+        })
+    }
+
+    /// Creates `savepoint-<job[..6]>-<12 hex>` below the target or default
+    /// directory, retrying on name clashes as Flink does.
+    pub fn initialize_location_for_savepoint(&self, checkpoint_id: u64, target: Option<&str>) -> Result<Location<S>> {
+        check_checkpoint_id(checkpoint_id)?;
+        let base = match (target, &self.default_savepoint_dir) {
+            (Some(t), _) => directory_argument(&*self.sandbox, "savepoint target directory", t)?,
+            (None, Some(d)) => d.clone(),
+            (None, None) => {
+                return Err(StorageError::invalid_argument(
+                    "No savepoint location given and no default location configured.",
+                ));
+            }
+        };
+        self.sandbox
+            .create_dir_all(&base)
+            .map_err(|e| StorageError::from_fs(format!("Failed to create savepoint directory at {base}"), &e))?;
+        let prefix = format!("savepoint-{}-", &self.config.job_id.as_str()[..6]);
+        let mut latest = None;
+        for _ in 0..SAVEPOINT_ATTEMPTS {
+            let random = self.sandbox.random_bytes();
+            let dir = base.join(&format!("{prefix}{}", &hex(&random[..6])));
+            match self.sandbox.create_dir(&dir) {
+                Ok(()) => {
+                    let reference = match self.config.backend {
+                        // The memory backend inlines all task state: its
+                        // savepoints use the default reference (as Flink).
+                        Backend::Memory => LocationReference::Default,
+                        Backend::Filesystem => LocationReference::encode_path(dir.as_str()),
+                    };
+                    return Ok(Location {
+                        sandbox: self.sandbox.clone(),
+                        dir,
+                        reference,
+                    });
+                }
+                Err(e) => latest = Some(e),
+            }
+        }
+        let e = latest.expect("at least one attempt");
+        Err(StorageError::from_fs(
+            format!("Failed to create savepoint directory at {base}"),
+            &e,
+        ))
+    }
+
+    /// Finds a completed checkpoint from its directory or metadata file.
+    pub fn resolve_checkpoint(&self, pointer: &str) -> Result<CompletedCheckpoint> {
+        resolve_checkpoint_pointer(&*self.sandbox, pointer)
+    }
+}
+
+/// Flink's `resolveCheckpointPointer`, with its error texts.
+pub fn resolve_checkpoint_pointer<S: Sandbox>(sandbox: &S, pointer: &str) -> Result<CompletedCheckpoint> {
+    if pointer.is_empty() {
+        return Err(StorageError::invalid_argument("empty checkpoint pointer"));
+    }
+    let path = GuestPath::parse(pointer).map_err(|e| {
+        StorageError::invalid_argument(format!(
+            "Checkpoint/savepoint path '{pointer}' is not a valid file URI. Either the pointer path is invalid, or the checkpoint was created by a different state backend. ({e})"
+        ))
+    })?;
+    if !sandbox.contains(&path) {
+        return Err(StorageError::invalid_argument(format!(
+            "Checkpoint/savepoint path '{path}' is outside this tenant's directory."
+        )));
+    }
+    let not_found = || {
+        StorageError::new(
+            ErrorCode::NotFound,
+            format!("Cannot find checkpoint or savepoint file/directory '{pointer}' on file system 'file'."),
+        )
+    };
+    let stat = match sandbox.stat(&path) {
+        Ok(s) => s,
+        Err(e) if e.kind == FsErrorKind::NotFound => return Err(not_found()),
+        Err(e) => {
+            return Err(StorageError::from_fs(
+                format!("Cannot access checkpoint/savepoint path '{path}'"),
+                &e,
+            ));
+        }
+    };
+    let (dir, metadata) = match stat.kind {
+        EntryKind::Directory => {
+            let metadata = path.join(METADATA_FILE_NAME);
+            match sandbox.stat(&metadata) {
+                Ok(s) if s.kind == EntryKind::File => (path, (metadata, s.size)),
+                Ok(_) | Err(_) => {
+                    return Err(StorageError::new(
+                        ErrorCode::NotFound,
+                        format!(
+                            "Cannot find meta data file '{METADATA_FILE_NAME}' in directory '{path}'. Please try to load the checkpoint/savepoint directly from the metadata file instead of the directory."
+                        ),
+                    ));
+                }
+            }
+        }
+        EntryKind::File => (path.parent().expect("a file has a parent"), (path, stat.size)),
+        _ => {
+            return Err(StorageError::invalid_argument(format!(
+                "Checkpoint/savepoint path '{path}' is neither a directory nor a regular file."
+            )));
+        }
+    };
+    Ok(CompletedCheckpoint {
+        external_pointer: dir.to_string(),
+        metadata: StateHandle::File {
+            path: metadata.0.to_string(),
+            size: metadata.1,
+        },
+    })
+}
+
+/// The location of one checkpoint or savepoint.
+pub struct Location<S: Sandbox> {
+    sandbox: Rc<S>,
+    dir: GuestPath,
+    reference: LocationReference,
+}
+
+impl<S: Sandbox> Location<S> {
+    pub fn location_reference(&self) -> &LocationReference {
+        &self.reference
+    }
+
+    pub fn checkpoint_directory(&self) -> &GuestPath {
+        &self.dir
+    }
+
+    pub fn metadata_file_path(&self) -> GuestPath {
+        self.dir.join(METADATA_FILE_NAME)
+    }
+
+    /// A metadata stream; refused if `_metadata` already exists.
+    pub fn create_metadata_output_stream(&self) -> Result<MetadataOutputStream<S>> {
+        let target = self.metadata_file_path();
+        match self.sandbox.stat(&target) {
+            Err(e) if e.kind == FsErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::from_fs(format!("Could not check {target}"), &e)),
+            Ok(_) => {
+                return Err(StorageError::new(
+                    ErrorCode::AlreadyExists,
+                    format!("The metadata file {target} already exists; a checkpoint's metadata is written once."),
+                ));
+            }
+        }
+        let temp = self
+            .dir
+            .join(&format!("{TEMP_METADATA_FILE_PREFIX}-{}", self.sandbox.random_uuid()));
+        let file = self
+            .sandbox
+            .create_new(&temp)
+            .map_err(|e| StorageError::from_fs(format!("Could not create the metadata file in {}", self.dir), &e))?;
+        Ok(MetadataOutputStream {
+            sandbox: self.sandbox.clone(),
+            dir: self.dir.clone(),
+            temp,
+            target,
+            file: Some(file),
+            pos: 0,
+        })
+    }
+
+    /// Deletes the checkpoint directory recursively (gone already: fine).
+    pub fn dispose_on_failure(&self) -> Result<()> {
+        match self.sandbox.remove_dir_all(&self.dir) {
+            Err(e) if e.kind == FsErrorKind::NotFound => Ok(()),
+            other => other.map_err(|e| StorageError::from_fs(format!("Could not dispose {}", self.dir), &e)),
+        }
+    }
+}
+
+/// Writes `_metadata` through a temporary file published on finalize.
+pub struct MetadataOutputStream<S: Sandbox> {
+    sandbox: Rc<S>,
+    dir: GuestPath,
+    temp: GuestPath,
+    target: GuestPath,
+    /// `None` once finalized or failed.
+    file: Option<S::File>,
+    pos: u64,
+}
+
+impl<S: Sandbox> MetadataOutputStream<S> {
+    fn open_file(&mut self) -> Result<&mut S::File> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| StorageError::closed("The metadata stream is already closed."))
+    }
+
+    /// Ends the stream after a failure: the temporary file goes away.
+    fn fail(&mut self, e: StorageError) -> StorageError {
+        if self.file.take().is_some() {
+            let _ = self.sandbox.remove_file(&self.temp);
+        }
+        e
+    }
+
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        let pos = self.pos;
+        let temp = self.temp.clone();
+        let r = self.open_file()?.write_all_at(data, pos);
+        r.map_err(|e| {
+            let e = StorageError::from_fs(format!("Could not write metadata to {temp}"), &e);
+            self.fail(e)
+        })?;
+        self.pos += data.len() as u64;
+        Ok(())
+    }
+
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn sync(&mut self) -> Result<()> {
+        let temp = self.temp.clone();
+        let r = self.open_file()?.sync_data();
+        r.map_err(|e| {
+            let e = StorageError::from_fs(format!("Could not sync {temp}"), &e);
+            self.fail(e)
+        })
+    }
+
+    /// Syncs, then publishes the file as `_metadata` with a hard link
+    /// (atomic and never overwriting), then removes the temporary name.
+    pub fn close_and_finalize_checkpoint(&mut self) -> Result<CompletedCheckpoint> {
+        self.sync()?;
+        self.file = None;
+        if let Err(e) = self.sandbox.hard_link(&self.temp, &self.target) {
+            let _ = self.sandbox.remove_file(&self.temp);
+            let mut err = StorageError::from_fs(format!("Could not publish the metadata file {}", self.target), &e);
+            if err.code == ErrorCode::AlreadyExists {
+                err.message
+                    .push_str(" (another writer finalized this checkpoint first)");
+            }
+            return Err(err);
+        }
+        // The metadata is published; a leftover temporary name is harmless.
+        let _ = self.sandbox.remove_file(&self.temp);
+        Ok(CompletedCheckpoint {
+            external_pointer: self.dir.to_string(),
+            metadata: StateHandle::File {
+                path: self.target.to_string(),
+                size: self.pos,
+            },
+        })
+    }
+}
+
+impl<S: Sandbox> Drop for MetadataOutputStream<S> {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = self.sandbox.remove_file(&self.temp);
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Reading state back and discarding it (Flink's `StreamStateHandle`
+//! `openInputStream` / `discardState`, `ByteStreamStateHandle`'s in-memory
+//! stream semantics: `seek` up to and including the size).
+
+use crate::error::{ErrorCode, Result, StorageError};
+use crate::handle::{StateHandle, checked_file_path};
+use crate::sandbox::{EntryKind, FsErrorKind, ReadFile, Sandbox};
+
+/// Most bytes one `read` returns, so a caller cannot make the guest
+/// allocate without bound.
+pub const MAX_READ: u64 = 16 * 1024 * 1024;
+
+enum Source<R> {
+    Inline(Vec<u8>),
+    File { reader: R, path: String },
+}
+
+/// A readable, seekable view of one handle's bytes.
+pub struct StateInputStream<R> {
+    source: Source<R>,
+    size: u64,
+    pos: u64,
+}
+
+impl<R: ReadFile> StateInputStream<R> {
+    /// Opens any handle; file handles must name regular files inside the sandbox.
+    pub fn open<S: Sandbox<Reader = R>>(sandbox: &S, handle: StateHandle) -> Result<Self> {
+        let path = match checked_file_path(sandbox, &handle)? {
+            None => {
+                let StateHandle::ByteStream { data, .. } = handle else {
+                    unreachable!("only inline handles have no path")
+                };
+                return Ok(StateInputStream {
+                    size: data.len() as u64,
+                    source: Source::Inline(data),
+                    pos: 0,
+                });
+            }
+            Some(path) => path,
+        };
+        let context = || format!("Could not open state file {path}");
+        let stat = sandbox.stat(&path).map_err(|e| StorageError::from_fs(context(), &e))?;
+        let reader = sandbox
+            .open_read(&path)
+            .map_err(|e| StorageError::from_fs(context(), &e))?;
+        Ok(StateInputStream {
+            source: Source::File {
+                reader,
+                path: path.to_string(),
+            },
+            size: stat.size,
+            pos: 0,
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    /// Moves to `pos` (at most the size).
+    pub fn seek(&mut self, pos: u64) -> Result<()> {
+        if pos > self.size {
+            return Err(StorageError::invalid_argument(format!(
+                "position out of bounds: {pos} is beyond the end of the state ({} bytes)",
+                self.size
+            )));
+        }
+        self.pos = pos;
+        Ok(())
+    }
+
+    /// Up to `len` bytes (at most `MAX_READ`); empty at the end.
+    pub fn read(&mut self, len: u64) -> Result<Vec<u8>> {
+        let len = len.min(MAX_READ).min(self.size - self.pos);
+        let data = match &self.source {
+            Source::Inline(data) => data[self.pos as usize..(self.pos + len) as usize].to_vec(),
+            Source::File { reader, path } => reader
+                .read_at(len, self.pos)
+                .map_err(|e| StorageError::from_fs(format!("Could not read state file {path}"), &e))?,
+        };
+        self.pos += data.len() as u64;
+        Ok(data)
+    }
+}
+
+/// Deletes a handle's file (never its directory). Inline state and a file
+/// that is already gone are no-ops, as in newer Flink.
+pub fn discard_state<S: Sandbox>(sandbox: &S, handle: &StateHandle) -> Result<()> {
+    let Some(path) = checked_file_path(sandbox, handle)? else {
+        return Ok(());
+    };
+    let context = || format!("Could not discard state file {path}");
+    match sandbox.stat(&path) {
+        Err(e) if e.kind == FsErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StorageError::from_fs(context(), &e)),
+        Ok(s) if s.kind == EntryKind::Directory || s.kind == EntryKind::Other => {
+            return Err(StorageError::new(
+                ErrorCode::InvalidArgument,
+                format!("{path} is not a state file; refusing to discard it"),
+            ));
+        }
+        Ok(_) => {}
+    }
+    match sandbox.remove_file(&path) {
+        Err(e) if e.kind == FsErrorKind::NotFound => Ok(()),
+        other => other.map_err(|e| StorageError::from_fs(context(), &e)),
+    }
+}

@@ -1,0 +1,201 @@
+//! Typed API over the WIT `coordinator` interface (Flink's
+//! `CheckpointStorageCoordinatorView`).
+
+use crate::api::{Owned, StorageConfig};
+pub use crate::bindings::exports::flink::checkpoint_storage::coordinator::CompletedCheckpoint;
+use crate::bindings::exports::flink::checkpoint_storage::types::LocationReference;
+use crate::error::Result;
+use crate::tenant::Tenant;
+
+macro_rules! coordinator {
+    ($inner:ident) => {
+        $inner.bindings.flink_checkpoint_storage_coordinator().clone()
+    };
+}
+
+impl Tenant {
+    /// Opens a coordinator view of a job. `default_savepoint_dir` is a guest
+    /// path (Flink's `execution.checkpointing.savepoint-dir`).
+    pub fn open_coordinator_view(
+        &self,
+        config: &StorageConfig,
+        default_savepoint_dir: Option<&str>,
+    ) -> Result<CoordinatorView> {
+        let resource = self.call(|inner| {
+            let g = coordinator!(inner);
+            g.coordinator_view()
+                .call_open(&mut inner.store, config, default_savepoint_dir)
+        })?;
+        Ok(CoordinatorView(Owned {
+            tenant: self.clone(),
+            resource,
+        }))
+    }
+}
+
+/// A job's coordinator view inside one tenant.
+#[derive(Debug)]
+pub struct CoordinatorView(Owned);
+
+impl CoordinatorView {
+    pub fn has_default_savepoint_location(&self) -> Result<bool> {
+        let r = self.0.resource;
+        self.0.tenant.call(|i| {
+            let g = coordinator!(i);
+            g.coordinator_view()
+                .call_has_default_savepoint_location(&mut i.store, r)
+                .map(Ok)
+        })
+    }
+
+    /// Creates `<job>/shared` and `<job>/taskowned`.
+    pub fn initialize_base_locations_for_checkpoint(&self) -> Result<()> {
+        let r = self.0.resource;
+        self.0.tenant.call(|i| {
+            let g = coordinator!(i);
+            g.coordinator_view()
+                .call_initialize_base_locations_for_checkpoint(&mut i.store, r)
+        })
+    }
+
+    /// Creates `<job>/chk-<id>`; its reference is the default reference.
+    pub fn initialize_location_for_checkpoint(&self, checkpoint_id: u64) -> Result<CheckpointStorageLocation> {
+        let r = self.0.resource;
+        let resource = self.0.tenant.call(|i| {
+            let g = coordinator!(i);
+            g.coordinator_view()
+                .call_initialize_location_for_checkpoint(&mut i.store, r, checkpoint_id)
+        })?;
+        Ok(CheckpointStorageLocation(Owned {
+            tenant: self.0.tenant.clone(),
+            resource,
+        }))
+    }
+
+    /// Creates a savepoint directory below `target` (or the default).
+    pub fn initialize_location_for_savepoint(
+        &self,
+        checkpoint_id: u64,
+        target: Option<&str>,
+    ) -> Result<CheckpointStorageLocation> {
+        let r = self.0.resource;
+        let resource = self.0.tenant.call(|i| {
+            let g = coordinator!(i);
+            g.coordinator_view()
+                .call_initialize_location_for_savepoint(&mut i.store, r, checkpoint_id, target)
+        })?;
+        Ok(CheckpointStorageLocation(Owned {
+            tenant: self.0.tenant.clone(),
+            resource,
+        }))
+    }
+
+    /// Finds a completed checkpoint from its directory or metadata file.
+    pub fn resolve_checkpoint(&self, pointer: &str) -> Result<CompletedCheckpoint> {
+        let r = self.0.resource;
+        self.0.tenant.call(|i| {
+            let g = coordinator!(i);
+            g.coordinator_view().call_resolve_checkpoint(&mut i.store, r, pointer)
+        })
+    }
+}
+
+/// The location of one checkpoint or savepoint.
+#[derive(Debug)]
+pub struct CheckpointStorageLocation(Owned);
+
+impl CheckpointStorageLocation {
+    pub fn location_reference(&self) -> Result<LocationReference> {
+        let r = self.0.resource;
+        self.0.tenant.call(|i| {
+            let g = coordinator!(i);
+            g.checkpoint_storage_location()
+                .call_location_reference(&mut i.store, r)
+                .map(Ok)
+        })
+    }
+
+    pub fn checkpoint_directory(&self) -> Result<String> {
+        let r = self.0.resource;
+        self.0.tenant.call(|i| {
+            let g = coordinator!(i);
+            g.checkpoint_storage_location()
+                .call_checkpoint_directory(&mut i.store, r)
+                .map(Ok)
+        })
+    }
+
+    pub fn metadata_file_path(&self) -> Result<String> {
+        let r = self.0.resource;
+        self.0.tenant.call(|i| {
+            let g = coordinator!(i);
+            g.checkpoint_storage_location()
+                .call_metadata_file_path(&mut i.store, r)
+                .map(Ok)
+        })
+    }
+
+    /// A stream for `_metadata` (published only when finalized).
+    pub fn create_metadata_output_stream(&self) -> Result<MetadataOutputStream> {
+        let r = self.0.resource;
+        let resource = self.0.tenant.call(|i| {
+            let g = coordinator!(i);
+            g.checkpoint_storage_location()
+                .call_create_metadata_output_stream(&mut i.store, r)
+        })?;
+        Ok(MetadataOutputStream(Owned {
+            tenant: self.0.tenant.clone(),
+            resource,
+        }))
+    }
+
+    /// Deletes the checkpoint directory (exclusive state); shared state stays.
+    pub fn dispose_on_failure(&self) -> Result<()> {
+        let r = self.0.resource;
+        self.0.tenant.call(|i| {
+            let g = coordinator!(i);
+            g.checkpoint_storage_location().call_dispose_on_failure(&mut i.store, r)
+        })
+    }
+}
+
+/// Writes a checkpoint's metadata; dropping it unfinalized removes the
+/// temporary file.
+#[derive(Debug)]
+pub struct MetadataOutputStream(Owned);
+
+impl MetadataOutputStream {
+    pub fn write(&self, data: &[u8]) -> Result<()> {
+        let r = self.0.resource;
+        self.0.tenant.call(|i| {
+            let g = coordinator!(i);
+            g.metadata_output_stream().call_write(&mut i.store, r, data)
+        })
+    }
+
+    pub fn get_pos(&self) -> Result<u64> {
+        let r = self.0.resource;
+        self.0.tenant.call(|i| {
+            let g = coordinator!(i);
+            g.metadata_output_stream().call_get_pos(&mut i.store, r).map(Ok)
+        })
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        let r = self.0.resource;
+        self.0.tenant.call(|i| {
+            let g = coordinator!(i);
+            g.metadata_output_stream().call_sync(&mut i.store, r)
+        })
+    }
+
+    /// Publishes `_metadata` and returns the completed checkpoint.
+    pub fn close_and_finalize_checkpoint(&self) -> Result<CompletedCheckpoint> {
+        let r = self.0.resource;
+        self.0.tenant.call(|i| {
+            let g = coordinator!(i);
+            g.metadata_output_stream()
+                .call_close_and_finalize_checkpoint(&mut i.store, r)
+        })
+    }
+}

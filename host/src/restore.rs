@@ -1,0 +1,93 @@
+//! Typed API over the WIT `restore` interface: reading any handle's bytes
+//! back through the component, in the tenant's sandbox, and discarding state.
+
+use crate::api::{Owned, StateHandle};
+use crate::error::Result;
+use crate::tenant::Tenant;
+
+macro_rules! restore {
+    ($inner:ident) => {
+        $inner.bindings.flink_checkpoint_storage_restore().clone()
+    };
+}
+
+/// Bytes asked for per call by `read_to_end`.
+const READ_CHUNK: u64 = 1024 * 1024;
+
+impl Tenant {
+    /// Opens the bytes of a handle for reading.
+    pub fn open_input_stream(&self, handle: &StateHandle) -> Result<StateInputStream> {
+        let resource = self.call(|i| {
+            let g = restore!(i);
+            g.state_input_stream().call_open(&mut i.store, handle)
+        })?;
+        Ok(StateInputStream(Owned {
+            tenant: self.clone(),
+            resource,
+        }))
+    }
+
+    /// All bytes of a handle, read through the component.
+    pub fn read_state(&self, handle: &StateHandle) -> Result<Vec<u8>> {
+        self.open_input_stream(handle)?.read_to_end()
+    }
+
+    /// Deletes the state's file; no-op for inline state or a missing file.
+    pub fn discard_state(&self, handle: &StateHandle) -> Result<()> {
+        self.call(|i| {
+            let g = restore!(i);
+            g.call_discard_state(&mut i.store, handle)
+        })
+    }
+}
+
+/// A readable, seekable view of one handle's bytes.
+#[derive(Debug)]
+pub struct StateInputStream(Owned);
+
+impl StateInputStream {
+    /// Up to `len` bytes from the current position; empty at the end.
+    pub fn read(&self, len: u64) -> Result<Vec<u8>> {
+        let r = self.0.resource;
+        self.0.tenant.call(|i| {
+            let g = restore!(i);
+            g.state_input_stream().call_read(&mut i.store, r, len)
+        })
+    }
+
+    pub fn seek(&self, pos: u64) -> Result<()> {
+        let r = self.0.resource;
+        self.0.tenant.call(|i| {
+            let g = restore!(i);
+            g.state_input_stream().call_seek(&mut i.store, r, pos)
+        })
+    }
+
+    pub fn get_pos(&self) -> Result<u64> {
+        let r = self.0.resource;
+        self.0.tenant.call(|i| {
+            let g = restore!(i);
+            g.state_input_stream().call_get_pos(&mut i.store, r).map(Ok)
+        })
+    }
+
+    pub fn size(&self) -> Result<u64> {
+        let r = self.0.resource;
+        self.0.tenant.call(|i| {
+            let g = restore!(i);
+            g.state_input_stream().call_size(&mut i.store, r).map(Ok)
+        })
+    }
+
+    /// Everything from the current position to the end.
+    pub fn read_to_end(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.size()?.saturating_sub(self.get_pos()?) as usize);
+        loop {
+            let chunk = self.read(READ_CHUNK)?;
+            if chunk.is_empty() {
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk);
+        }
+    }
+}
