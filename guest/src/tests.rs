@@ -8,6 +8,7 @@ use crate::handle::StateHandle;
 use crate::output_stream::{CheckpointStateOutputStream, FsOutputStream};
 use crate::paths::GuestPath;
 use crate::reference::LocationReference;
+use crate::sandbox::Sandbox;
 use crate::test_support::MemSandbox;
 use proptest::prelude::*;
 use std::rc::Rc;
@@ -525,5 +526,111 @@ proptest! {
             }
             Some(other) => prop_assert!(false, "unexpected {:?}", other),
         }
+    }
+}
+
+mod coordinator_and_restore {
+    use super::*;
+    use crate::coordinator::CoordinatorView;
+    use crate::restore::{StateInputStream, discard_state};
+
+    fn coordinator(s: &Rc<MemSandbox>) -> CoordinatorView<MemSandbox> {
+        CoordinatorView::open(s.clone(), &config(Backend::Filesystem), Some("/checkpoints/sp")).unwrap()
+    }
+
+    #[test]
+    fn savepoint_names_retry_on_clashes_then_give_up() {
+        let s = MemSandbox::with_dirs(&["/checkpoints/sp"]);
+        let c = coordinator(&s);
+        let clash = [0xabu8; 16];
+        s.mkdir("/checkpoints/sp/savepoint-012345-abababababab");
+        s.scripted_random.borrow_mut().extend([clash; 3]);
+        let loc = c.initialize_location_for_savepoint(1, None).unwrap();
+        assert_ne!(
+            loc.checkpoint_directory().as_str(),
+            "/checkpoints/sp/savepoint-012345-abababababab"
+        );
+        assert!(
+            loc.checkpoint_directory()
+                .as_str()
+                .starts_with("/checkpoints/sp/savepoint-012345-")
+        );
+        s.scripted_random.borrow_mut().extend([clash; 10]);
+        let e = c.initialize_location_for_savepoint(1, None).err().unwrap();
+        assert!(
+            e.message
+                .starts_with("Failed to create savepoint directory at /checkpoints/sp"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn metadata_is_published_once_and_temp_files_never_stay() {
+        let s = MemSandbox::with_dirs(&[]);
+        let c = coordinator(&s);
+        let loc = c.initialize_location_for_checkpoint(3).unwrap();
+        let dir = format!("/checkpoints/{JOB}/chk-3");
+        let mut m = loc.create_metadata_output_stream().unwrap();
+        m.write(b"meta").unwrap();
+        assert!(s.read(&format!("{dir}/_metadata")).is_none());
+        let done = m.close_and_finalize_checkpoint().unwrap();
+        assert_eq!(done.external_pointer, dir);
+        assert_eq!(s.read(&format!("{dir}/_metadata")).unwrap(), b"meta");
+        assert_eq!(s.files_in(&dir).len(), 1, "only _metadata remains");
+        assert_eq!(
+            loc.create_metadata_output_stream().err().unwrap().code,
+            ErrorCode::AlreadyExists
+        );
+        assert_eq!(c.resolve_checkpoint(&dir).unwrap(), done);
+    }
+
+    #[test]
+    fn failed_metadata_write_removes_the_temp_file() {
+        let s = MemSandbox::with_dirs(&[]);
+        let loc = coordinator(&s).initialize_location_for_checkpoint(3).unwrap();
+        s.faults.budget.set(Some(2));
+        let mut m = loc.create_metadata_output_stream().unwrap();
+        assert_eq!(m.write(b"too long").unwrap_err().code, ErrorCode::Io);
+        assert!(s.files_in(&format!("/checkpoints/{JOB}/chk-3")).is_empty());
+        assert_eq!(m.close_and_finalize_checkpoint().unwrap_err().code, ErrorCode::Closed);
+    }
+
+    #[test]
+    fn input_stream_reads_seeks_and_bounds() {
+        let s = MemSandbox::with_dirs(&["/checkpoints/d"]);
+        s.files.borrow_mut().insert(
+            GuestPath::parse("/checkpoints/d/f").unwrap(),
+            Rc::new(std::cell::RefCell::new((0..50u8).collect())),
+        );
+        let h = StateHandle::File {
+            path: "/checkpoints/d/f".into(),
+            size: 50,
+        };
+        let mut r = StateInputStream::open(&*s, h.clone()).unwrap();
+        assert_eq!((r.size(), r.pos()), (50, 0));
+        assert_eq!(r.read(10).unwrap(), (0..10u8).collect::<Vec<_>>());
+        r.seek(50).unwrap();
+        assert!(r.read(1).unwrap().is_empty());
+        assert_eq!(r.seek(51).unwrap_err().code, ErrorCode::InvalidArgument);
+        discard_state(&*s, &h).unwrap();
+        assert!(s.files_in("/checkpoints/d").is_empty());
+        discard_state(&*s, &h).unwrap();
+        assert_eq!(StateInputStream::open(&*s, h).err().unwrap().code, ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn dispose_removes_the_tree() {
+        let s = MemSandbox::with_dirs(&[]);
+        let loc = coordinator(&s).initialize_location_for_checkpoint(8).unwrap();
+        let dir = format!("/checkpoints/{JOB}/chk-8");
+        s.mkdir(&format!("{dir}/sub"));
+        s.files
+            .borrow_mut()
+            .insert(GuestPath::parse(&format!("{dir}/sub/x")).unwrap(), Default::default());
+        loc.dispose_on_failure().unwrap();
+        assert!(s.stat(&GuestPath::parse(&dir).unwrap()).is_err());
+        assert!(s.files.borrow().is_empty());
+        loc.dispose_on_failure().unwrap();
     }
 }

@@ -23,6 +23,7 @@ mod api;
 mod bindings;
 mod coordinator;
 mod error;
+pub mod inspect;
 pub mod manifest;
 mod plugin;
 mod restore;

@@ -1,7 +1,8 @@
 //! `checkpoint-storage` CLI: demos of the component through the host.
 
 use anyhow::{Context, Result};
-use checkpoint_storage_host::{LocationReference, Plugin, StateScope, StorageConfig, Tenant, TenantConfig};
+use checkpoint_storage_host::manifest::{CheckpointManifest, NamedState};
+use checkpoint_storage_host::{Plugin, StateScope, StorageConfig, Tenant, TenantConfig, inspect};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,15 @@ enum Command {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
         tenants: u32,
     },
+    /// Lists the checkpoints and savepoints of a tenant directory: ids,
+    /// files, bytes, whether `_metadata` is present.
+    Inspect {
+        /// The tenant directory (what the tenant sees as /checkpoints).
+        dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -37,6 +47,16 @@ fn main() -> Result<()> {
         .init();
     match Cli::parse().command {
         Command::Demo { dir, tenants } => demo(dir, tenants),
+        Command::Inspect { dir, json } => {
+            let root = inspect::check_root(&dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
+            let inventory = inspect::inspect(&root).with_context(|| format!("reading {}", root.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inventory)?);
+            } else {
+                print!("{}", inspect::render(&inventory));
+            }
+            Ok(())
+        }
     }
 }
 
@@ -62,46 +82,37 @@ fn demo(dir: Option<PathBuf>, tenants: u32) -> Result<()> {
             "\n=== tenant-{i}: {} (seen inside as /checkpoints)",
             tenant.dir().display()
         );
-        demo_tenant(&tenant, i)?;
+        demo_tenant(&plugin, &tenant, i)?;
         print_tree(tenant.dir())?;
     }
     println!("\nEverything is kept under {}", root.display());
     Ok(())
 }
 
-/// Stands in for the coordinator (issue 4 brings the coordinator view):
-/// creates the directories Flink's job manager creates before tasks write.
-fn prepare_directories(tenant: &Tenant, job: &str, savepoint: &str) -> Result<()> {
-    for d in [
-        format!("{job}/shared"),
-        format!("{job}/taskowned"),
-        format!("{job}/chk-1"),
-        savepoint.to_string(),
-    ] {
-        std::fs::create_dir_all(tenant.dir().join(d))?;
-    }
-    Ok(())
-}
-
-fn demo_tenant(tenant: &Tenant, index: u32) -> Result<()> {
+fn demo_tenant(plugin: &Plugin, tenant: &Tenant, index: u32) -> Result<()> {
     let job = uuid::Uuid::new_v4().simple().to_string();
-    let savepoint = format!("savepoint-{}-{:012x}", &job[..6], index);
-    prepare_directories(tenant, &job, &savepoint)?;
-    let view = tenant.open_worker_view(&StorageConfig::filesystem(&job))?;
+    let config = StorageConfig::filesystem(&job);
     println!("job {job}");
 
-    let savepoint_ref = LocationReference::encode_path(&format!("/checkpoints/{savepoint}"));
+    // Job manager side: create the locations and hand out references.
+    let coordinator = tenant.open_coordinator_view(&config, Some("/checkpoints/savepoints"))?;
+    coordinator.initialize_base_locations_for_checkpoint()?;
+    let checkpoint = coordinator.initialize_location_for_checkpoint(1)?;
+    let savepoint = coordinator.initialize_location_for_savepoint(2, None)?;
+
+    // Task side: resolve the references, write state.
+    let view = tenant.open_worker_view(&config)?;
     let mut to_duplicate = None;
-    for (label, reference) in [
-        ("checkpoint 1, default reference", LocationReference::Default),
-        ("savepoint, encoded reference", savepoint_ref),
-    ] {
-        let factory = view.resolve_checkpoint_storage_location(1, &reference)?;
+    let mut completed = vec![];
+    for (label, location, id) in [("checkpoint 1", &checkpoint, 1), ("savepoint", &savepoint, 2)] {
+        let reference = location.location_reference()?;
+        let factory = view.resolve_checkpoint_storage_location(id, &reference)?;
         println!(
-            "\n{label} {reference}\n  exclusive -> {}\n  shared    -> {}",
+            "\n{label}, reference {reference}\n  exclusive -> {}\n  shared    -> {}",
             factory.checkpoint_directory()?,
             factory.shared_state_directory()?
         );
+        let mut states = vec![];
         for scope in [StateScope::Exclusive, StateScope::Shared] {
             for (size, what) in [(100usize, "small"), (64 * 1024, "large")] {
                 let stream = factory.create_checkpoint_state_output_stream(scope)?;
@@ -113,26 +124,65 @@ fn demo_tenant(tenant: &Tenant, index: u32) -> Result<()> {
                 };
                 println!("  {scope:9} {what} ({size} B): {handle}");
                 if to_duplicate.is_none() && handle.file_path().is_some() {
-                    to_duplicate = Some(handle);
+                    to_duplicate = Some(handle.clone());
                 }
+                states.push(NamedState {
+                    name: format!("{scope}-{what}"),
+                    handle,
+                });
             }
         }
+        // Job manager side again: the handles go into the metadata.
+        let manifest = CheckpointManifest {
+            job_id: job.clone(),
+            checkpoint_id: id,
+            states,
+        };
+        let metadata = location.create_metadata_output_stream()?;
+        metadata.write(&manifest.to_json())?;
+        let done = metadata.close_and_finalize_checkpoint()?;
+        println!(
+            "  completed: {} ({} B of metadata)",
+            done.external_pointer,
+            done.metadata.state_size()
+        );
+        completed.push((done.external_pointer, manifest));
     }
 
     let stream = view.create_task_owned_state_stream()?;
     stream.write(&pattern(30 * 1024, index))?;
     let handle = stream.close_and_get_handle()?.context("a handle")?;
-    println!("\ntask-owned stream (30 KiB): {}", handle);
+    println!("\ntask-owned stream (30 KiB): {handle}");
 
     let toolset = view.create_task_owned_checkpoint_state_toolset()?;
     let original = to_duplicate.context("a file handle to duplicate")?;
     println!(
-        "\nduplicate into taskowned (fast: {}):\n  from {}",
-        toolset.can_fast_duplicate(&original)?,
-        original
+        "\nduplicate into taskowned (fast: {}):\n  from {original}",
+        toolset.can_fast_duplicate(&original)?
     );
     for copy in toolset.duplicate(std::slice::from_ref(&original))? {
-        println!("  to   {}", copy);
+        println!("  to   {copy}");
+    }
+
+    // Restore in a fresh instance: find each checkpoint from its pointer,
+    // load its manifest, read every state back through the component.
+    let fresh = plugin.tenant(TenantConfig::new(tenant.dir()))?;
+    let coordinator = fresh.open_coordinator_view(&config, None)?;
+    println!("\nrestore in a fresh instance:");
+    for (pointer, written) in completed {
+        let found = coordinator.resolve_checkpoint(&pointer)?;
+        let manifest = CheckpointManifest::from_json(&fresh.read_state(&found.metadata)?)?;
+        let mut bytes = 0;
+        for (state, expected) in manifest.states.iter().zip(&written.states) {
+            let data = fresh.read_state(&state.handle)?;
+            anyhow::ensure!(state == expected, "state {} has a different handle", state.name);
+            anyhow::ensure!(data == pattern(data.len(), index), "state {} differs", state.name);
+            bytes += data.len();
+        }
+        println!(
+            "  {pointer}: {} states, {bytes} bytes read back, all equal",
+            manifest.states.len()
+        );
     }
     Ok(())
 }

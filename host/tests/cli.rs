@@ -1,0 +1,76 @@
+//! The CLI as a user runs it: `demo` writes, restores and verifies; `inspect`
+//! reads the demo's output back (text and JSON).
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_checkpoint-storage");
+
+#[test]
+fn demo_then_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["demo", "--tenants", "2", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.matches("all equal").count(),
+        4,
+        "two tenants restore a checkpoint and a savepoint each"
+    );
+    assert!(stdout.contains("RelativeFileStateHandle State: /checkpoints/"));
+
+    for tenant in ["tenant-1", "tenant-2"] {
+        let out = Command::new(BIN)
+            .arg("inspect")
+            .arg(dir.path().join(tenant))
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let inv: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let jobs = inv["jobs"].as_array().unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0]["checkpoints"][0]["id"], 1);
+        assert!(jobs[0]["checkpoints"][0]["metadata_bytes"].as_u64().unwrap() > 0);
+        assert_eq!(
+            jobs[0]["checkpoints"][0]["state"]["files"], 1,
+            "the large exclusive state"
+        );
+        assert_eq!(
+            jobs[0]["task_owned"]["files"], 2,
+            "the task-owned stream and the duplicate"
+        );
+        let savepoints = inv["savepoints"].as_array().unwrap();
+        assert_eq!(savepoints.len(), 1);
+        assert!(savepoints[0]["metadata_bytes"].as_u64().unwrap() > 0);
+
+        let out = Command::new(BIN)
+            .arg("inspect")
+            .arg(dir.path().join(tenant))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("checkpoint      1:") && text.contains("savepoint savepoints/savepoint-"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn inspect_of_a_missing_directory_fails_clearly() {
+    let out = Command::new(BIN)
+        .args(["inspect", "/definitely/not/here"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot inspect /definitely/not/here"));
+}
