@@ -20,12 +20,15 @@
 //! ```
 
 mod api;
+pub mod bench;
 mod bindings;
+mod buffered;
 mod error;
 mod plugin;
 mod tenant;
 
 pub use api::*;
+pub use buffered::{BufferedStateOutputStream, DEFAULT_BATCH_SIZE};
 pub use error::{Error, ErrorCode, Result, StorageError};
 pub use plugin::{Allocator, COMPONENT_PATH, Plugin, PluginOptions};
 pub use tenant::{GUEST_MOUNT, Tenant, TenantConfig, TenantState};

@@ -5,6 +5,8 @@ use checkpoint_storage_host::{LocationReference, Plugin, StateScope, StorageConf
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
+mod bench_cli;
+
 #[derive(Parser)]
 #[command(
     version,
@@ -28,6 +30,10 @@ enum Command {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
         tenants: u32,
     },
+    /// What the sandbox costs against native Rust, in one run: stream
+    /// throughput, small states, tenant start and idle memory (use a
+    /// release build).
+    Bench(bench_cli::BenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -37,6 +43,7 @@ fn main() -> Result<()> {
         .init();
     match Cli::parse().command {
         Command::Demo { dir, tenants } => demo(dir, tenants),
+        Command::Bench(args) => bench_cli::run(args),
     }
 }
 
