@@ -20,7 +20,9 @@
 //! ```
 
 mod api;
+pub mod bench;
 mod bindings;
+mod buffered;
 mod coordinator;
 mod error;
 pub mod inspect;
@@ -30,6 +32,7 @@ mod restore;
 mod tenant;
 
 pub use api::*;
+pub use buffered::{BufferedStateOutputStream, DEFAULT_BATCH_SIZE};
 pub use coordinator::{CheckpointStorageLocation, CompletedCheckpoint, CoordinatorView, MetadataOutputStream};
 pub use error::{Error, ErrorCode, Result, StorageError};
 pub use plugin::{Allocator, COMPONENT_PATH, Plugin, PluginOptions};

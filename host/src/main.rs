@@ -6,6 +6,8 @@ use checkpoint_storage_host::{Plugin, StateScope, StorageConfig, Tenant, TenantC
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
+mod bench_cli;
+
 #[derive(Parser)]
 #[command(
     version,
@@ -38,6 +40,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What the sandbox costs against native Rust, in one run: stream
+    /// throughput, small states, tenant start and idle memory (use a
+    /// release build).
+    Bench(bench_cli::BenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -57,6 +63,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench(args) => bench_cli::run(args),
     }
 }
 

@@ -1,0 +1,283 @@
+//! `bench`: what the sandbox costs, against native Rust, in one run.
+//!
+//! Every figure is paired with a baseline measured in the same run:
+//! stream throughput per chunk size against the same policy in native Rust
+//! ([`native`]), 1 MiB chunks against plain writes + fsync (the disk), small
+//! inline states per second against native, tenant start against opening a
+//! directory, and resident memory per idle tenant against its target.
+
+mod chart;
+mod machine;
+mod memory;
+pub mod native;
+mod report;
+mod small_state;
+mod tenant_start;
+mod throughput;
+
+pub use chart::write_chart;
+/// The progress type `run` reports to (`ProgressBar::hidden()` for none).
+pub use indicatif::ProgressBar;
+pub use machine::Machine;
+pub use memory::MemoryResult;
+pub use report::{Figure, Report, Settings, TARGET_IDLE_KIB, TARGET_START_US, Target};
+pub use small_state::SmallStateResult;
+pub use tenant_start::StartResult;
+pub use throughput::ThroughputResult;
+
+use crate::api::{LocationReference, StorageConfig, StreamFactory, WorkerView};
+use crate::plugin::{Allocator, Plugin, PluginOptions};
+use crate::tenant::{Tenant, TenantConfig};
+use std::path::PathBuf;
+
+/// Flink's defaults, which the guest uses too (the native side must match).
+const THRESHOLD: usize = 20 * 1024;
+const WRITE_BUFFER: usize = 4 * 1024;
+
+/// What a benchmark run can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Host(#[from] crate::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid benchmark settings: {0}")]
+    Invalid(String),
+    #[error("drawing the chart failed: {0}")]
+    Chart(String),
+}
+
+/// Maps an I/O error to [`BenchError::Io`] saying what was being done.
+fn io_error(what: &'static str) -> impl Fn(std::io::Error) -> BenchError {
+    move |source| BenchError::Io { what, source }
+}
+
+/// How much to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Parent of the run's temporary directory (default: the system's).
+    pub dir: Option<PathBuf>,
+    /// Bytes written per chunk size and variant.
+    pub bytes_per_chunk_size: u64,
+    /// Bytes per stream (so `bytes_per_chunk_size / stream_bytes` streams).
+    pub stream_bytes: u64,
+    pub chunk_sizes: Vec<usize>,
+    /// Batch of the host-side batching writer.
+    pub batch_bytes: usize,
+    /// Small (100-byte) states per side.
+    pub small_states: u64,
+    /// Timed tenant starts per allocator.
+    pub start_samples: u32,
+    /// Idle tenant counts measured with the pooling allocator.
+    pub memory_tenants: Vec<u32>,
+}
+
+impl Default for BenchOptions {
+    /// The full run: 256 MiB per chunk size, 1,000 and 10,000 idle tenants.
+    fn default() -> Self {
+        BenchOptions {
+            dir: None,
+            bytes_per_chunk_size: 256 << 20,
+            stream_bytes: 4 << 20,
+            chunk_sizes: vec![64, 4 << 10, 64 << 10, 1 << 20],
+            batch_bytes: crate::buffered::DEFAULT_BATCH_SIZE,
+            small_states: 200_000,
+            start_samples: 2_000,
+            memory_tenants: vec![1_000, 10_000],
+        }
+    }
+}
+
+impl BenchOptions {
+    /// A run of well under a minute, for a first look.
+    pub fn quick() -> Self {
+        BenchOptions {
+            bytes_per_chunk_size: 32 << 20,
+            small_states: 20_000,
+            start_samples: 300,
+            memory_tenants: vec![1_000],
+            ..Self::default()
+        }
+    }
+
+    /// Tiny sizes: checks that everything runs, measures nothing useful.
+    pub fn smoke() -> Self {
+        BenchOptions {
+            bytes_per_chunk_size: 128 << 10,
+            stream_bytes: 64 << 10,
+            small_states: 20,
+            start_samples: 5,
+            memory_tenants: vec![8],
+            ..Self::default()
+        }
+    }
+
+    fn streams_per_chunk_size(&self) -> u64 {
+        self.bytes_per_chunk_size.div_ceil(self.stream_bytes).max(1)
+    }
+
+    fn validate(&self) -> Result<(), BenchError> {
+        let fail = |m: &str| Err(BenchError::Invalid(m.to_string()));
+        if self.stream_bytes == 0 || self.bytes_per_chunk_size == 0 {
+            return fail("sizes must be positive");
+        }
+        if self.chunk_sizes.is_empty() || self.chunk_sizes.contains(&0) {
+            return fail("chunk sizes must be positive, and at least one");
+        }
+        if self.batch_bytes == 0 || self.small_states == 0 || self.start_samples == 0 {
+            return fail("batch size, small states and start samples must be positive");
+        }
+        if self.memory_tenants.is_empty() || self.memory_tenants.contains(&0) {
+            return fail("idle tenant counts must be positive, and at least one");
+        }
+        Ok(())
+    }
+
+    /// Progress steps of a run: streams, batches, samples, tenants.
+    fn steps(&self) -> u64 {
+        let memory: u64 = self.memory_tenants.iter().map(|&n| u64::from(n)).sum();
+        let on_demand = self.memory_tenants.iter().min().map_or(0, |&n| u64::from(n));
+        self.chunk_sizes.len() as u64 * self.streams_per_chunk_size()
+            + small_state::steps(self.small_states)
+            + 2 * u64::from(self.start_samples)
+            + memory
+            + on_demand
+    }
+}
+
+/// The tenant the I/O benchmarks write through, and the native side's
+/// directories on the same filesystem.
+pub struct Workspace {
+    // Fields drop in order: guest resources before their tenant.
+    factory: StreamFactory,
+    _view: WorkerView,
+    tenant: Tenant,
+    native_dir: PathBuf,
+    disk_dir: PathBuf,
+    threshold: usize,
+    buffer_size: usize,
+}
+
+impl Workspace {
+    fn new(plugin: &Plugin, root: &std::path::Path, job: &str) -> Result<Self, BenchError> {
+        let tenant_dir = root.join("tenant");
+        let native_dir = root.join("native");
+        let disk_dir = root.join("disk");
+        for d in [tenant_dir.join(job).join("chk-1"), native_dir.clone(), disk_dir.clone()] {
+            std::fs::create_dir_all(&d).map_err(io_error("creating benchmark directories"))?;
+        }
+        let tenant = plugin.tenant(TenantConfig::new(&tenant_dir))?;
+        let view = tenant.open_worker_view(&StorageConfig::filesystem(job))?;
+        let factory = view.resolve_checkpoint_storage_location(1, &LocationReference::Default)?;
+        Ok(Workspace {
+            factory,
+            _view: view,
+            tenant,
+            native_dir,
+            disk_dir,
+            threshold: THRESHOLD,
+            buffer_size: WRITE_BUFFER.max(THRESHOLD),
+        })
+    }
+}
+
+/// Runs every benchmark; `progress` gets its length and messages here.
+pub fn run(options: &BenchOptions, progress: &ProgressBar) -> Result<Report, BenchError> {
+    options.validate()?;
+    let parent = options.dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent).map_err(io_error("creating the benchmark directory"))?;
+    let root = tempfile::Builder::new()
+        .prefix("checkpoint-storage-bench-")
+        .tempdir_in(&parent)
+        .map_err(io_error("creating the benchmark directory"))?;
+    let machine = Machine::detect(root.path());
+    progress.set_length(options.steps());
+    progress.set_message("compiling the component");
+    let on_demand = Plugin::load()?;
+    let max_tenants = options
+        .memory_tenants
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .saturating_add(16);
+    let pooling = Plugin::load_with(&PluginOptions {
+        allocator: Allocator::Pooling { max_tenants },
+    })?;
+    let job = uuid::Uuid::new_v4().simple().to_string();
+
+    let ws = Workspace::new(&on_demand, &root.path().join("io"), &job)?;
+    let data = pattern(options.stream_bytes as usize);
+    let setup = throughput::Setup {
+        ws: &ws,
+        data: &data,
+        batch_size: options.batch_bytes,
+    };
+    let largest = options.chunk_sizes.iter().copied().max().unwrap_or(0);
+    let mut throughput = Vec::new();
+    for &chunk in &options.chunk_sizes {
+        progress.set_message(format!("stream throughput, {chunk} B chunks"));
+        throughput.push(setup.measure(chunk, options.streams_per_chunk_size(), chunk == largest, progress)?);
+    }
+    progress.set_message("small states");
+    let small = small_state::measure(&ws, options.small_states, progress)?;
+    drop(ws);
+
+    progress.set_message("tenant start");
+    let starts_dir = root.path().join("start");
+    let native_start = tenant_start::measure_native(options.start_samples, &starts_dir.join("native"))?;
+    let mut starts = Vec::new();
+    for (name, plugin) in [("on-demand", &on_demand), ("pooling", &pooling)] {
+        let dir = starts_dir.join(name);
+        starts.push(tenant_start::measure(
+            plugin,
+            name,
+            options.start_samples,
+            &dir,
+            &job,
+            progress,
+        )?);
+    }
+
+    let mut memory = Vec::new();
+    let mem_dir = root.path().join("memory");
+    for &count in &options.memory_tenants {
+        progress.set_message(format!("idle memory, {count} tenants (pooling)"));
+        let dir = mem_dir.join(format!("pooling-{count}"));
+        memory.push(memory::measure(&pooling, "pooling", count, &dir, &job, progress)?);
+    }
+    if let Some(&count) = options.memory_tenants.iter().min() {
+        progress.set_message(format!("idle memory, {count} tenants (on-demand)"));
+        let dir = mem_dir.join(format!("on-demand-{count}"));
+        memory.push(memory::measure(&on_demand, "on-demand", count, &dir, &job, progress)?);
+    }
+    progress.set_message("done");
+
+    let figures = report::figures(&throughput, &small, &native_start, &starts, &memory);
+    Ok(Report {
+        machine,
+        settings: Settings {
+            bytes_per_chunk_size: options.streams_per_chunk_size() * options.stream_bytes,
+            stream_bytes: options.stream_bytes,
+            batch_bytes: options.batch_bytes,
+            small_states: options.small_states,
+            start_samples: options.start_samples,
+            memory_tenants: options.memory_tenants.clone(),
+        },
+        throughput,
+        small_state: small,
+        native_start,
+        tenant_start: starts,
+        memory,
+        figures,
+    })
+}
+
+/// Stream contents: not all one byte, so nothing can shortcut zeros.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i.wrapping_mul(31) ^ (i >> 9)) as u8).collect()
+}

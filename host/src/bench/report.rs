@@ -1,0 +1,315 @@
+//! The report of one benchmark run: raw results, and the figures derived
+//! from them (each paired with its baseline from the same run, the ratio,
+//! and the target where there is one), as JSON or a table.
+
+use super::machine::Machine;
+use super::memory::MemoryResult;
+use super::small_state::SmallStateResult;
+use super::tenant_start::StartResult;
+use super::throughput::ThroughputResult;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+
+/// What a figure must reach.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Target {
+    /// `measured / baseline` at least this.
+    MinRatio(f64),
+    /// `measured` at most this (in the figure's unit).
+    MaxValue(f64),
+}
+
+impl Target {
+    fn met(self, measured: f64, ratio: f64) -> bool {
+        match self {
+            Target::MinRatio(min) => ratio >= min,
+            Target::MaxValue(max) => measured <= max,
+        }
+    }
+
+    fn describe(self, unit: &str) -> String {
+        match self {
+            Target::MinRatio(min) => format!(">= {min:.2}x"),
+            Target::MaxValue(max) => format!("<= {max} {unit}"),
+        }
+    }
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Figure {
+    /// Short name, for charts and scripts.
+    pub key: String,
+    pub benchmark: String,
+    pub measured: f64,
+    pub unit: String,
+    pub baseline_label: String,
+    pub baseline: f64,
+    /// `measured / baseline`.
+    pub ratio: f64,
+    pub target: Option<Target>,
+    pub met: Option<bool>,
+}
+
+impl Figure {
+    fn new(key: String, benchmark: String, measured: f64, unit: &str, baseline_label: &str, baseline: f64) -> Self {
+        Figure {
+            key,
+            benchmark,
+            measured,
+            unit: unit.to_string(),
+            baseline_label: baseline_label.to_string(),
+            baseline,
+            ratio: measured / baseline,
+            target: None,
+            met: None,
+        }
+    }
+
+    fn with_target(mut self, target: Target) -> Self {
+        self.met = Some(target.met(self.measured, self.ratio));
+        self.target = Some(target);
+        self
+    }
+}
+
+/// The run's settings, for reproducing it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    pub bytes_per_chunk_size: u64,
+    pub stream_bytes: u64,
+    pub batch_bytes: usize,
+    pub small_states: u64,
+    pub start_samples: u32,
+    pub memory_tenants: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub machine: Machine,
+    pub settings: Settings,
+    pub throughput: Vec<ThroughputResult>,
+    pub small_state: SmallStateResult,
+    /// A native tenant start (canonicalise and open the directory): the
+    /// baseline of the tenant start figures.
+    pub native_start: StartResult,
+    pub tenant_start: Vec<StartResult>,
+    pub memory: Vec<MemoryResult>,
+    pub figures: Vec<Figure>,
+}
+
+/// Targets of issue 6 (ratios on a 2-core machine).
+const TARGET_64K: f64 = 0.95;
+const TARGET_4K: f64 = 0.90;
+const TARGET_1M_DISK: f64 = 0.90;
+pub const TARGET_START_US: f64 = 20.0;
+pub const TARGET_IDLE_KIB: f64 = 256.0;
+
+/// Derives the figures from the raw results.
+pub fn figures(
+    throughput: &[ThroughputResult],
+    small: &SmallStateResult,
+    native_start: &StartResult,
+    starts: &[StartResult],
+    memory: &[MemoryResult],
+) -> Vec<Figure> {
+    let mut out = Vec::new();
+    for t in throughput {
+        let size = human_bytes(t.chunk_bytes as u64);
+        let target = match t.chunk_bytes {
+            65536 => Some(Target::MinRatio(TARGET_64K)),
+            4096 => Some(Target::MinRatio(TARGET_4K)),
+            _ => None,
+        };
+        let short = short_bytes(t.chunk_bytes as u64);
+        for (how, key, measured) in [
+            ("call per chunk", "call", t.component_mib_s),
+            ("host-batched", "batched", t.batched_mib_s),
+        ] {
+            let f = Figure::new(
+                format!("{short} {key}"),
+                format!("{size} chunks, {how}"),
+                measured,
+                "MiB/s",
+                "native",
+                t.native_mib_s,
+            );
+            out.push(match target {
+                Some(target) => f.with_target(target),
+                None => f,
+            });
+        }
+        if let Some(disk) = t.disk_mib_s {
+            out.push(
+                Figure::new(
+                    format!("{short} vs disk"),
+                    format!("{size} chunks vs disk"),
+                    t.component_mib_s,
+                    "MiB/s",
+                    "disk (plain write + fsync)",
+                    disk,
+                )
+                .with_target(Target::MinRatio(TARGET_1M_DISK)),
+            );
+        }
+    }
+    out.push(Figure::new(
+        format!("{}B states", small.state_bytes),
+        format!("{} B states (inline)", small.state_bytes),
+        small.component_per_s,
+        "streams/s",
+        "native",
+        small.native_per_s,
+    ));
+    for s in starts {
+        let median = Figure::new(
+            format!("p50 {}", s.allocator),
+            format!("tenant start median, {}", s.allocator),
+            s.median_us,
+            "us",
+            "native (open dir)",
+            native_start.median_us,
+        );
+        out.push(if s.allocator == "pooling" {
+            median.with_target(Target::MaxValue(TARGET_START_US))
+        } else {
+            median
+        });
+        out.push(Figure::new(
+            format!("p99 {}", s.allocator),
+            format!("tenant start p99, {}", s.allocator),
+            s.p99_us,
+            "us",
+            "native (open dir)",
+            native_start.p99_us,
+        ));
+    }
+    for m in memory {
+        let f = Figure::new(
+            format!("mem {} {}", s_alloc(&m.allocator), short_count(m.alive)),
+            format!("idle tenant, {} x{}", m.allocator, m.alive),
+            m.per_tenant_kib,
+            "KiB",
+            "target",
+            TARGET_IDLE_KIB,
+        );
+        out.push(if m.allocator == "pooling" {
+            f.with_target(Target::MaxValue(TARGET_IDLE_KIB))
+        } else {
+            f
+        });
+    }
+    out
+}
+
+impl Report {
+    /// A plain-text table of the figures, then notes.
+    pub fn table(&self) -> String {
+        let rows: Vec<[String; 6]> = self
+            .figures
+            .iter()
+            .map(|f| {
+                [
+                    f.benchmark.clone(),
+                    format!("{} {}", num(f.measured), f.unit),
+                    format!("{} ({})", num(f.baseline), f.baseline_label),
+                    format!("{:.2}", f.ratio),
+                    f.target.map_or_else(String::new, |t| t.describe(&f.unit)),
+                    match f.met {
+                        Some(true) => "met".into(),
+                        Some(false) => "MISSED".into(),
+                        None => String::new(),
+                    },
+                ]
+            })
+            .collect();
+        let header = ["benchmark", "measured", "baseline", "ratio", "target", ""].map(String::from);
+        let widths: Vec<usize> = (0..6)
+            .map(|i| {
+                rows.iter()
+                    .chain([&header])
+                    .map(|r| r[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            out,
+            "machine: {} cores, {}, {} MiB RAM, Linux {}; {}",
+            m.nproc, m.cpu_model, m.memory_mib, m.kernel, m.filesystem
+        );
+        for r in std::iter::once(&header).chain(&rows) {
+            let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            let _ = writeln!(out, "{}", line.join("  ").trim_end());
+        }
+        for s in &self.tenant_start {
+            let _ = writeln!(
+                out,
+                "tenant start, {} (medians): create tenant {:.1} us + open worker view {:.1} us",
+                s.allocator, s.create_median_us, s.open_view_median_us
+            );
+        }
+        for mem in self.memory.iter().filter_map(|m| m.note.as_ref()) {
+            let _ = writeln!(out, "note: {mem}");
+        }
+        out
+    }
+}
+
+fn num(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn short_bytes(n: u64) -> String {
+    human_bytes(n)
+        .replace(" KiB", "K")
+        .replace(" MiB", "M")
+        .replace(" B", "B")
+}
+
+fn short_count(n: u32) -> String {
+    if n >= 1000 && n.is_multiple_of(1000) {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
+}
+
+fn s_alloc(allocator: &str) -> &str {
+    if allocator == "pooling" { "pool" } else { allocator }
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 && n.is_multiple_of(1 << 20) => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n.is_multiple_of(1 << 10) => format!("{} KiB", n >> 10),
+        n => format!("{n} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_decide_met() {
+        let f = Figure::new("x".into(), "x".into(), 90.0, "MiB/s", "native", 100.0).with_target(Target::MinRatio(0.9));
+        assert_eq!(f.met, Some(true));
+        let f = Figure::new("y".into(), "y".into(), 21.0, "us", "native", 2.0).with_target(Target::MaxValue(20.0));
+        assert_eq!(f.met, Some(false));
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human_bytes(64), "64 B");
+        assert_eq!(human_bytes(4096), "4 KiB");
+        assert_eq!(human_bytes(1 << 20), "1 MiB");
+    }
+}

@@ -1,0 +1,77 @@
+//! Small state: whole streams per second for 100-byte states, which end as
+//! inline handles (no file), through the component and natively. Here the
+//! cost is the calls per stream (create, write, close, drop), not bytes.
+
+use super::native::NativeStream;
+use super::{BenchError, Workspace, io_error};
+use crate::api::StateScope;
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// Size of one small state.
+pub const STATE_BYTES: usize = 100;
+
+/// Streams per batch; batches of both sides take turns.
+const BATCH: u64 = 1000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SmallStateResult {
+    pub state_bytes: usize,
+    pub streams: u64,
+    pub native_per_s: f64,
+    pub component_per_s: f64,
+}
+
+/// Measures `streams` small states on each side; one progress step per batch.
+pub fn measure(ws: &Workspace, streams: u64, progress: &ProgressBar) -> Result<SmallStateResult, BenchError> {
+    let data = [0x5a_u8; STATE_BYTES];
+    let (mut native, mut component) = (Duration::ZERO, Duration::ZERO);
+    // Warm-up: neither side is timed cold.
+    native_batch(ws, &data, 10)?;
+    component_batch(ws, &data, 10)?;
+    let mut done = 0;
+    while done < streams {
+        let n = BATCH.min(streams - done);
+        native += native_batch(ws, &data, n)?;
+        component += component_batch(ws, &data, n)?;
+        done += n;
+        progress.inc(1);
+    }
+    Ok(SmallStateResult {
+        state_bytes: STATE_BYTES,
+        streams,
+        native_per_s: streams as f64 / native.as_secs_f64().max(1e-9),
+        component_per_s: streams as f64 / component.as_secs_f64().max(1e-9),
+    })
+}
+
+/// Number of progress steps `measure` makes.
+pub fn steps(streams: u64) -> u64 {
+    streams.div_ceil(BATCH)
+}
+
+fn native_batch(ws: &Workspace, data: &[u8], n: u64) -> Result<Duration, BenchError> {
+    let started = Instant::now();
+    for _ in 0..n {
+        let mut s = NativeStream::new(&ws.native_dir, ws.threshold, ws.buffer_size);
+        s.write(data).map_err(io_error("native small state write"))?;
+        let handle = s.close_and_get_handle().map_err(io_error("native small state close"))?;
+        std::hint::black_box(handle);
+    }
+    Ok(started.elapsed())
+}
+
+fn component_batch(ws: &Workspace, data: &[u8], n: u64) -> Result<Duration, BenchError> {
+    let started = Instant::now();
+    for _ in 0..n {
+        let s = ws
+            .factory
+            .create_checkpoint_state_output_stream(StateScope::Exclusive)?;
+        s.write(data)?;
+        let handle = s.close_and_get_handle()?;
+        drop(s);
+        std::hint::black_box(handle);
+    }
+    Ok(started.elapsed())
+}
