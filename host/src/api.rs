@@ -8,6 +8,7 @@ pub use crate::bindings::exports::flink::checkpoint_storage::types::{
 };
 use crate::bindings::exports::flink::checkpoint_storage::worker::Guest as WorkerGuest;
 use crate::error::Result;
+use crate::limits::StreamPermit;
 use crate::tenant::{Inner, Tenant};
 use std::fmt;
 use wasmtime::component::ResourceAny;
@@ -188,13 +189,17 @@ impl WorkerView {
 
     /// Flink's `createTaskOwnedStateStream`.
     pub fn create_task_owned_state_stream(&self) -> Result<StateOutputStream> {
+        let permit = self.0.tenant.acquire_stream()?;
         let resource = self
             .0
             .call(|g, i, r| g.worker_view().call_create_task_owned_state_stream(&mut i.store, r))?;
-        Ok(StateOutputStream(Owned {
-            tenant: self.0.tenant.clone(),
-            resource,
-        }))
+        Ok(StateOutputStream(
+            Owned {
+                tenant: self.0.tenant.clone(),
+                resource,
+            },
+            permit,
+        ))
     }
 
     /// Flink's `createTaskOwnedCheckpointStateToolset`.
@@ -216,14 +221,18 @@ pub struct StreamFactory(Owned);
 
 impl StreamFactory {
     pub fn create_checkpoint_state_output_stream(&self, scope: StateScope) -> Result<StateOutputStream> {
+        let permit = self.0.tenant.acquire_stream()?;
         let resource = self.0.call(|g, i, r| {
             g.stream_factory()
                 .call_create_checkpoint_state_output_stream(&mut i.store, r, scope)
         })?;
-        Ok(StateOutputStream(Owned {
-            tenant: self.0.tenant.clone(),
-            resource,
-        }))
+        Ok(StateOutputStream(
+            Owned {
+                tenant: self.0.tenant.clone(),
+                resource,
+            },
+            permit,
+        ))
     }
 
     pub fn can_fast_duplicate(&self, handle: &StateHandle, scope: StateScope) -> Result<bool> {
@@ -252,14 +261,17 @@ impl StreamFactory {
 }
 
 /// A state output stream. Dropping it without `close_and_get_handle`
-/// discards it (its file is deleted).
+/// discards it (its file is deleted). It holds one of its tenant's stream
+/// slots until dropped (fields drop in order: the guest resource first).
 #[derive(Debug)]
-pub struct StateOutputStream(Owned);
+pub struct StateOutputStream(Owned, StreamPermit);
 
 impl StateOutputStream {
     pub fn write(&self, data: &[u8]) -> Result<()> {
-        self.0
-            .call(|g, i, r| g.state_output_stream().call_write(&mut i.store, r, data))
+        self.1.metered_write(data.len(), || {
+            self.0
+                .call(|g, i, r| g.state_output_stream().call_write(&mut i.store, r, data))
+        })
     }
 
     pub fn get_pos(&self) -> Result<u64> {

@@ -2,6 +2,7 @@
 //! normal, typed outcome), or a failure of the tenant's sandbox itself.
 
 pub use crate::bindings::exports::flink::checkpoint_storage::types::{ErrorCode, StorageError};
+use crate::limits::LimitExceeded;
 
 /// What a call into a tenant can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -9,8 +10,14 @@ pub enum Error {
     /// The component refused the operation with a typed error.
     #[error("{0}")]
     Storage(#[from] StorageError),
-    /// The tenant's instance trapped (or hit a limit); it is unusable and
-    /// must be re-created. Other tenants are unaffected.
+    /// The tenant exceeded one of its limits (`TenantConfig`). For memory and
+    /// execution time the instance was discarded (see
+    /// [`LimitExceeded::discards_instance`]); otherwise only this call was
+    /// refused. Other tenants are unaffected.
+    #[error("tenant limit exceeded: {0}")]
+    Limit(#[from] LimitExceeded),
+    /// The tenant's instance trapped; it is unusable and must be re-created.
+    /// Other tenants are unaffected.
     #[error("tenant instance failed: {0:#}")]
     Trapped(wasmtime::Error),
     /// An earlier call trapped; the instance was discarded.

@@ -2,9 +2,13 @@
 //! `InstancePre` per process, shared by every tenant.
 
 use crate::bindings::CheckpointStoragePre;
+use crate::cache::CacheStatus;
 use crate::error::{Error, Result};
+use crate::limits::EpochTicker;
 use crate::tenant::{Tenant, TenantConfig, TenantState};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -23,13 +27,40 @@ pub enum Allocator {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginOptions {
     pub allocator: Allocator,
+    /// Interval of the epoch ticker that bounds calls in time
+    /// (`TenantConfig::max_call_time` is rounded to it). Default 10 ms.
+    pub epoch_tick: Duration,
+    /// Directory of the compiled-component cache (see `cache.rs`); `None`
+    /// (the default) compiles at every load.
+    pub cache_dir: Option<PathBuf>,
 }
+
+/// Default interval of the epoch ticker.
+pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(10);
 
 impl Default for PluginOptions {
     fn default() -> Self {
         PluginOptions {
             allocator: Allocator::OnDemand,
+            epoch_tick: DEFAULT_EPOCH_TICK,
+            cache_dir: None,
         }
+    }
+}
+
+impl PluginOptions {
+    /// Options with the pooling allocator sized for `max_tenants`.
+    pub fn pooling(max_tenants: u32) -> Self {
+        PluginOptions {
+            allocator: Allocator::Pooling { max_tenants },
+            ..Self::default()
+        }
+    }
+
+    /// Keeps the compiled component in `dir` between runs.
+    pub fn with_cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
     }
 }
 
@@ -42,6 +73,10 @@ pub struct Plugin {
     engine: Engine,
     component: Component,
     pre: CheckpointStoragePre<TenantState>,
+    ticker: Arc<EpochTicker>,
+    /// Cap of a linear memory in the pool, if pooling.
+    pool_max_memory: Option<usize>,
+    cache_status: CacheStatus,
 }
 
 impl Plugin {
@@ -62,14 +97,37 @@ impl Plugin {
 
     /// Loads (compiles) a component file with engine options.
     pub fn from_file_with(path: &Path, options: &PluginOptions) -> Result<Self> {
+        if options.epoch_tick.is_zero() {
+            return Err(Error::Setup(wasmtime::format_err!(
+                "the epoch tick must be longer than zero"
+            )));
+        }
         let engine = Engine::new(&engine_config(options)).map_err(Error::Setup)?;
-        let component = Component::from_file(&engine, path)
-            .with_context(|| format!("compiling component {}", path.display()))
-            .map_err(Error::Setup)?;
-        Self::from_component(engine, component)
+        let (component, cache_status) = match &options.cache_dir {
+            None => {
+                let component = Component::from_file(&engine, path)
+                    .with_context(|| format!("compiling component {}", path.display()))
+                    .map_err(Error::Setup)?;
+                (component, CacheStatus::Disabled)
+            }
+            Some(dir) => {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("reading component {}", path.display()))
+                    .map_err(Error::Setup)?;
+                crate::cache::load_or_compile(&engine, &bytes, dir)
+                    .with_context(|| format!("compiling component {}", path.display()))
+                    .map_err(Error::Setup)?
+            }
+        };
+        Self::from_component(engine, component, options, cache_status)
     }
 
-    fn from_component(engine: Engine, component: Component) -> Result<Self> {
+    fn from_component(
+        engine: Engine,
+        component: Component,
+        options: &PluginOptions,
+        cache_status: CacheStatus,
+    ) -> Result<Self> {
         let mut linker = Linker::<TenantState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(Error::Setup)?;
         let pre = linker
@@ -77,7 +135,23 @@ impl Plugin {
             .and_then(CheckpointStoragePre::new)
             .context("linking the component: it must import only WASI")
             .map_err(Error::Setup)?;
-        Ok(Plugin { engine, component, pre })
+        let ticker = EpochTicker::start(&engine, options.epoch_tick)
+            .context("starting the epoch ticker thread")
+            .map_err(Error::Setup)?;
+        let pool_max_memory = matches!(options.allocator, Allocator::Pooling { .. }).then_some(POOL_MAX_MEMORY_BYTES);
+        Ok(Plugin {
+            engine,
+            component,
+            pre,
+            ticker,
+            pool_max_memory,
+            cache_status,
+        })
+    }
+
+    /// Whether the compiled component came from the cache.
+    pub fn cache_status(&self) -> &CacheStatus {
+        &self.cache_status
     }
 
     pub fn engine(&self) -> &Engine {
@@ -99,7 +173,16 @@ impl Plugin {
 
     /// Creates a tenant: its own store and instance, seeing only `config.dir`.
     pub fn tenant(&self, config: TenantConfig) -> Result<Tenant> {
-        Tenant::new(&self.engine, &self.pre, config)
+        if let Some(pool_max) = self.pool_max_memory
+            && config.max_memory_bytes > pool_max
+        {
+            // The pool would refuse the growth before our limiter could name it.
+            return Err(Error::Setup(wasmtime::format_err!(
+                "max_memory_bytes {} is above the pooling allocator's {pool_max} bytes per memory",
+                config.max_memory_bytes
+            )));
+        }
+        Tenant::new(&self.engine, &self.pre, &self.ticker, config)
     }
 }
 
@@ -108,21 +191,26 @@ impl Plugin {
 const CORE_INSTANCES_PER_TENANT: u32 = 8;
 const MEMORIES_PER_TENANT: u32 = 2;
 const TABLES_PER_TENANT: u32 = 4;
+/// Largest linear memory in the pool (and the address space reserved per
+/// memory slot); also the largest `TenantConfig::max_memory_bytes` it allows.
+const POOL_MAX_MEMORY_BYTES: usize = crate::limits::DEFAULT_MAX_MEMORY_BYTES;
 
 fn engine_config(options: &PluginOptions) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // Bounded execution: every call gets a deadline (`TenantConfig::max_call_time`).
+    config.epoch_interruption(true);
     if let Allocator::Pooling { max_tenants } = options.allocator {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(max_tenants)
             .total_core_instances(max_tenants.saturating_mul(CORE_INSTANCES_PER_TENANT))
             .total_memories(max_tenants.saturating_mul(MEMORIES_PER_TENANT))
             .total_tables(max_tenants.saturating_mul(TABLES_PER_TENANT))
-            .max_memory_size(64 << 20);
+            .max_memory_size(POOL_MAX_MEMORY_BYTES);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         // Each memory slot reserves this much address space; 4 GiB per slot
         // would exhaust it with thousands of tenants.
-        config.memory_reservation(64 << 20);
+        config.memory_reservation(POOL_MAX_MEMORY_BYTES as u64);
         config.memory_guard_size(64 << 10);
     }
     config

@@ -3,26 +3,74 @@
 
 use crate::bindings::{CheckpointStorage, CheckpointStoragePre};
 use crate::error::{Error, Result};
+use crate::limits::{
+    DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, EpochTicker, LimitExceeded,
+    MemoryLimiter, StreamPermit, Usage,
+};
 use std::path::{Component as PathComponent, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use wasmtime::component::{ResourceAny, ResourceTable};
 use wasmtime::error::Context;
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// Where the tenant's directory appears inside the sandbox.
 pub const GUEST_MOUNT: &str = "/checkpoints";
 
-/// How to set up a tenant.
+/// How to set up a tenant: its directory and its limits (see the README's
+/// "Limits" section).
 #[derive(Debug, Clone)]
 pub struct TenantConfig {
     /// The host directory the tenant may use, and nothing else. Must exist.
     pub dir: PathBuf,
+    /// Cap of each linear memory of the tenant's instance, in bytes. Growing
+    /// beyond it traps: [`LimitExceeded::Memory`], the instance is discarded.
+    pub max_memory_bytes: usize,
+    /// Wall-clock bound of one call into the tenant (epoch interruption).
+    /// Exceeding it traps: [`LimitExceeded::ExecutionTime`], the instance is
+    /// discarded. Must be longer than zero; rounded up to the plugin's epoch
+    /// tick (`PluginOptions::epoch_tick`).
+    pub max_call_time: Duration,
+    /// Bound of the tenant's live state output streams; one more is refused
+    /// with [`LimitExceeded::OpenStreams`].
+    pub max_open_streams: u32,
+    /// Bound of the bytes passed to `StateOutputStream::write` over the
+    /// tenant's life (`None`: unbounded); a write beyond it is refused with
+    /// [`LimitExceeded::BytesWritten`].
+    pub max_bytes_written: Option<u64>,
 }
 
 impl TenantConfig {
+    /// A tenant of `dir` with the default limits.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        TenantConfig { dir: dir.into() }
+        TenantConfig {
+            dir: dir.into(),
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
+            max_call_time: DEFAULT_MAX_CALL_TIME,
+            max_open_streams: DEFAULT_MAX_OPEN_STREAMS,
+            max_bytes_written: None,
+        }
+    }
+
+    pub fn with_max_memory_bytes(mut self, bytes: usize) -> Self {
+        self.max_memory_bytes = bytes;
+        self
+    }
+
+    pub fn with_max_call_time(mut self, limit: Duration) -> Self {
+        self.max_call_time = limit;
+        self
+    }
+
+    pub fn with_max_open_streams(mut self, streams: u32) -> Self {
+        self.max_open_streams = streams;
+        self
+    }
+
+    pub fn with_max_bytes_written(mut self, bytes: Option<u64>) -> Self {
+        self.max_bytes_written = bytes;
+        self
     }
 }
 
@@ -30,6 +78,7 @@ impl TenantConfig {
 pub struct TenantState {
     wasi: WasiCtx,
     table: ResourceTable,
+    limiter: MemoryLimiter,
 }
 
 impl WasiView for TenantState {
@@ -52,6 +101,11 @@ pub(crate) struct Inner {
 pub struct Tenant {
     inner: Arc<Mutex<Inner>>,
     dir: Arc<PathBuf>,
+    usage: Arc<Usage>,
+    /// Keeps the epoch advancing while the tenant lives, and turns
+    /// `max_call_time` into a deadline.
+    ticker: Arc<EpochTicker>,
+    max_call_time: Duration,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -61,7 +115,17 @@ impl std::fmt::Debug for Tenant {
 }
 
 impl Tenant {
-    pub(crate) fn new(engine: &Engine, pre: &CheckpointStoragePre<TenantState>, config: TenantConfig) -> Result<Self> {
+    pub(crate) fn new(
+        engine: &Engine,
+        pre: &CheckpointStoragePre<TenantState>,
+        ticker: &Arc<EpochTicker>,
+        config: TenantConfig,
+    ) -> Result<Self> {
+        if config.max_call_time.is_zero() {
+            return Err(Error::Setup(wasmtime::format_err!(
+                "max_call_time must be longer than zero (instantiation runs guest code too)"
+            )));
+        }
         let dir = config
             .dir
             .canonicalize()
@@ -76,12 +140,21 @@ impl Tenant {
         let state = TenantState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(config.max_memory_bytes),
         };
         let mut store = Store::new(engine, state);
-        let bindings = pre
-            .instantiate(&mut store)
-            .context("instantiating the component")
-            .map_err(Error::Setup)?;
+        store.limiter(|state| &mut state.limiter);
+        // Instantiation may run guest code too: same deadline as a call.
+        store.set_epoch_deadline(ticker.ticks_for(config.max_call_time));
+        let bindings = match pre.instantiate(&mut store) {
+            Ok(bindings) => bindings,
+            Err(e) => {
+                return Err(match classify_trap(&mut store, &e, config.max_call_time) {
+                    Some(limit) => Error::Limit(limit),
+                    None => Error::Setup(e.context("instantiating the component")),
+                });
+            }
+        };
         Ok(Tenant {
             inner: Arc::new(Mutex::new(Inner {
                 store,
@@ -89,6 +162,9 @@ impl Tenant {
                 poisoned: false,
             })),
             dir: Arc::new(dir),
+            usage: Usage::new(config.max_open_streams, config.max_bytes_written),
+            ticker: ticker.clone(),
+            max_call_time: config.max_call_time,
         })
     }
 
@@ -126,15 +202,38 @@ impl Tenant {
         if inner.poisoned {
             return Err(Error::Poisoned);
         }
+        inner.store.set_epoch_deadline(self.deadline());
         match f(&mut inner) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::Storage(e)),
             Err(trap) => {
                 inner.poisoned = true;
                 tracing::warn!(dir = %self.dir.display(), "tenant trapped: {trap:#}");
-                Err(Error::Trapped(trap))
+                match classify_trap(&mut inner.store, &trap, self.max_call_time) {
+                    Some(limit) => Err(Error::Limit(limit)),
+                    None => Err(Error::Trapped(trap)),
+                }
             }
         }
+    }
+
+    fn deadline(&self) -> u64 {
+        self.ticker.ticks_for(self.max_call_time)
+    }
+
+    /// Takes one of the tenant's stream slots (see `max_open_streams`).
+    pub(crate) fn acquire_stream(&self) -> Result<StreamPermit> {
+        Ok(self.usage.acquire_stream()?)
+    }
+
+    /// State output streams of this tenant that are open (not yet dropped).
+    pub fn open_streams(&self) -> u32 {
+        self.usage.open_streams()
+    }
+
+    /// Bytes accepted by `StateOutputStream::write` over the tenant's life.
+    pub fn bytes_written(&self) -> u64 {
+        self.usage.bytes_written()
     }
 
     /// Whether an earlier call trapped.
@@ -149,9 +248,28 @@ impl Tenant {
         if inner.poisoned {
             return;
         }
+        let deadline = self.deadline();
+        inner.store.set_epoch_deadline(deadline);
         if let Err(e) = resource.resource_drop(&mut inner.store) {
             inner.poisoned = true;
             tracing::warn!(dir = %self.dir.display(), "dropping a resource trapped: {e:#}");
         }
     }
+}
+
+/// The limit behind a trap, if it was one: the memory limiter's refusal, or
+/// the epoch deadline.
+fn classify_trap(
+    store: &mut Store<TenantState>,
+    trap: &wasmtime::Error,
+    max_call_time: Duration,
+) -> Option<LimitExceeded> {
+    if let Some(limit) = store.data_mut().limiter.take_exceeded() {
+        return Some(limit);
+    }
+    if let Some(limit) = trap.downcast_ref::<LimitExceeded>() {
+        return Some(limit.clone());
+    }
+    matches!(trap.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+        .then_some(LimitExceeded::ExecutionTime { limit: max_call_time })
 }

@@ -9,7 +9,12 @@ use std::sync::OnceLock;
 /// The plugin, compiled once per test binary.
 pub fn plugin() -> &'static Plugin {
     static PLUGIN: OnceLock<Plugin> = OnceLock::new();
-    PLUGIN.get_or_init(|| Plugin::load().expect("the component loads"))
+    // Cached next to the built component: each test binary loads it in
+    // milliseconds instead of compiling it.
+    let cache = Path::new(COMPONENT_PATH).with_file_name("compiled-cache");
+    PLUGIN.get_or_init(|| {
+        Plugin::load_with(&PluginOptions::default().with_cache_dir(cache)).expect("the component loads")
+    })
 }
 
 /// A fresh random job id in Flink's format (32 lowercase hex).

@@ -162,10 +162,7 @@ fn directories_cannot_be_duplicated_as_state() {
 
 #[test]
 fn pooling_allocator_runs_tenants() {
-    let plugin = Plugin::load_with(&PluginOptions {
-        allocator: Allocator::Pooling { max_tenants: 4 },
-    })
-    .unwrap();
+    let plugin = Plugin::load_with(&PluginOptions::pooling(4)).unwrap();
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let tenants: Vec<Tenant> = dirs
         .iter()

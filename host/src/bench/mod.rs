@@ -26,7 +26,7 @@ pub use tenant_start::StartResult;
 pub use throughput::ThroughputResult;
 
 use crate::api::{LocationReference, StorageConfig, StreamFactory, WorkerView};
-use crate::plugin::{Allocator, Plugin, PluginOptions};
+use crate::plugin::{Plugin, PluginOptions};
 use crate::tenant::{Tenant, TenantConfig};
 use std::path::PathBuf;
 
@@ -205,9 +205,7 @@ pub fn run(options: &BenchOptions, progress: &ProgressBar) -> Result<Report, Ben
         .max()
         .unwrap_or(1)
         .saturating_add(16);
-    let pooling = Plugin::load_with(&PluginOptions {
-        allocator: Allocator::Pooling { max_tenants },
-    })?;
+    let pooling = Plugin::load_with(&PluginOptions::pooling(max_tenants))?;
     let job = uuid::Uuid::new_v4().simple().to_string();
 
     let ws = Workspace::new(&on_demand, &root.path().join("io"), &job)?;

@@ -1,0 +1,226 @@
+//! Per-tenant limits: what a tenant may use, how use is counted, and the
+//! typed error when a limit is exceeded.
+//!
+//! Memory and execution time are enforced by wasmtime (a store limiter and
+//! epoch interruption): exceeding them traps, and the tenant's instance is
+//! discarded. Open streams and bytes written are counted by the host's typed
+//! API: exceeding them refuses the one call and the tenant goes on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+use wasmtime::ResourceLimiter;
+
+/// Default cap of each of a tenant's linear memories: 64 MiB (the memory
+/// backend keeps up to 5 MiB per stream in guest memory by default).
+pub const DEFAULT_MAX_MEMORY_BYTES: usize = 64 << 20;
+/// Default wall-clock bound of one call into a tenant. Generous: time spent in
+/// host I/O (e.g. fsync of a large file) counts too.
+pub const DEFAULT_MAX_CALL_TIME: Duration = Duration::from_secs(30);
+/// Default bound of a tenant's live state output streams.
+pub const DEFAULT_MAX_OPEN_STREAMS: u32 = 1024;
+
+/// A tenant limit that was exceeded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    /// A linear memory would grow beyond `TenantConfig::max_memory_bytes`.
+    /// The instance is discarded.
+    #[error(
+        "memory limit of {limit} bytes exceeded (a linear memory asked for {requested} bytes); the tenant's instance was discarded"
+    )]
+    Memory { limit: usize, requested: usize },
+    /// One call ran longer than `TenantConfig::max_call_time`. The instance
+    /// is discarded.
+    #[error("execution time limit of {limit:?} per call exceeded; the tenant's instance was discarded")]
+    ExecutionTime { limit: Duration },
+    /// `TenantConfig::max_open_streams` streams are already open; close or
+    /// drop one first. The tenant goes on.
+    #[error("at most {limit} state output streams may be open at once in this tenant")]
+    OpenStreams { limit: u32 },
+    /// The write would take the tenant beyond
+    /// `TenantConfig::max_bytes_written`. Nothing of it was written; the
+    /// tenant goes on.
+    #[error("at most {limit} bytes may be written by this tenant: {written} written, {requested} more refused")]
+    BytesWritten { limit: u64, written: u64, requested: u64 },
+}
+
+impl LimitExceeded {
+    /// Whether exceeding this limit discarded the tenant's instance.
+    pub fn discards_instance(&self) -> bool {
+        matches!(self, LimitExceeded::Memory { .. } | LimitExceeded::ExecutionTime { .. })
+    }
+}
+
+/// The store's resource limiter: caps each linear memory and remembers a
+/// refusal, so that the resulting trap can be reported as a limit.
+pub(crate) struct MemoryLimiter {
+    max_memory_bytes: usize,
+    exceeded: Option<LimitExceeded>,
+}
+
+impl MemoryLimiter {
+    pub(crate) fn new(max_memory_bytes: usize) -> Self {
+        MemoryLimiter {
+            max_memory_bytes,
+            exceeded: None,
+        }
+    }
+
+    /// The limit that made the last trap, if any (cleared).
+    pub(crate) fn take_exceeded(&mut self) -> Option<LimitExceeded> {
+        self.exceeded.take()
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory_bytes {
+            let e = LimitExceeded::Memory {
+                limit: self.max_memory_bytes,
+                requested: desired,
+            };
+            self.exceeded = Some(e.clone());
+            // An error (not `false`) traps at the growth itself: a Rust guest
+            // would abort on the failed allocation anyway, and this way the
+            // trap names the cause.
+            return Err(wasmtime::Error::new(e));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Tables stay within the maximum declared by the component (checked
+        // by wasmtime); ours never grow them at run time.
+        Ok(true)
+    }
+}
+
+/// What a tenant has in use, shared by the tenant and its streams.
+#[derive(Debug)]
+pub(crate) struct Usage {
+    max_open_streams: u32,
+    max_bytes_written: Option<u64>,
+    open_streams: AtomicU32,
+    bytes_written: AtomicU64,
+}
+
+impl Usage {
+    pub(crate) fn new(max_open_streams: u32, max_bytes_written: Option<u64>) -> Arc<Self> {
+        Arc::new(Usage {
+            max_open_streams,
+            max_bytes_written,
+            open_streams: AtomicU32::new(0),
+            bytes_written: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn open_streams(&self) -> u32 {
+        self.open_streams.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Acquire)
+    }
+
+    /// Takes a stream slot, released when the permit is dropped.
+    pub(crate) fn acquire_stream(self: &Arc<Self>) -> Result<StreamPermit, LimitExceeded> {
+        let limit = self.max_open_streams;
+        self.open_streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .map_err(|_| LimitExceeded::OpenStreams { limit })?;
+        Ok(StreamPermit { usage: self.clone() })
+    }
+}
+
+/// One open stream's slot in its tenant's [`Usage`].
+#[derive(Debug)]
+pub(crate) struct StreamPermit {
+    usage: Arc<Usage>,
+}
+
+impl StreamPermit {
+    /// Runs a write of `len` bytes, counted against the tenant's byte limit:
+    /// refused before it reaches the guest if it would exceed the limit, and
+    /// not counted if the guest refuses it.
+    pub(crate) fn metered_write<T, E: From<LimitExceeded>>(
+        &self,
+        len: usize,
+        write: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let len = u64::try_from(len).unwrap_or(u64::MAX);
+        let counter = &self.usage.bytes_written;
+        if let Some(limit) = self.usage.max_bytes_written {
+            counter
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    n.checked_add(len).filter(|&total| total <= limit)
+                })
+                .map_err(|written| LimitExceeded::BytesWritten {
+                    limit,
+                    written,
+                    requested: len,
+                })?;
+        } else {
+            counter.fetch_add(len, Ordering::AcqRel);
+        }
+        let result = write();
+        if result.is_err() {
+            counter.fetch_sub(len, Ordering::AcqRel);
+        }
+        result
+    }
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        self.usage.open_streams.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Advances the engine's epoch every `tick` on its own thread, so that a
+/// call's epoch deadline is wall-clock time. Shared by the plugin and its
+/// tenants; the thread stops when the last of them is dropped.
+pub(crate) struct EpochTicker {
+    tick: Duration,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: &wasmtime::Engine, tick: Duration) -> std::io::Result<Arc<Self>> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let engine = engine.clone();
+        let thread = std::thread::Builder::new()
+            .name("cs-epoch-ticker".into()) // at most 15 bytes: the OS thread name limit
+            .spawn(move || {
+                // Ends when the sender is dropped (Disconnected).
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Arc::new(EpochTicker {
+            tick,
+            stop: Some(stop),
+            thread: Some(thread),
+        }))
+    }
+
+    /// The epoch deadline (in ticks) of a call that may run for `limit`. The
+    /// first tick comes anywhere within one tick interval, so one tick is
+    /// added: a call gets at least `limit`, at most `limit` plus two ticks.
+    pub(crate) fn ticks_for(&self, limit: Duration) -> u64 {
+        let tick = self.tick.as_nanos().max(1);
+        u64::try_from(limit.as_nanos().div_ceil(tick))
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            // The thread only sleeps and increments; it cannot panic.
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Per-tenant limits: memory and execution time trap and discard only the
+//! offending tenant's instance; open streams and bytes written refuse one
+//! call and the tenant goes on.
+
+use checkpoint_storage_tests::*;
+use std::time::Duration;
+
+fn tenant_with(config: TenantConfig) -> Tenant {
+    plugin().tenant(config).expect("tenant")
+}
+
+fn limit<T: std::fmt::Debug>(r: checkpoint_storage_host::Result<T>) -> LimitExceeded {
+    match r {
+        Err(Error::Limit(l)) => l,
+        other => panic!("expected a limit error, got {other:?}"),
+    }
+}
+
+#[test]
+fn memory_cap_traps_only_the_offending_tenant() {
+    // A bystander with an open stream and a finished handle.
+    let bystander = TestTenant::new();
+    bystander.init_job_dirs(&[1]);
+    let bview = bystander.view();
+    let bfactory = bview
+        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+        .unwrap();
+    let done = write_state(
+        &bfactory
+            .create_checkpoint_state_output_stream(StateScope::Exclusive)
+            .unwrap(),
+        &bytes(40_000, 7),
+    )
+    .unwrap();
+    let open = bfactory
+        .create_checkpoint_state_output_stream(StateScope::Shared)
+        .unwrap();
+    open.write(&bytes(30_000, 8)).unwrap();
+
+    // The memory backend keeps state in guest memory: 16 MiB of it cannot
+    // fit under an 8 MiB cap.
+    let dir = tempfile::tempdir().unwrap();
+    let cap = 8 << 20;
+    let greedy = tenant_with(TenantConfig::new(dir.path()).with_max_memory_bytes(cap));
+    let job = job_id();
+    let view = greedy
+        .open_worker_view(&StorageConfig::memory(&job).with_max_memory_state_size(64 << 20))
+        .unwrap();
+    let factory = view
+        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+        .unwrap();
+    let stream = factory
+        .create_checkpoint_state_output_stream(StateScope::Exclusive)
+        .unwrap();
+    let chunk = bytes(1 << 20, 3);
+    let mut outcome = Ok(());
+    for _ in 0..16 {
+        outcome = stream.write(&chunk);
+        if outcome.is_err() {
+            break;
+        }
+    }
+    let e = limit(outcome);
+    assert!(
+        matches!(e, LimitExceeded::Memory { limit, requested } if limit == cap && requested > cap),
+        "{e}"
+    );
+    assert!(e.discards_instance());
+    assert!(greedy.is_poisoned());
+    assert!(matches!(stream.get_pos(), Err(Error::Poisoned)));
+    assert!(matches!(
+        greedy.open_worker_view(&StorageConfig::memory(&job)),
+        Err(Error::Poisoned)
+    ));
+    drop((stream, factory, view));
+    assert_eq!(greedy.open_streams(), 0, "the stream's slot was released");
+
+    // A new tenant for the same directory works.
+    let again = tenant_with(TenantConfig::new(dir.path()).with_max_memory_bytes(cap));
+    let v = again.open_worker_view(&StorageConfig::memory(&job)).unwrap();
+    let f = v
+        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+        .unwrap();
+    let h = write_state(
+        &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+        &bytes(1000, 1),
+    );
+    assert!(matches!(h, Some(StateHandle::ByteStream(b)) if b.data == bytes(1000, 1)));
+
+    // The bystander went on untouched.
+    open.write(&bytes(30_000, 9)).unwrap();
+    let h = open.close_and_get_handle().unwrap().unwrap();
+    let mut expected = bytes(30_000, 8);
+    expected.extend(bytes(30_000, 9));
+    assert_eq!(bystander.read_handle(&h).unwrap(), expected);
+    assert_eq!(bystander.read_handle(&done).unwrap(), bytes(40_000, 7));
+    assert!(!bystander.tenant.is_poisoned());
+}
+
+#[test]
+fn memory_cap_below_the_components_initial_memory_refuses_the_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = match plugin().tenant(TenantConfig::new(dir.path()).with_max_memory_bytes(64 << 10)) {
+        Err(Error::Limit(e)) => e,
+        other => panic!("expected a memory limit, got {other:?}"),
+    };
+    assert!(matches!(e, LimitExceeded::Memory { limit: 65536, .. }), "{e}");
+}
+
+#[test]
+fn pooling_refuses_a_memory_cap_above_its_slots() {
+    let plugin = Plugin::load_with(&PluginOptions::pooling(2)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let e = plugin
+        .tenant(TenantConfig::new(dir.path()).with_max_memory_bytes(DEFAULT_MAX_MEMORY_BYTES + 1))
+        .unwrap_err();
+    assert!(matches!(&e, Error::Setup(_)), "{e}");
+    assert!(e.to_string().contains("pooling allocator"), "{e}");
+    // The default cap fits.
+    plugin.tenant(TenantConfig::new(dir.path())).unwrap();
+}
+
+#[test]
+fn zero_epoch_tick_is_refused() {
+    let options = PluginOptions {
+        epoch_tick: Duration::ZERO,
+        ..PluginOptions::default()
+    };
+    let e = Plugin::load_with(&options).err().expect("refused");
+    assert!(e.to_string().contains("epoch tick"), "{e}");
+}
+
+#[test]
+fn a_zero_call_time_is_refused() {
+    // Instantiation runs guest code under the same deadline: zero could not
+    // even create the instance.
+    let dir = tempfile::tempdir().unwrap();
+    let e = plugin()
+        .tenant(TenantConfig::new(dir.path()).with_max_call_time(Duration::ZERO))
+        .unwrap_err();
+    assert!(matches!(&e, Error::Setup(_)), "{e}");
+    assert!(e.to_string().contains("max_call_time"), "{e}");
+}
+
+#[test]
+fn a_long_call_is_interrupted_by_the_ticker() {
+    // Duplicating many files takes far longer than one 1 ms tick: the guest
+    // sees the epoch pass its deadline between two files.
+    let t = TestTenant::new();
+    t.init_job_dirs(&[]);
+    let bystander = TestTenant::new();
+    bystander.init_job_dirs(&[]);
+    let bview = bystander.view();
+    // Batches with distinct names: duplicates keep the source's name.
+    let batch = |b: usize, n: usize| -> Vec<StateHandle> {
+        (0..n)
+            .map(|i| {
+                let name = format!("src-{b}-{i}");
+                std::fs::write(t.host(&name), b"x").unwrap();
+                StateHandle::File(FileHandle {
+                    path: format!("{GUEST_MOUNT}/{name}"),
+                    size: 1,
+                })
+            })
+            .collect()
+    };
+    let batches: Vec<Vec<StateHandle>> = (0..4).map(|b| batch(b, 500)).collect();
+    let options = PluginOptions {
+        epoch_tick: Duration::from_millis(1),
+        ..PluginOptions::default()
+    };
+    let plugin = Plugin::load_with(&options).unwrap();
+    // On a loaded machine even instantiation or the first call can take
+    // longer than 1 ms; whichever is cut, it is the same limit.
+    let mut created = None;
+    let e = match plugin
+        .tenant(TenantConfig::new(t.tenant.dir()).with_max_call_time(Duration::from_millis(1)))
+        .and_then(|tenant| {
+            created = Some(tenant.clone());
+            tenant.open_worker_view(&StorageConfig::filesystem(&t.job))
+        })
+        .and_then(|v| {
+            let toolset = v.create_task_owned_checkpoint_state_toolset()?;
+            // Each call gets a fresh deadline; one of them is cut.
+            for sources in &batches {
+                toolset.duplicate(sources)?;
+            }
+            Ok(())
+        }) {
+        Err(Error::Limit(e)) => e,
+        other => panic!("expected the deadline to cut a call, got {other:?}"),
+    };
+    assert_eq!(
+        e,
+        LimitExceeded::ExecutionTime {
+            limit: Duration::from_millis(1)
+        }
+    );
+    if let Some(tenant) = created {
+        assert!(tenant.is_poisoned());
+    }
+    assert!(!t.tenant.is_poisoned(), "another tenant of the same directory goes on");
+    let copies = t
+        .view()
+        .create_task_owned_checkpoint_state_toolset()
+        .unwrap()
+        .duplicate(&batch(9, 3))
+        .unwrap();
+    assert_eq!(t.read_handle(&copies[2]).unwrap(), b"x");
+    let h = write_state(&bview.create_task_owned_state_stream().unwrap(), &bytes(25_000, 4)).unwrap();
+    assert_eq!(bystander.read_handle(&h).unwrap(), bytes(25_000, 4));
+}
+
+#[test]
+fn open_streams_are_bounded_and_slots_come_back_on_drop() {
+    let t = TestTenant::new();
+    t.init_job_dirs(&[1]);
+    let tenant = tenant_with(TenantConfig::new(t.tenant.dir()).with_max_open_streams(3));
+    let view = tenant.open_worker_view(&StorageConfig::filesystem(&t.job)).unwrap();
+    let factory = view
+        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+        .unwrap();
+    let a = factory
+        .create_checkpoint_state_output_stream(StateScope::Exclusive)
+        .unwrap();
+    let b = factory
+        .create_checkpoint_state_output_stream(StateScope::Shared)
+        .unwrap();
+    let c = view.create_task_owned_state_stream().unwrap();
+    assert_eq!(tenant.open_streams(), 3);
+    // Both ways of creating a stream are bounded; the tenant is not harmed.
+    let e = limit(factory.create_checkpoint_state_output_stream(StateScope::Exclusive));
+    assert_eq!(e, LimitExceeded::OpenStreams { limit: 3 });
+    assert!(!e.discards_instance());
+    assert!(e.to_string().contains("at most 3 state output streams"), "{e}");
+    assert_eq!(
+        limit(view.create_task_owned_state_stream()),
+        LimitExceeded::OpenStreams { limit: 3 }
+    );
+    assert!(!tenant.is_poisoned());
+
+    // A closed stream holds its slot until dropped.
+    let h = write_state(&a, &bytes(30_000, 1)).unwrap();
+    assert_eq!(tenant.open_streams(), 3);
+    drop(a);
+    assert_eq!(tenant.open_streams(), 2);
+    let d = factory
+        .create_checkpoint_state_output_stream(StateScope::Exclusive)
+        .unwrap();
+    assert_eq!(t.read_handle(&h).unwrap(), bytes(30_000, 1));
+    drop((b, c, d));
+    assert_eq!(tenant.open_streams(), 0);
+    let streams: Vec<_> = (0..3).map(|_| view.create_task_owned_state_stream().unwrap()).collect();
+    assert_eq!(tenant.open_streams(), 3);
+    drop(streams);
+}
+
+#[test]
+fn bytes_written_are_bounded_per_tenant() {
+    let t = TestTenant::new();
+    t.init_job_dirs(&[1]);
+    let tenant = tenant_with(TenantConfig::new(t.tenant.dir()).with_max_bytes_written(Some(1000)));
+    let view = tenant.open_worker_view(&StorageConfig::filesystem(&t.job)).unwrap();
+    let factory = view
+        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+        .unwrap();
+    let s1 = factory
+        .create_checkpoint_state_output_stream(StateScope::Exclusive)
+        .unwrap();
+    s1.write(&bytes(600, 1)).unwrap();
+    // The bound is per tenant, across streams.
+    let s2 = factory
+        .create_checkpoint_state_output_stream(StateScope::Exclusive)
+        .unwrap();
+    let e = limit(s2.write(&bytes(500, 2)));
+    assert_eq!(
+        e,
+        LimitExceeded::BytesWritten {
+            limit: 1000,
+            written: 600,
+            requested: 500
+        }
+    );
+    assert!(!e.discards_instance());
+    assert_eq!(
+        s2.get_pos().unwrap(),
+        0,
+        "nothing of the refused write reached the stream"
+    );
+    s2.write(&bytes(400, 3)).unwrap();
+    assert_eq!(tenant.bytes_written(), 1000);
+    let h1 = s1.close_and_get_handle().unwrap().unwrap();
+    let h2 = s2.close_and_get_handle().unwrap().unwrap();
+    assert_eq!(t.read_handle(&h1).unwrap(), bytes(600, 1));
+    assert_eq!(t.read_handle(&h2).unwrap(), bytes(400, 3));
+
+    // A write the guest refuses is not counted.
+    let s3 = factory
+        .create_checkpoint_state_output_stream(StateScope::Exclusive)
+        .unwrap();
+    s3.close_and_get_handle().unwrap();
+    let before = tenant.bytes_written();
+    assert_eq!(code(s3.write(&[])), ErrorCode::Closed);
+    assert_eq!(tenant.bytes_written(), before);
+    assert!(matches!(
+        s3.write(&[1]),
+        Err(Error::Limit(LimitExceeded::BytesWritten { .. }))
+    ));
+    assert!(!tenant.is_poisoned());
+}
+
+#[test]
+fn a_refused_write_is_not_counted() {
+    let t = TestTenant::new();
+    t.init_job_dirs(&[1]);
+    let view = t.view();
+    let s = view.create_task_owned_state_stream().unwrap();
+    s.write(&bytes(100, 1)).unwrap();
+    s.close_and_get_handle().unwrap();
+    assert_eq!(code(s.write(&bytes(50, 1))), ErrorCode::Closed);
+    assert_eq!(t.tenant.bytes_written(), 100);
+}
