@@ -190,6 +190,19 @@ impl<S: Sandbox> FsOutputStream<S> {
         f.file
             .sync_data()
             .map_err(|e| StorageError::from_fs(format!("Could not sync {}", f.path), &e))?;
+        let linked = f
+            .file
+            .is_linked()
+            .map_err(|e| StorageError::from_fs(format!("Could not check {}", f.path), &e))?;
+        if !linked {
+            return Err(StorageError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "the state file {} was deleted while the stream was open (was its directory removed?); its bytes cannot be read back, so no handle is returned. Write the state again into an existing directory.",
+                    f.path
+                ),
+            ));
+        }
         let f = self.file.take().expect("file exists");
         let path = f.path.to_string();
         Ok(if self.relative_handles {

@@ -71,6 +71,10 @@ pub trait StateFile {
     fn write_all_at(&mut self, data: &[u8], offset: u64) -> Result<(), FsError>;
     /// Makes the written data durable.
     fn sync_data(&mut self) -> Result<(), FsError>;
+    /// Whether the file still has a name in some directory. A file whose
+    /// directory was deleted under it takes writes but can never be read
+    /// back, so no handle may name it.
+    fn is_linked(&self) -> Result<bool, FsError>;
 }
 
 /// The tenant's directory as the guest sees it.

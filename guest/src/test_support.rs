@@ -118,6 +118,11 @@ impl StateFile for MemFile {
         self.faults.synced.borrow_mut().insert(self.path.clone());
         Ok(())
     }
+
+    fn is_linked(&self) -> Result<bool, FsError> {
+        // The sandbox's map holds one reference per name; the file holds one.
+        Ok(Rc::strong_count(&self.data) > 1)
+    }
 }
 
 pub struct MemReader(Vec<u8>);

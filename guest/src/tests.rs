@@ -265,6 +265,25 @@ fn failed_sync_at_close_deletes_the_file() {
 }
 
 #[test]
+fn file_deleted_under_a_spilled_stream_gives_no_handle() {
+    let s = MemSandbox::with_dirs(&[DIR]);
+    let mut st = stream(&s, 0, 100, false);
+    st.write(&[1; 120]).unwrap();
+    let file = st.file_path().expect("spilled to a file").to_string();
+    s.remove_file_for_test(&file);
+    st.write(&[2; 120]).unwrap(); // the open file still takes writes
+    let e = st.close_and_get_handle().unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    assert!(
+        e.message.contains("was deleted while the stream was open"),
+        "{}",
+        e.message
+    );
+    assert!(s.files_in(DIR).is_empty());
+    assert_eq!(st.close_and_get_handle().unwrap_err().code, ErrorCode::Closed);
+}
+
+#[test]
 fn default_reference_resolves_to_chk_dir_and_shared_dir() {
     let s = MemSandbox::with_dirs(&[]);
     let w = WorkerView::open(s, &config(Backend::Filesystem)).unwrap();

@@ -136,6 +136,10 @@ impl StateFile for WasiFile {
     fn sync_data(&mut self) -> Result<(), FsError> {
         self.0.sync_data().map_err(fs_error)
     }
+
+    fn is_linked(&self) -> Result<bool, FsError> {
+        Ok(self.0.stat().map_err(fs_error)?.link_count > 0)
+    }
 }
 
 impl Sandbox for WasiSandbox {

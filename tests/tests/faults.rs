@@ -67,6 +67,36 @@ fn directory_deleted_under_a_live_stream() {
     assert_eq!(t.read_handle(&h).unwrap(), bytes(BIG, 4));
 }
 
+#[test]
+fn directory_deleted_after_the_stream_spilled_to_a_file() {
+    let t = TestTenant::new();
+    t.init_job_dirs(&[1]);
+    let f = t
+        .view()
+        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+        .unwrap();
+    let kept = write_state(
+        &f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
+        &bytes(BIG, 1),
+    )
+    .unwrap();
+    let stream = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    stream.write(&bytes(BIG, 2)).unwrap(); // over the buffer: now in a file
+    let chk = t.host(&format!("{}/chk-1", t.job));
+    assert_eq!(files_in(&chk).len(), 1, "the stream spilled to a file");
+    std::fs::remove_dir_all(&chk).unwrap();
+    // The open file still takes bytes; closing must not hand out a handle
+    // to a file no one can read.
+    let _ = stream.write(&bytes(1_000, 3));
+    let e = storage_error(stream.close_and_get_handle());
+    assert_eq!(e.code, ErrorCode::NotFound, "{e:?}");
+    assert!(e.message.contains("deleted while the stream was open"), "{e:?}");
+    assert!(stream.close_and_get_handle().is_err(), "no handle after a failure");
+    assert!(!chk.exists(), "the deleted directory is not re-created");
+    assert_eq!(t.read_handle(&kept).unwrap(), bytes(BIG, 1));
+    assert!(!t.tenant.is_poisoned());
+}
+
 /// Runs this test binary's `test` in a child process with `RLIMIT_FSIZE`
 /// of `limit` bytes and SIGXFSZ ignored, so that writes past it fail with
 /// EFBIG (a full disk, as the process sees it). Returns the child's output.
