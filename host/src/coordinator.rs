@@ -5,6 +5,7 @@ use crate::api::{Owned, StorageConfig};
 pub use crate::bindings::exports::flink::checkpoint_storage::coordinator::CompletedCheckpoint;
 use crate::bindings::exports::flink::checkpoint_storage::types::LocationReference;
 use crate::error::Result;
+use crate::limits::StreamPermit;
 use crate::tenant::Tenant;
 
 macro_rules! coordinator {
@@ -137,16 +138,20 @@ impl CheckpointStorageLocation {
 
     /// A stream for `_metadata` (published only when finalized).
     pub fn create_metadata_output_stream(&self) -> Result<MetadataOutputStream> {
+        let permit = self.0.tenant.acquire_stream()?;
         let r = self.0.resource;
         let resource = self.0.tenant.call(|i| {
             let g = coordinator!(i);
             g.checkpoint_storage_location()
                 .call_create_metadata_output_stream(&mut i.store, r)
         })?;
-        Ok(MetadataOutputStream(Owned {
-            tenant: self.0.tenant.clone(),
-            resource,
-        }))
+        Ok(MetadataOutputStream(
+            Owned {
+                tenant: self.0.tenant.clone(),
+                resource,
+            },
+            permit,
+        ))
     }
 
     /// Deletes the checkpoint directory (exclusive state); shared state stays.
@@ -160,16 +165,19 @@ impl CheckpointStorageLocation {
 }
 
 /// Writes a checkpoint's metadata; dropping it unfinalized removes the
-/// temporary file.
+/// temporary file. It holds one of its tenant's stream slots until dropped,
+/// and its bytes count against the tenant's byte limit.
 #[derive(Debug)]
-pub struct MetadataOutputStream(Owned);
+pub struct MetadataOutputStream(Owned, StreamPermit);
 
 impl MetadataOutputStream {
     pub fn write(&self, data: &[u8]) -> Result<()> {
         let r = self.0.resource;
-        self.0.tenant.call(|i| {
-            let g = coordinator!(i);
-            g.metadata_output_stream().call_write(&mut i.store, r, data)
+        self.1.metered_write(data.len(), || {
+            self.0.tenant.call(|i| {
+                let g = coordinator!(i);
+                g.metadata_output_stream().call_write(&mut i.store, r, data)
+            })
         })
     }
 

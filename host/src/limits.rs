@@ -17,7 +17,7 @@ pub const DEFAULT_MAX_MEMORY_BYTES: usize = 64 << 20;
 /// Default wall-clock bound of one call into a tenant. Generous: time spent in
 /// host I/O (e.g. fsync of a large file) counts too.
 pub const DEFAULT_MAX_CALL_TIME: Duration = Duration::from_secs(30);
-/// Default bound of a tenant's live state output streams.
+/// Default bound of a tenant's live streams (output, metadata and input).
 pub const DEFAULT_MAX_OPEN_STREAMS: u32 = 1024;
 
 /// A tenant limit that was exceeded.
@@ -35,7 +35,9 @@ pub enum LimitExceeded {
     ExecutionTime { limit: Duration },
     /// `TenantConfig::max_open_streams` streams are already open; close or
     /// drop one first. The tenant goes on.
-    #[error("at most {limit} state output streams may be open at once in this tenant")]
+    #[error(
+        "at most {limit} streams (state output, metadata output and state input) may be open at once in this tenant; drop one first"
+    )]
     OpenStreams { limit: u32 },
     /// The write would take the tenant beyond
     /// `TenantConfig::max_bytes_written`. Nothing of it was written; the

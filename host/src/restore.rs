@@ -3,6 +3,7 @@
 
 use crate::api::{Owned, StateHandle};
 use crate::error::Result;
+use crate::limits::StreamPermit;
 use crate::tenant::Tenant;
 
 macro_rules! restore {
@@ -17,14 +18,18 @@ const READ_CHUNK: u64 = 1024 * 1024;
 impl Tenant {
     /// Opens the bytes of a handle for reading.
     pub fn open_input_stream(&self, handle: &StateHandle) -> Result<StateInputStream> {
+        let permit = self.acquire_stream()?;
         let resource = self.call(|i| {
             let g = restore!(i);
             g.state_input_stream().call_open(&mut i.store, handle)
         })?;
-        Ok(StateInputStream(Owned {
-            tenant: self.clone(),
-            resource,
-        }))
+        Ok(StateInputStream(
+            Owned {
+                tenant: self.clone(),
+                resource,
+            },
+            permit,
+        ))
     }
 
     /// All bytes of a handle, read through the component.
@@ -41,9 +46,10 @@ impl Tenant {
     }
 }
 
-/// A readable, seekable view of one handle's bytes.
+/// A readable, seekable view of one handle's bytes. It holds one of its
+/// tenant's stream slots (an open file in the guest) until dropped.
 #[derive(Debug)]
-pub struct StateInputStream(Owned);
+pub struct StateInputStream(Owned, #[allow(dead_code)] /* held for its Drop */ StreamPermit);
 
 impl StateInputStream {
     /// Up to `len` bytes from the current position; empty at the end.

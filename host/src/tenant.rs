@@ -32,10 +32,13 @@ pub struct TenantConfig {
     /// discarded. Must be longer than zero; rounded up to the plugin's epoch
     /// tick (`PluginOptions::epoch_tick`).
     pub max_call_time: Duration,
-    /// Bound of the tenant's live state output streams; one more is refused
-    /// with [`LimitExceeded::OpenStreams`].
+    /// Bound of the tenant's live streams (state output, metadata output and
+    /// state input streams together: each holds guest memory and, once it
+    /// has a file, a host file descriptor); one more is refused with
+    /// [`LimitExceeded::OpenStreams`].
     pub max_open_streams: u32,
-    /// Bound of the bytes passed to `StateOutputStream::write` over the
+    /// Bound of the bytes passed to `StateOutputStream::write` and
+    /// `MetadataOutputStream::write` over the
     /// tenant's life (`None`: unbounded); a write beyond it is refused with
     /// [`LimitExceeded::BytesWritten`].
     pub max_bytes_written: Option<u64>,
@@ -226,12 +229,14 @@ impl Tenant {
         Ok(self.usage.acquire_stream()?)
     }
 
-    /// State output streams of this tenant that are open (not yet dropped).
+    /// Streams of this tenant that are open (not yet dropped): state output,
+    /// metadata output and state input streams.
     pub fn open_streams(&self) -> u32 {
         self.usage.open_streams()
     }
 
-    /// Bytes accepted by `StateOutputStream::write` over the tenant's life.
+    /// Bytes accepted by `StateOutputStream::write` and
+    /// `MetadataOutputStream::write` over the tenant's life.
     pub fn bytes_written(&self) -> u64 {
         self.usage.bytes_written()
     }

@@ -232,7 +232,7 @@ fn open_streams_are_bounded_and_slots_come_back_on_drop() {
     let e = limit(factory.create_checkpoint_state_output_stream(StateScope::Exclusive));
     assert_eq!(e, LimitExceeded::OpenStreams { limit: 3 });
     assert!(!e.discards_instance());
-    assert!(e.to_string().contains("at most 3 state output streams"), "{e}");
+    assert!(e.to_string().contains("at most 3 streams"), "{e}");
     assert_eq!(
         limit(view.create_task_owned_state_stream()),
         LimitExceeded::OpenStreams { limit: 3 }
@@ -253,6 +253,86 @@ fn open_streams_are_bounded_and_slots_come_back_on_drop() {
     let streams: Vec<_> = (0..3).map(|_| view.create_task_owned_state_stream().unwrap()).collect();
     assert_eq!(tenant.open_streams(), 3);
     drop(streams);
+}
+
+#[test]
+fn metadata_and_input_streams_take_stream_slots_too() {
+    let t = TestTenant::new();
+    t.init_job_dirs(&[1]);
+    let tenant = tenant_with(TenantConfig::new(t.tenant.dir()).with_max_open_streams(2));
+    let coordinator = tenant
+        .open_coordinator_view(&StorageConfig::filesystem(&t.job), None)
+        .unwrap();
+    let location = coordinator.initialize_location_for_checkpoint(2).unwrap();
+    let view = tenant.open_worker_view(&StorageConfig::filesystem(&t.job)).unwrap();
+    let factory = view
+        .resolve_checkpoint_storage_location(2, &LocationReference::Default)
+        .unwrap();
+    let handle = write_state(
+        &factory
+            .create_checkpoint_state_output_stream(StateScope::Exclusive)
+            .unwrap(),
+        &bytes(30_000, 1),
+    )
+    .unwrap();
+    assert_eq!(tenant.open_streams(), 0);
+
+    let input = tenant.open_input_stream(&handle).unwrap();
+    let metadata = location.create_metadata_output_stream().unwrap();
+    assert_eq!(tenant.open_streams(), 2);
+    // Each kind is refused once the slots are taken, before it reaches the guest.
+    assert_eq!(
+        limit(location.create_metadata_output_stream()),
+        LimitExceeded::OpenStreams { limit: 2 }
+    );
+    assert_eq!(
+        limit(tenant.open_input_stream(&handle)),
+        LimitExceeded::OpenStreams { limit: 2 }
+    );
+    assert_eq!(
+        limit(factory.create_checkpoint_state_output_stream(StateScope::Shared)),
+        LimitExceeded::OpenStreams { limit: 2 }
+    );
+    assert!(!tenant.is_poisoned());
+
+    // The open streams still work, and their slots come back when dropped.
+    assert_eq!(input.read(10).unwrap(), bytes(30_000, 1)[..10].to_vec());
+    metadata.write(b"metadata").unwrap();
+    let completed = metadata.close_and_finalize_checkpoint().unwrap();
+    drop((input, metadata));
+    assert_eq!(tenant.open_streams(), 0);
+    assert_eq!(tenant.read_state(&completed.metadata).unwrap(), b"metadata");
+    assert_eq!(tenant.open_streams(), 0, "read_state releases its input stream");
+}
+
+#[test]
+fn metadata_bytes_count_against_the_byte_limit() {
+    let t = TestTenant::new();
+    t.init_job_dirs(&[1]);
+    let tenant = tenant_with(TenantConfig::new(t.tenant.dir()).with_max_bytes_written(Some(100)));
+    let coordinator = tenant
+        .open_coordinator_view(&StorageConfig::filesystem(&t.job), None)
+        .unwrap();
+    let location = coordinator.initialize_location_for_checkpoint(2).unwrap();
+    let metadata = location.create_metadata_output_stream().unwrap();
+    metadata.write(&bytes(80, 1)).unwrap();
+    let e = limit(metadata.write(&bytes(30, 2)));
+    assert_eq!(
+        e,
+        LimitExceeded::BytesWritten {
+            limit: 100,
+            written: 80,
+            requested: 30
+        }
+    );
+    assert_eq!(
+        metadata.get_pos().unwrap(),
+        80,
+        "nothing of the refused write was written"
+    );
+    let completed = metadata.close_and_finalize_checkpoint().unwrap();
+    assert_eq!(tenant.read_state(&completed.metadata).unwrap(), bytes(80, 1));
+    assert_eq!(tenant.bytes_written(), 80);
 }
 
 #[test]
