@@ -133,7 +133,7 @@ impl Owned {
     ) -> Result<T> {
         let resource = self.resource;
         self.tenant.call(|inner| {
-            let guest = inner.bindings.flink_checkpoint_storage_worker().clone();
+            let guest = inner.worker()?;
             f(&guest, inner, resource)
         })
     }
@@ -156,7 +156,7 @@ impl Tenant {
     /// Opens a worker view (Flink's `CheckpointStorageWorkerView`) of a job.
     pub fn open_worker_view(&self, config: &StorageConfig) -> Result<WorkerView> {
         let resource = self.call(|inner| {
-            let guest = inner.bindings.flink_checkpoint_storage_worker().clone();
+            let guest = inner.worker()?;
             guest.worker_view().call_open(&mut inner.store, config)
         })?;
         Ok(WorkerView(Owned {

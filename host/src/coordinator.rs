@@ -10,7 +10,7 @@ use crate::tenant::Tenant;
 
 macro_rules! coordinator {
     ($inner:ident) => {
-        $inner.bindings.flink_checkpoint_storage_coordinator().clone()
+        $inner.coordinator()?
     };
 }
 

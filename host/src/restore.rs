@@ -8,7 +8,7 @@ use crate::tenant::Tenant;
 
 macro_rules! restore {
     ($inner:ident) => {
-        $inner.bindings.flink_checkpoint_storage_restore().clone()
+        $inner.restore()?
     };
 }
 

@@ -190,3 +190,29 @@ fn pooling_allocator_runs_tenants() {
         "slots are reused after tenants are dropped"
     );
 }
+
+#[test]
+fn a_tenant_needs_an_existing_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let missing = root.path().join("missing");
+    let file = root.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    for dir in [&missing, &file] {
+        let e = match plugin().tenant(TenantConfig::new(dir)) {
+            Err(Error::Setup(e)) => format!("{e:#}"),
+            other => panic!("expected a setup error for {}, got {other:?}", dir.display()),
+        };
+        assert!(e.contains(&dir.display().to_string()), "{e}");
+        assert!(e.contains("must be an existing directory"), "{e}");
+    }
+    assert!(!missing.exists(), "nothing is created");
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a directory");
+}
+
+#[test]
+fn a_relative_tenant_directory_is_made_absolute() {
+    // The test runs in the tests crate's directory; `src` exists there.
+    let tenant = plugin().tenant(TenantConfig::new("src")).unwrap();
+    assert!(tenant.dir().is_absolute(), "{}", tenant.dir().display());
+    assert_eq!(tenant.dir(), std::env::current_dir().unwrap().join("src"));
+}

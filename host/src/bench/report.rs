@@ -248,8 +248,8 @@ impl Report {
         for s in &self.tenant_start {
             let _ = writeln!(
                 out,
-                "tenant start, {} (medians): create tenant {:.1} us + open worker view {:.1} us",
-                s.allocator, s.create_median_us, s.open_view_median_us
+                "tenant start, {} (medians): create tenant {:.1} us + open worker view {:.1} us; drop afterwards {:.1} us",
+                s.allocator, s.create_median_us, s.open_view_median_us, s.drop_median_us
             );
         }
         for mem in self.memory.iter().filter_map(|m| m.note.as_ref()) {
