@@ -26,6 +26,7 @@ mod buffered;
 mod cache;
 mod coordinator;
 mod error;
+mod in_place_write;
 pub mod inspect;
 mod limits;
 pub mod manifest;

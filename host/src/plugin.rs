@@ -131,6 +131,9 @@ impl Plugin {
     ) -> Result<Self> {
         let mut linker = Linker::<TenantState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(Error::Setup)?;
+        crate::in_place_write::add_to_linker(&mut linker)
+            .context("replacing descriptor.write")
+            .map_err(Error::Setup)?;
         // `CheckpointStoragePre::new` checks that every export of the world is
         // there with the right types, once, at load.
         let (pre, indices) = linker

@@ -86,6 +86,14 @@ pub struct TenantState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    /// `descriptor.write` calls served from guest memory in place.
+    pub(crate) in_place_writes: u64,
+}
+
+impl TenantState {
+    pub(crate) fn table(&self) -> &ResourceTable {
+        &self.table
+    }
 }
 
 impl WasiView for TenantState {
@@ -171,6 +179,7 @@ impl Tenant {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(config.max_memory_bytes),
+            in_place_writes: 0,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -216,6 +225,12 @@ impl Tenant {
             return None;
         }
         Some(self.dir.join(rel))
+    }
+
+    /// `descriptor.write` calls the guest made through the in-place path.
+    #[cfg(test)]
+    pub(crate) fn in_place_writes(&self) -> u64 {
+        self.lock().store.data().in_place_writes
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -1,0 +1,96 @@
+//! A `wasi:filesystem` `descriptor.write` that writes straight from guest
+//! memory.
+//!
+//! wasmtime-wasi lifts the `list<u8>` argument into a fresh host `Vec`
+//! (one copy of every byte) before `pwrite`. This version takes the list as a
+//! [`WasmList`] and hands the kernel a slice of the guest's linear memory, so
+//! the state bytes are copied once fewer on their way to disk. Semantics are
+//! wasmtime-wasi's: the descriptor must be a file of this tenant's table, its
+//! preopen must allow writes, and errors map to the same WASI error codes.
+//! Everything else of `wasi:filesystem` stays wasmtime-wasi's own.
+
+use crate::tenant::TenantState;
+use std::os::unix::fs::FileExt;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, Resource, WasmList};
+use wasmtime_wasi::filesystem::Descriptor;
+use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode as IoErrorCode;
+use wasmtime_wasi::p2::bindings::sync::filesystem::types::ErrorCode;
+
+/// The `wasi:filesystem/types` instance wasmtime-wasi 48 defines (guests
+/// importing an older 0.2.x version are matched to it by semver).
+const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
+const WRITE: &str = "[method]descriptor.write";
+
+/// Replaces wasmtime-wasi's `descriptor.write` in `linker` (which must
+/// already hold wasmtime-wasi's p2 interfaces).
+pub(crate) fn add_to_linker(linker: &mut Linker<TenantState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let result = linker.instance(FILESYSTEM_TYPES).and_then(|mut types| {
+        types.func_wrap(
+            WRITE,
+            |store: StoreContextMut<'_, TenantState>, (fd, data, offset): (Resource<Descriptor>, WasmList<u8>, u64)| {
+                Ok((write(store, &fd, &data, offset)?,))
+            },
+        )
+    });
+    linker.allow_shadowing(false);
+    result
+}
+
+/// One positional write, as `pwrite`: may write fewer bytes than given.
+fn write(
+    mut store: StoreContextMut<'_, TenantState>,
+    fd: &Resource<Descriptor>,
+    data: &WasmList<u8>,
+    offset: u64,
+) -> wasmtime::Result<Result<u64, ErrorCode>> {
+    store.data_mut().in_place_writes += 1;
+    let state = store.data();
+    // A descriptor that is not in the table is the guest's mistake, as in
+    // wasmtime-wasi: an error value, not a trap.
+    let file = match state.table().get(fd) {
+        Ok(Descriptor::File(f)) => f,
+        Ok(Descriptor::Dir(_)) | Err(_) => return Ok(Err(ErrorCode::BadDescriptor)),
+    };
+    if file.perms.write_not_permitted() {
+        return Ok(Err(ErrorCode::NotPermitted));
+    }
+    let bytes = data.as_le_slice(&store);
+    Ok(match file.file.write_at(bytes, offset) {
+        Ok(n) => Ok(n as u64),
+        // wasmtime-wasi's own errno mapping, through its async type.
+        Err(e) => Err(ErrorCode::from(IoErrorCode::from(e))),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{LocationReference, Plugin, StateHandle, StateScope, StorageConfig, TenantConfig};
+
+    #[test]
+    fn the_guests_file_writes_take_the_in_place_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = "0123456789abcdef0123456789abcdef";
+        std::fs::create_dir_all(dir.path().join(job).join("chk-1")).unwrap();
+        let tenant = Plugin::load().unwrap().tenant(TenantConfig::new(dir.path())).unwrap();
+        let view = tenant.open_worker_view(&StorageConfig::filesystem(job)).unwrap();
+        let factory = view
+            .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+            .unwrap();
+        let stream = factory
+            .create_checkpoint_state_output_stream(StateScope::Exclusive)
+            .unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        for chunk in data.chunks(70_000) {
+            stream.write(chunk).unwrap();
+        }
+        let handle = stream.close_and_get_handle().unwrap().unwrap();
+        assert!(tenant.in_place_writes() >= 5, "{}", tenant.in_place_writes());
+        let StateHandle::RelativeFile(file) = &handle else {
+            panic!("expected a file, got {handle:?}");
+        };
+        let on_disk = std::fs::read(dir.path().join(job).join("chk-1").join(&file.relative_path)).unwrap();
+        assert_eq!(on_disk, data);
+    }
+}
