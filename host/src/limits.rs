@@ -190,15 +190,22 @@ pub(crate) struct EpochTicker {
 impl EpochTicker {
     pub(crate) fn start(engine: &wasmtime::Engine, tick: Duration) -> std::io::Result<Arc<Self>> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (ready, is_ready) = std::sync::mpsc::sync_channel::<()>(1);
         let engine = engine.clone();
         let thread = std::thread::Builder::new()
             .name("cs-epoch-ticker".into()) // at most 15 bytes: the OS thread name limit
             .spawn(move || {
+                let _ = ready.send(());
                 // Ends when the sender is dropped (Disconnected).
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
                     engine.increment_epoch();
                 }
             })?;
+        // Return only once the thread runs (and carries its name), so that a
+        // plugin that loaded has a live ticker, not one about to start.
+        is_ready
+            .recv()
+            .map_err(|_| std::io::Error::other("the epoch ticker thread ended before it started"))?;
         Ok(Arc::new(EpochTicker {
             tick,
             stop: Some(stop),

@@ -65,6 +65,13 @@ impl TestTenant {
         self.view_with(StorageConfig::filesystem(&self.job))
     }
 
+    /// The stream factory of checkpoint `id` at its default location.
+    pub fn default_factory(&self, id: u64) -> StreamFactory {
+        self.view()
+            .resolve_checkpoint_storage_location(id, &LocationReference::Default)
+            .expect("default location resolves")
+    }
+
     pub fn view_with(&self, config: StorageConfig) -> WorkerView {
         self.tenant.open_worker_view(&config).expect("worker view opens")
     }

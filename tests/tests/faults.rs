@@ -71,10 +71,7 @@ fn directory_deleted_under_a_live_stream() {
 fn directory_deleted_after_the_stream_spilled_to_a_file() {
     let t = TestTenant::new();
     t.init_job_dirs(&[1]);
-    let f = t
-        .view()
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap();
+    let f = t.default_factory(1);
     let kept = write_state(
         &f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
         &bytes(BIG, 1),
@@ -133,10 +130,7 @@ fn run_child_with_file_size_limit(test: &str, limit: u64) -> String {
 fn full_disk_scenario() {
     let t = TestTenant::new();
     t.init_job_dirs(&[1]);
-    let f = t
-        .view()
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap();
+    let f = t.default_factory(1);
     let small = write_state(
         &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
         &bytes(40_000, 1),
@@ -215,10 +209,7 @@ fn full_tmpfs_is_an_io_error_without_partial_files() {
         dir: tempfile::tempdir().unwrap(),
     };
     t.init_job_dirs(&[1]);
-    let f = t
-        .view()
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap();
+    let f = t.default_factory(1);
     let small = write_state(
         &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
         &bytes(300_000, 1),

@@ -7,10 +7,7 @@ use checkpoint_storage_tests::*;
 
 fn handles(t: &TestTenant) -> (StateHandle, StateHandle, StateHandle) {
     t.init_job_dirs(&[1]);
-    let f = t
-        .view()
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap();
+    let f = t.default_factory(1);
     let inline = write_state(
         &f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
         &bytes(300, 1),
@@ -302,10 +299,7 @@ fn failed_checkpoint_disposed_leaves_no_exclusive_files_and_keeps_shared() {
         .open_coordinator_view(&StorageConfig::filesystem(&t.job), None)
         .unwrap();
     let loc = c.initialize_location_for_checkpoint(2).unwrap();
-    let f = t
-        .view()
-        .resolve_checkpoint_storage_location(2, &LocationReference::Default)
-        .unwrap();
+    let f = t.default_factory(2);
     let shared = write_state(
         &f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
         &bytes(70_000, 1),

@@ -54,10 +54,7 @@ fn two_tenants_do_not_see_each_others_files() {
     a.init_job_dirs(&[1]);
     b.init_job_dirs(&[1]);
     let write = |t: &TestTenant, seed| {
-        let f = t
-            .view()
-            .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-            .unwrap();
+        let f = t.default_factory(1);
         write_state(
             &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
             &bytes(50_000, seed),
@@ -90,10 +87,7 @@ fn symlinked_directory_pointing_outside_cannot_be_written_through() {
     t.init_job_dirs(&[]);
     let outside = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(outside.path(), t.host(&format!("{}/chk-1", t.job))).unwrap();
-    let f = t
-        .view()
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap();
+    let f = t.default_factory(1);
     let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     s.write(&bytes(100, 1)).unwrap();
     let e = storage_error(s.write(&bytes(50_000, 1)));

@@ -6,10 +6,7 @@ use checkpoint_storage_tests::*;
 #[test]
 fn default_reference_resolves_to_chk_dir() {
     let t = TestTenant::new();
-    let f = t
-        .view()
-        .resolve_checkpoint_storage_location(177, &LocationReference::Default)
-        .unwrap();
+    let f = t.default_factory(177);
     assert_eq!(
         f.checkpoint_directory().unwrap(),
         format!("/checkpoints/{}/chk-177", t.job)
@@ -41,10 +38,7 @@ fn opening_and_resolving_create_no_directories() {
 #[test]
 fn writing_into_a_missing_checkpoint_directory_is_not_found_naming_it() {
     let t = TestTenant::new();
-    let f = t
-        .view()
-        .resolve_checkpoint_storage_location(3, &LocationReference::Default)
-        .unwrap();
+    let f = t.default_factory(3);
     let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     s.write(&bytes(100, 1)).unwrap(); // small: still in memory
     let e = storage_error(s.write(&bytes(30_000, 1)));
@@ -158,10 +152,7 @@ fn two_jobs_share_a_tenant_without_mixing() {
     let other = job_id();
     t.init_job_dirs(&[1]);
     std::fs::create_dir_all(t.host(&format!("{other}/chk-1"))).unwrap();
-    let a = t
-        .view()
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap();
+    let a = t.default_factory(1);
     let b = t
         .view_with(StorageConfig::filesystem(&other))
         .resolve_checkpoint_storage_location(1, &LocationReference::Default)
