@@ -213,6 +213,14 @@ impl<S: Sandbox + 'static> StreamFactory<S> {
         })
     }
 
+    /// One whole state in one call: a stream of `scope`, `data` written to
+    /// it, closed. A failed write discards the stream (its file goes away).
+    pub fn write_state(&self, scope: StateScope, data: &[u8]) -> Result<Option<StateHandle>> {
+        let mut stream = self.create_checkpoint_state_output_stream(scope)?;
+        stream.write(data)?;
+        stream.close_and_get_handle()
+    }
+
     pub fn checkpoint_directory(&self) -> Option<&GuestPath> {
         match self {
             StreamFactory::Fs(f) => Some(&f.checkpoint_dir),

@@ -192,6 +192,13 @@ impl GuestStreamFactory for StreamFactoryImpl {
         Ok(StateOutputStream::new(StreamImpl(RefCell::new(stream))))
     }
 
+    fn write_state(&self, s: wit::StateScope, data: Vec<u8>) -> WitResult<Option<wit::StateHandle>> {
+        self.0
+            .write_state(scope(s), &data)
+            .map(|h| h.map(to_wit_handle))
+            .map_err(to_wit_error)
+    }
+
     fn can_fast_duplicate(&self, handle: wit::StateHandle, s: wit::StateScope) -> bool {
         self.0.can_fast_duplicate(&from_wit_handle(handle), scope(s))
     }

@@ -305,6 +305,34 @@ fn default_reference_resolves_to_chk_dir_and_shared_dir() {
 }
 
 #[test]
+fn write_state_is_a_stream_written_once_and_closed() {
+    let chk = format!("/checkpoints/{JOB}/chk-1");
+    let s = MemSandbox::with_dirs(&[&format!("/checkpoints/{JOB}"), &chk]);
+    let w = WorkerView::open(s.clone(), &config(Backend::Filesystem)).unwrap();
+    let f = w
+        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+        .unwrap();
+    assert_eq!(f.write_state(StateScope::Exclusive, &[]).unwrap(), None);
+    assert!(matches!(
+        f.write_state(StateScope::Exclusive, &[1; 20_480]).unwrap(),
+        Some(StateHandle::ByteStream { .. })
+    ));
+    assert!(s.files_in(&chk).is_empty());
+    let Some(StateHandle::RelativeFile { path, size, .. }) =
+        f.write_state(StateScope::Exclusive, &[2; 20_481]).unwrap()
+    else {
+        panic!("expected a relative file handle")
+    };
+    assert_eq!(size, 20_481);
+    assert_eq!(s.read(&path).unwrap(), vec![2; 20_481]);
+    // A failed write removes its file.
+    s.faults.budget.set(Some(100));
+    let e = f.write_state(StateScope::Exclusive, &[3; 30_000]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Io);
+    assert_eq!(s.files_in(&chk).len(), 1, "only the earlier state's file");
+}
+
+#[test]
 fn encoded_reference_puts_all_state_in_its_directory() {
     let s = MemSandbox::with_dirs(&[]);
     let w = WorkerView::open(s, &config(Backend::Filesystem)).unwrap();

@@ -235,6 +235,18 @@ impl StreamFactory {
         ))
     }
 
+    /// One whole state in one call: the same handle (or none for empty
+    /// `data`) and errors as a stream of `scope` that is written once and
+    /// closed, with one boundary crossing instead of four. Takes a stream
+    /// slot for the call and counts `data` against the byte limit.
+    pub fn write_state(&self, scope: StateScope, data: &[u8]) -> Result<Option<StateHandle>> {
+        let permit = self.0.tenant.acquire_stream()?;
+        permit.metered_write(data.len(), || {
+            self.0
+                .call(|g, i, r| g.stream_factory().call_write_state(&mut i.store, r, scope, data))
+        })
+    }
+
     pub fn can_fast_duplicate(&self, handle: &StateHandle, scope: StateScope) -> Result<bool> {
         self.0.call_infallible(|g, i, r| {
             g.stream_factory()

@@ -156,8 +156,16 @@ pub fn figures(
     }
     out.push(Figure::new(
         format!("{}B states", small.state_bytes),
-        format!("{} B states (inline)", small.state_bytes),
+        format!("{} B states (inline), stream calls", small.state_bytes),
         small.component_per_s,
+        "streams/s",
+        "native",
+        small.native_per_s,
+    ));
+    out.push(Figure::new(
+        format!("{}B one call", small.state_bytes),
+        format!("{} B states (inline), write_state", small.state_bytes),
+        small.one_call_per_s,
         "streams/s",
         "native",
         small.native_per_s,

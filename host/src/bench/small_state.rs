@@ -1,6 +1,7 @@
 //! Small state: whole streams per second for 100-byte states, which end as
 //! inline handles (no file), through the component and natively. Here the
-//! cost is the calls per stream (create, write, close, drop), not bytes.
+//! cost is the calls per stream (create, write, close, drop), not bytes; so
+//! the one-call `write_state` is measured too.
 
 use super::native::NativeStream;
 use super::{BenchError, Workspace, io_error};
@@ -20,21 +21,27 @@ pub struct SmallStateResult {
     pub state_bytes: usize,
     pub streams: u64,
     pub native_per_s: f64,
+    /// Stream calls: create, write, close-and-get-handle, drop.
     pub component_per_s: f64,
+    /// One `write_state` call per state.
+    #[serde(default)]
+    pub one_call_per_s: f64,
 }
 
 /// Measures `streams` small states on each side; one progress step per batch.
 pub fn measure(ws: &Workspace, streams: u64, progress: &ProgressBar) -> Result<SmallStateResult, BenchError> {
     let data = [0x5a_u8; STATE_BYTES];
-    let (mut native, mut component) = (Duration::ZERO, Duration::ZERO);
-    // Warm-up: neither side is timed cold.
+    let (mut native, mut component, mut one_call) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    // Warm-up: no side is timed cold.
     native_batch(ws, &data, 10)?;
     component_batch(ws, &data, 10)?;
+    one_call_batch(ws, &data, 10)?;
     let mut done = 0;
     while done < streams {
         let n = BATCH.min(streams - done);
         native += native_batch(ws, &data, n)?;
         component += component_batch(ws, &data, n)?;
+        one_call += one_call_batch(ws, &data, n)?;
         done += n;
         progress.inc(1);
     }
@@ -43,6 +50,7 @@ pub fn measure(ws: &Workspace, streams: u64, progress: &ProgressBar) -> Result<S
         streams,
         native_per_s: streams as f64 / native.as_secs_f64().max(1e-9),
         component_per_s: streams as f64 / component.as_secs_f64().max(1e-9),
+        one_call_per_s: streams as f64 / one_call.as_secs_f64().max(1e-9),
     })
 }
 
@@ -72,6 +80,14 @@ fn component_batch(ws: &Workspace, data: &[u8], n: u64) -> Result<Duration, Benc
         let handle = s.close_and_get_handle()?;
         drop(s);
         std::hint::black_box(handle);
+    }
+    Ok(started.elapsed())
+}
+
+fn one_call_batch(ws: &Workspace, data: &[u8], n: u64) -> Result<Duration, BenchError> {
+    let started = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(ws.factory.write_state(StateScope::Exclusive, data)?);
     }
     Ok(started.elapsed())
 }
