@@ -46,27 +46,67 @@ fn write(
     offset: u64,
 ) -> wasmtime::Result<Result<u64, ErrorCode>> {
     store.data_mut().in_place_writes += 1;
-    let state = store.data();
     // A descriptor that is not in the table is the guest's mistake, as in
     // wasmtime-wasi: an error value, not a trap.
-    let file = match state.table().get(fd) {
-        Ok(Descriptor::File(f)) => f,
-        Ok(Descriptor::Dir(_)) | Err(_) => return Ok(Err(ErrorCode::BadDescriptor)),
+    let descriptor = store.data().table().get(fd).ok();
+    Ok(write_at(descriptor, data.as_le_slice(&store), offset))
+}
+
+/// The checks and the write of `descriptor.write`, on plain values.
+fn write_at(descriptor: Option<&Descriptor>, bytes: &[u8], offset: u64) -> Result<u64, ErrorCode> {
+    let file = match descriptor {
+        Some(Descriptor::File(f)) => f,
+        Some(Descriptor::Dir(_)) | None => return Err(ErrorCode::BadDescriptor),
     };
     if file.perms.write_not_permitted() {
-        return Ok(Err(ErrorCode::NotPermitted));
+        return Err(ErrorCode::NotPermitted);
     }
-    let bytes = data.as_le_slice(&store);
-    Ok(match file.file.write_at(bytes, offset) {
+    match file.file.write_at(bytes, offset) {
         Ok(n) => Ok(n as u64),
         // wasmtime-wasi's own errno mapping, through its async type.
         Err(e) => Err(ErrorCode::from(IoErrorCode::from(e))),
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{ErrorCode, write_at};
     use crate::{LocationReference, Plugin, StateHandle, StateScope, StorageConfig, TenantConfig};
+    use wasmtime_wasi::filesystem::{Descriptor, Dir, File, FsPerms, OpenMode};
+
+    fn file_descriptor(file: std::fs::File, perms: FsPerms) -> Descriptor {
+        Descriptor::File(File::new(file, perms, OpenMode::READ | OpenMode::WRITE, true))
+    }
+
+    #[test]
+    fn writes_at_the_offset_and_refuses_what_wasmtime_wasi_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let rw = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let d = file_descriptor(rw, FsPerms::ReadWrite);
+        assert_eq!(write_at(Some(&d), b"hello", 0), Ok(5));
+        assert_eq!(write_at(Some(&d), b"!", 5), Ok(1));
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello!");
+
+        // Not in the table, or a directory: bad descriptor, nothing written.
+        assert_eq!(write_at(None, b"x", 0), Err(ErrorCode::BadDescriptor));
+        let dir_file = std::fs::File::open(dir.path()).unwrap();
+        let as_dir = Descriptor::Dir(Dir::new(dir_file, FsPerms::ReadWrite, OpenMode::all(), true));
+        assert_eq!(write_at(Some(&as_dir), b"x", 0), Err(ErrorCode::BadDescriptor));
+        // A preopen without write permission.
+        let rw = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let read_only = file_descriptor(rw, FsPerms::ReadOnly);
+        assert_eq!(write_at(Some(&read_only), b"x", 0), Err(ErrorCode::NotPermitted));
+        // The OS refuses (the file was opened for reading only): its errno, mapped.
+        let ro = std::fs::File::open(&path).unwrap();
+        let d = file_descriptor(ro, FsPerms::ReadWrite);
+        assert_eq!(write_at(Some(&d), b"x", 0), Err(ErrorCode::BadDescriptor));
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello!", "nothing refused was written");
+    }
 
     #[test]
     fn the_guests_file_writes_take_the_in_place_path() {
