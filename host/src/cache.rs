@@ -14,12 +14,19 @@
 //! Anything else (corrupt, truncated, foreign, other key) is ignored and the
 //! component is compiled and stored again. Files are written under a
 //! temporary name, synced and renamed, so readers never see a partial file.
+//!
+//! The directory does not grow without bound across upgrades: a hit marks its
+//! file as used (modification time), and whenever a new artefact is stored,
+//! cache files of ours unused for [`CACHE_STALE_AFTER`] are deleted. Entries of
+//! other live configurations (e.g. pooling and on-demand engines sharing the
+//! directory) are in use, so they stay.
 
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -27,6 +34,8 @@ const MAGIC: &[u8; 8] = b"CSWCACH1";
 const HEADER_LEN: usize = MAGIC.len() + 32 + 8 + 32;
 /// Far above any artefact of ours; bounds what a bad file makes us read.
 const MAX_FILE_LEN: u64 = 1 << 30;
+/// A cache file not loaded for this long is deleted when another is stored.
+pub const CACHE_STALE_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// What the cache did when the plugin was loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +113,10 @@ pub(crate) fn load_or_compile(
                 // file is ours, unwritable by others, and its checksum
                 // matches. wasmtime checks the engine compatibility again.
                 match unsafe { Component::deserialize(engine, &artefact) } {
-                    Ok(component) => return Ok((component, CacheStatus::Hit)),
+                    Ok(component) => {
+                        mark_used(&path);
+                        return Ok((component, CacheStatus::Hit));
+                    }
                     Err(e) => Some(format!("wasmtime refused the cached artefact: {e}")),
                 }
             }
@@ -117,7 +129,10 @@ pub(crate) fn load_or_compile(
     let component = Component::new(engine, component_bytes)?;
     let stored = match component.serialize() {
         Ok(artefact) => match write_artefact(dir, &path, &key, &artefact) {
-            Ok(()) => true,
+            Ok(()) => {
+                prune_stale(dir, &path, SystemTime::now());
+                true
+            }
             Err(e) => {
                 tracing::warn!(path = %path.display(), "cannot store the compiled component: {e}");
                 false
@@ -228,4 +243,57 @@ fn write_artefact(dir: &Path, path: &Path, key: &CacheKey, artefact: &[u8]) -> s
     // Atomic: concurrent loaders see the old file, no file, or this one.
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Sets the file's modification time to now: it is in use. Best effort.
+fn mark_used(path: &Path) {
+    let touched = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .and_then(|f| f.set_modified(SystemTime::now()));
+    if let Err(e) = touched {
+        tracing::debug!(path = %path.display(), "cannot mark the cache file as used: {e}");
+    }
+}
+
+/// Whether `name` is a cache file name of ours (`<64 hex digits>.cwasm`).
+fn is_cache_file_name(name: &str) -> bool {
+    name.strip_suffix(".cwasm")
+        .is_some_and(|key| key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// Deletes our cache files in `dir`, other than `keep`, last used before
+/// `now - CACHE_STALE_AFTER`. Only regular files of the current user with our
+/// name pattern are touched; failures are logged, never fatal.
+fn prune_stale(dir: &Path, keep: &Path, now: SystemTime) {
+    let Some(cutoff) = now.checked_sub(CACHE_STALE_AFTER) else {
+        return;
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::debug!(dir = %dir.display(), "cannot list the cache directory: {e}");
+            return;
+        }
+    };
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry.file_name().to_str().is_some_and(is_cache_file_name);
+        if !ours || path == keep {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let stale = meta.modified().is_ok_and(|m| m < cutoff);
+        if meta.file_type().is_file() && meta.uid() == uid && stale {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(path = %path.display(), "deleted a stale compiled-component cache file"),
+                Err(e) => tracing::debug!(path = %path.display(), "cannot delete a stale cache file: {e}"),
+            }
+        }
+    }
 }

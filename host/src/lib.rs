@@ -36,7 +36,7 @@ mod tenant;
 
 pub use api::*;
 pub use buffered::{BufferedStateOutputStream, DEFAULT_BATCH_SIZE};
-pub use cache::CacheStatus;
+pub use cache::{CACHE_STALE_AFTER, CacheStatus};
 pub use coordinator::{CheckpointStorageLocation, CompletedCheckpoint, CoordinatorView, MetadataOutputStream};
 pub use error::{Error, ErrorCode, Result, StorageError};
 pub use limits::{DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, LimitExceeded};

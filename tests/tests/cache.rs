@@ -300,3 +300,72 @@ fn an_unusable_cache_directory_only_costs_a_compile() {
     works(&p);
     assert_eq!(std::fs::read(&not_a_dir).unwrap(), b"x");
 }
+
+/// Sets a file's modification time `days` days into the past.
+fn age(path: &Path, days: u64) {
+    let then = std::time::SystemTime::now() - std::time::Duration::from_secs(days * 24 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(then)
+        .unwrap();
+}
+
+#[test]
+fn stale_cache_files_are_deleted_when_another_is_stored() {
+    let (cache, seed) = seeded_cache();
+    let dir = cache.path();
+    let days = CACHE_STALE_AFTER.as_secs() / (24 * 3600);
+    let stale = dir.join(format!("{}.cwasm", "a".repeat(64)));
+    let fresh = dir.join(format!("{}.cwasm", "b".repeat(64)));
+    let not_ours = [
+        dir.join("notes.cwasm"),
+        dir.join(format!("{}.cwasm.bak", "c".repeat(64))),
+    ];
+    for f in [&stale, &fresh].into_iter().chain(&not_ours) {
+        std::fs::write(f, b"old").unwrap();
+    }
+    age(&stale, days + 1);
+    age(&fresh, days - 1);
+    for f in &not_ours {
+        age(f, days + 100);
+    }
+    // A symlink with our name pattern is never followed or deleted.
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("precious");
+    std::fs::write(&target, b"keep me").unwrap();
+    let link = dir.join(format!("{}.cwasm", "d".repeat(64)));
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+
+    // Another engine configuration stores its artefact: the prune runs.
+    let pooled = Plugin::load_with(&PluginOptions::pooling(4).with_cache_dir(dir)).unwrap();
+    assert!(matches!(pooled.cache_status(), CacheStatus::Miss { stored: true, .. }));
+    assert!(!stale.exists(), "unused for longer than {CACHE_STALE_AFTER:?}: deleted");
+    assert!(fresh.exists() && seed.exists(), "recently used files stay");
+    for f in &not_ours {
+        assert!(f.exists(), "{} is not a cache file name of ours", f.display());
+    }
+    assert!(link.symlink_metadata().is_ok());
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+    assert_eq!(load(dir).cache_status(), &CacheStatus::Hit);
+}
+
+#[test]
+fn a_hit_marks_its_file_as_used() {
+    let (cache, seed) = seeded_cache();
+    let days = CACHE_STALE_AFTER.as_secs() / (24 * 3600);
+    age(&seed, days + 10);
+    assert_eq!(load(cache.path()).cache_status(), &CacheStatus::Hit);
+    let modified = std::fs::metadata(&seed).unwrap().modified().unwrap();
+    let since = std::time::SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or_default();
+    assert!(
+        since < std::time::Duration::from_secs(600),
+        "mtime not refreshed: {since:?} ago"
+    );
+    // So storing another configuration's artefact keeps it.
+    Plugin::load_with(&PluginOptions::pooling(4).with_cache_dir(cache.path())).unwrap();
+    assert!(seed.exists());
+}
