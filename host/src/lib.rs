@@ -40,6 +40,8 @@ pub use cache::{CACHE_STALE_AFTER, CacheStatus};
 pub use coordinator::{CheckpointStorageLocation, CompletedCheckpoint, CoordinatorView, MetadataOutputStream};
 pub use error::{Error, ErrorCode, Result, StorageError};
 pub use limits::{DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, LimitExceeded};
-pub use plugin::{Allocator, COMPONENT_PATH, DEFAULT_EPOCH_TICK, Plugin, PluginOptions};
+pub use plugin::{
+    Allocator, COMPONENT_PATH, DEFAULT_EPOCH_TICK, DEFAULT_POOL_KEEP_RESIDENT_BYTES, Plugin, PluginOptions,
+};
 pub use restore::StateInputStream;
 pub use tenant::{GUEST_MOUNT, Tenant, TenantConfig, TenantState};

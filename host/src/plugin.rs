@@ -20,7 +20,18 @@ pub enum Allocator {
     OnDemand,
     /// Slots for up to `max_tenants` live tenants are reserved up front;
     /// creating a tenant reuses a slot (faster start, denser tenants).
-    Pooling { max_tenants: u32 },
+    ///
+    /// `keep_resident_bytes`: of a freed slot's linear memory, up to this
+    /// many dirty bytes are zeroed in place and stay resident instead of
+    /// being returned to the kernel, so the next tenant in the slot takes no
+    /// page faults there. The cost: a used slot keeps up to this much memory
+    /// resident while unused (only pages its last tenant touched; about
+    /// 2 MiB for a typical worker tenant). Default
+    /// [`DEFAULT_POOL_KEEP_RESIDENT_BYTES`]; 0 returns everything.
+    Pooling {
+        max_tenants: u32,
+        keep_resident_bytes: usize,
+    },
 }
 
 /// Engine-wide options of the plugin.
@@ -34,6 +45,12 @@ pub struct PluginOptions {
     /// (the default) compiles at every load.
     pub cache_dir: Option<PathBuf>,
 }
+
+/// Default of `Allocator::Pooling::keep_resident_bytes` (measured with the
+/// bench: 1 MiB does not help; 2 MiB still makes tenant creation ~20 us
+/// instead of ~12 us; 4 MiB gives the ~18 us start; 0 is wasmtime's default
+/// of returning everything to the kernel).
+pub const DEFAULT_POOL_KEEP_RESIDENT_BYTES: usize = 4 << 20;
 
 /// Default interval of the epoch ticker.
 pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -52,7 +69,10 @@ impl PluginOptions {
     /// Options with the pooling allocator sized for `max_tenants`.
     pub fn pooling(max_tenants: u32) -> Self {
         PluginOptions {
-            allocator: Allocator::Pooling { max_tenants },
+            allocator: Allocator::Pooling {
+                max_tenants,
+                keep_resident_bytes: DEFAULT_POOL_KEEP_RESIDENT_BYTES,
+            },
             ..Self::default()
         }
     }
@@ -206,9 +226,7 @@ const TABLES_PER_TENANT: u32 = 4;
 /// memory slot); also the largest `TenantConfig::max_memory_bytes` it allows.
 const POOL_MAX_MEMORY_BYTES: usize = crate::limits::DEFAULT_MAX_MEMORY_BYTES;
 
-/// Bytes of a pooled linear memory (and table) kept resident between
-/// tenants: more than a fresh worker view touches (about 2 MiB of memory).
-const POOL_KEEP_RESIDENT_BYTES: usize = 4 << 20;
+/// Tables are small; this covers them whole.
 const POOL_TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
 
 fn engine_config(options: &PluginOptions) -> Config {
@@ -216,7 +234,11 @@ fn engine_config(options: &PluginOptions) -> Config {
     config.wasm_component_model(true);
     // Bounded execution: every call gets a deadline (`TenantConfig::max_call_time`).
     config.epoch_interruption(true);
-    if let Allocator::Pooling { max_tenants } = options.allocator {
+    if let Allocator::Pooling {
+        max_tenants,
+        keep_resident_bytes,
+    } = options.allocator
+    {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(max_tenants)
             .total_core_instances(max_tenants.saturating_mul(CORE_INSTANCES_PER_TENANT))
@@ -226,9 +248,8 @@ fn engine_config(options: &PluginOptions) -> Config {
         // A freed slot's dirty pages are zeroed in place instead of being
         // returned to the kernel, so the next tenant in the slot does not take
         // a page fault for every page it touches (measured: opening the first
-        // view 16 -> 3 us; the whole create-open-drop cycle 46 -> 38 us). A
-        // slot keeps at most this much resident after its tenant is gone.
-        pool.linear_memory_keep_resident(POOL_KEEP_RESIDENT_BYTES)
+        // view 16 -> 3 us; the whole create-open-drop cycle 46 -> 38 us).
+        pool.linear_memory_keep_resident(keep_resident_bytes)
             .table_keep_resident(POOL_TABLE_KEEP_RESIDENT_BYTES);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         // Each memory slot reserves this much address space; 4 GiB per slot

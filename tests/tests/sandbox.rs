@@ -210,3 +210,29 @@ fn a_relative_tenant_directory_is_made_absolute() {
     assert!(tenant.dir().is_absolute(), "{}", tenant.dir().display());
     assert_eq!(tenant.dir(), std::env::current_dir().unwrap().join("src"));
 }
+
+#[test]
+fn reused_pool_slots_work_with_and_without_keeping_memory_resident() {
+    for keep in [0, DEFAULT_POOL_KEEP_RESIDENT_BYTES] {
+        let options = PluginOptions {
+            allocator: Allocator::Pooling {
+                max_tenants: 1,
+                keep_resident_bytes: keep,
+            },
+            ..PluginOptions::default()
+        };
+        let plugin = Plugin::load_with(&options).unwrap();
+        // One slot, used by one tenant after another: each starts clean.
+        for round in 0..3u8 {
+            let dir = tempfile::tempdir().unwrap();
+            let tenant = plugin.tenant(TenantConfig::new(dir.path())).unwrap();
+            let job = job_id();
+            std::fs::create_dir_all(dir.path().join(&job).join("taskowned")).unwrap();
+            let view = tenant.open_worker_view(&StorageConfig::memory(&job)).unwrap();
+            let stream = view.create_task_owned_state_stream().unwrap();
+            assert_eq!(stream.get_pos().unwrap(), 0, "keep {keep}, round {round}");
+            let h = write_state(&stream, &bytes(300_000, round)).unwrap();
+            assert_eq!(tenant.read_state(&h).unwrap(), bytes(300_000, round));
+        }
+    }
+}
