@@ -178,7 +178,7 @@ fn demo_tenant(plugin: &Plugin, tenant: &Tenant, index: u32) -> Result<()> {
     println!("\nrestore in a fresh instance:");
     for (pointer, written) in completed {
         let found = coordinator.resolve_checkpoint(&pointer)?;
-        let manifest = CheckpointManifest::from_json(&fresh.read_state(&found.metadata)?)?;
+        let manifest = CheckpointManifest::from_json_in(&fresh.read_state(&found.metadata)?, &found.external_pointer)?;
         let mut bytes = 0;
         for (state, expected) in manifest.states.iter().zip(&written.states) {
             let data = fresh.read_state(&state.handle)?;

@@ -19,6 +19,12 @@
 //! ```
 //!
 //! Paths are guest paths. Readers refuse other formats and versions.
+//!
+//! As in Flink (relocatable savepoints), a reader that knows where it found
+//! the manifest ([`CheckpointManifest::from_json_in`]) resolves `relative-file`
+//! handles against that directory, so a checkpoint or savepoint directory can
+//! be moved or copied as a whole and still be restored; `file` handles
+//! (shared state) keep their absolute paths.
 
 use crate::api::{ByteStreamHandle, FileHandle, RelativeFileHandle, StateHandle};
 use base64::Engine as _;
@@ -39,6 +45,10 @@ pub enum ManifestError {
     Version { found: u32 },
     #[error("state {name:?} has invalid base64 data: {source}")]
     Data { name: String, source: base64::DecodeError },
+    #[error(
+        "state {name:?} has relative path {relative_path:?}: a relative-file handle must name a file directly in its checkpoint directory (no '/', not '.' or '..', not empty)"
+    )]
+    RelativePath { name: String, relative_path: String },
 }
 
 /// One named state of a checkpoint.
@@ -123,7 +133,35 @@ impl CheckpointManifest {
         serde_json::to_vec_pretty(&wire).expect("a manifest always serialises")
     }
 
-    /// Reads a manifest, refusing other formats and versions.
+    /// Reads a manifest found in `checkpoint_dir` (a guest path: the
+    /// `external-pointer` of the resolved checkpoint) and resolves its
+    /// relative-file handles there, wherever they were written (Flink
+    /// resolves them against the directory of the `_metadata` it loads).
+    pub fn from_json_in(bytes: &[u8], checkpoint_dir: &str) -> Result<Self, ManifestError> {
+        Self::from_json(bytes)?.relocated_to(checkpoint_dir)
+    }
+
+    /// The manifest with every relative-file handle's path set to
+    /// `<checkpoint_dir>/<relative path>`. Other handles are unchanged.
+    pub fn relocated_to(mut self, checkpoint_dir: &str) -> Result<Self, ManifestError> {
+        let dir = checkpoint_dir.trim_end_matches('/');
+        for state in &mut self.states {
+            if let StateHandle::RelativeFile(r) = &mut state.handle {
+                let name = r.relative_path.as_str();
+                if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+                    return Err(ManifestError::RelativePath {
+                        name: state.name.clone(),
+                        relative_path: r.relative_path.clone(),
+                    });
+                }
+                r.path = format!("{dir}/{name}");
+            }
+        }
+        Ok(self)
+    }
+
+    /// Reads a manifest, refusing other formats and versions. Handles keep
+    /// the paths they were written with (see [`Self::from_json_in`]).
     pub fn from_json(bytes: &[u8]) -> Result<Self, ManifestError> {
         let wire: Wire = serde_json::from_slice(bytes)?;
         if wire.format != MANIFEST_FORMAT {

@@ -2,7 +2,7 @@
 //! ByteStreamStateHandleTest's stream semantics) and discarding it
 //! (FileStateHandleTest), plus whole write–find–restore cycles.
 
-use checkpoint_storage_tests::manifest::{CheckpointManifest, NamedState};
+use checkpoint_storage_tests::manifest::{CheckpointManifest, ManifestError, NamedState};
 use checkpoint_storage_tests::*;
 
 fn handles(t: &TestTenant) -> (StateHandle, StateHandle, StateHandle) {
@@ -322,4 +322,82 @@ fn failed_checkpoint_disposed_leaves_no_exclusive_files_and_keeps_shared() {
         "the completed checkpoint is untouched"
     );
     assert!(!expected.is_empty());
+}
+
+/// Moves a finished checkpoint directory elsewhere in the tenant (as an
+/// operator relocating a savepoint would) and restores it from there.
+#[test]
+fn a_moved_checkpoint_restores_through_its_relative_handles() {
+    let t = TestTenant::new();
+    let (pointer, expected) = write_checkpoint(&t, 21);
+    let moved_rel = format!("{}/relocated/chk-21", t.job);
+    std::fs::create_dir_all(t.host(&format!("{}/relocated", t.job))).unwrap();
+    let old_host = t.tenant.host_path(&pointer).unwrap();
+    std::fs::rename(&old_host, t.host(&moved_rel)).unwrap();
+    let moved = format!("{GUEST_MOUNT}/{moved_rel}");
+
+    let fresh = plugin().tenant(TenantConfig::new(t.tenant.dir())).unwrap();
+    let c = fresh
+        .open_coordinator_view(&StorageConfig::filesystem(&t.job), None)
+        .unwrap();
+    assert_eq!(
+        code(c.resolve_checkpoint(&pointer)),
+        ErrorCode::NotFound,
+        "the old place is gone"
+    );
+    let found = c.resolve_checkpoint(&moved).unwrap();
+    assert_eq!(found.external_pointer, moved);
+    let bytes_found = fresh.read_state(&found.metadata).unwrap();
+
+    // As written, relative handles still name the old directory.
+    let as_written = CheckpointManifest::from_json(&bytes_found).unwrap();
+    let stale = as_written
+        .states
+        .iter()
+        .find(|s| matches!(s.handle, StateHandle::RelativeFile(_)))
+        .expect("the checkpoint has exclusive file state");
+    assert_eq!(code(fresh.read_state(&stale.handle)), ErrorCode::NotFound);
+
+    // Resolved where the manifest was found, every state reads back.
+    let manifest = CheckpointManifest::from_json_in(&bytes_found, &found.external_pointer).unwrap();
+    let mut relocated = 0;
+    for (state, (name, data)) in manifest.states.iter().zip(&expected) {
+        if let StateHandle::RelativeFile(r) = &state.handle {
+            assert_eq!(r.path, format!("{moved}/{}", r.relative_path));
+            relocated += 1;
+        }
+        let got = fresh.read_state(&state.handle).unwrap();
+        assert!(got == *data, "{name}: {} bytes back, {} written", got.len(), data.len());
+    }
+    assert!(relocated > 0, "the checkpoint has relative handles");
+}
+
+#[test]
+fn a_relative_path_that_leaves_its_directory_is_refused() {
+    let handle = |relative: &str| NamedState {
+        name: "s".into(),
+        handle: StateHandle::RelativeFile(RelativeFileHandle {
+            path: format!("{GUEST_MOUNT}/j/chk-1/{relative}"),
+            relative_path: relative.into(),
+            size: 1,
+        }),
+    };
+    for bad in ["", ".", "..", "../x", "a/b", "/abs", "a\0b"] {
+        let m = CheckpointManifest {
+            job_id: job_id(),
+            checkpoint_id: 1,
+            states: vec![handle(bad)],
+        };
+        match CheckpointManifest::from_json_in(&m.to_json(), "/checkpoints/elsewhere") {
+            Err(ManifestError::RelativePath { relative_path, .. }) => assert_eq!(relative_path, bad),
+            other => panic!("{bad:?}: expected a refusal, got {other:?}"),
+        }
+    }
+    let good = CheckpointManifest {
+        job_id: job_id(),
+        checkpoint_id: 1,
+        states: vec![handle("f")],
+    };
+    let m = CheckpointManifest::from_json_in(&good.to_json(), "/checkpoints/elsewhere/").unwrap();
+    assert_eq!(m.states[0].handle.file_path(), Some("/checkpoints/elsewhere/f"));
 }
