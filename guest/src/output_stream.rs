@@ -331,6 +331,11 @@ impl MemoryOutputStream {
         }
     }
 
+    /// Bytes the buffer has room for (for tests of its growth).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     fn too_large(&self, size: usize) -> StorageError {
         StorageError::new(
             ErrorCode::StateTooLarge,
@@ -354,6 +359,12 @@ impl CheckpointStateOutputStream for MemoryOutputStream {
             let e = self.too_large(size);
             self.discard();
             return Err(e);
+        }
+        if size > self.buf.capacity() {
+            // Grow geometrically but never past the maximum: a stream's
+            // buffer stays within `max_size` of the sandbox's capped memory.
+            let target = size.max(self.buf.capacity().saturating_mul(2)).min(self.max_size);
+            self.buf.reserve_exact(target - self.buf.len());
         }
         self.buf.extend_from_slice(data);
         Ok(())

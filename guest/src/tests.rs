@@ -5,7 +5,7 @@ use crate::access::{StateScope, WorkerView};
 use crate::config::{Backend, StorageConfig};
 use crate::error::ErrorCode;
 use crate::handle::StateHandle;
-use crate::output_stream::{CheckpointStateOutputStream, FsOutputStream};
+use crate::output_stream::{CheckpointStateOutputStream, FsOutputStream, MemoryOutputStream};
 use crate::paths::GuestPath;
 use crate::reference::LocationReference;
 use crate::sandbox::Sandbox;
@@ -330,6 +330,18 @@ fn write_state_is_a_stream_written_once_and_closed() {
     let e = f.write_state(StateScope::Exclusive, &[3; 30_000]).unwrap_err();
     assert_eq!(e.code, ErrorCode::Io);
     assert_eq!(s.files_in(&chk).len(), 1, "only the earlier state's file");
+}
+
+#[test]
+fn memory_stream_buffer_never_grows_past_the_maximum() {
+    let max = 5 * 1024 * 1024;
+    let mut st = MemoryOutputStream::new(max, "n".into());
+    for _ in 0..5 * 1024 {
+        st.write(&[7; 1024]).unwrap();
+        assert!(st.capacity() <= max, "{}", st.capacity());
+    }
+    assert_eq!(st.pos(), max as u64);
+    assert_eq!(st.write(&[1]).unwrap_err().code, ErrorCode::StateTooLarge);
 }
 
 #[test]

@@ -115,6 +115,20 @@ impl fmt::Display for StateHandle {
     }
 }
 
+/// Most bytes handed to the guest in one call. Every call's bytes are copied
+/// into the tenant's linear memory, which has a cap
+/// (`TenantConfig::max_memory_bytes`), so a larger write is split into calls
+/// of this size: the guest sees the same bytes in the same order, and a
+/// write of any size is not a memory trap.
+pub const MAX_BYTES_PER_CALL: usize = 1 << 20;
+
+/// `data` in pieces of at most [`MAX_BYTES_PER_CALL`]; empty data is one
+/// empty piece (a write to a closed stream must still fail).
+pub(crate) fn pieces(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let empty = data.is_empty().then_some(data);
+    data.chunks(MAX_BYTES_PER_CALL).chain(empty)
+}
+
 /// A guest resource owned by a Rust value; dropped with it.
 #[derive(Debug)]
 pub(crate) struct Owned {
@@ -240,6 +254,13 @@ impl StreamFactory {
     /// closed, with one boundary crossing instead of four. Takes a stream
     /// slot for the call and counts `data` against the byte limit.
     pub fn write_state(&self, scope: StateScope, data: &[u8]) -> Result<Option<StateHandle>> {
+        if data.len() > MAX_BYTES_PER_CALL {
+            // Too large for one call (see `MAX_BYTES_PER_CALL`): a stream
+            // gives the same handle and errors.
+            let stream = self.create_checkpoint_state_output_stream(scope)?;
+            stream.write(data)?;
+            return stream.close_and_get_handle();
+        }
         let permit = self.0.tenant.acquire_stream()?;
         permit.metered_write(data.len(), || {
             self.0
@@ -279,10 +300,13 @@ impl StreamFactory {
 pub struct StateOutputStream(Owned, StreamPermit);
 
 impl StateOutputStream {
+    /// Appends `data` (in calls of at most [`MAX_BYTES_PER_CALL`] bytes).
     pub fn write(&self, data: &[u8]) -> Result<()> {
         self.1.metered_write(data.len(), || {
-            self.0
-                .call(|g, i, r| g.state_output_stream().call_write(&mut i.store, r, data))
+            pieces(data).try_for_each(|piece| {
+                self.0
+                    .call(|g, i, r| g.state_output_stream().call_write(&mut i.store, r, piece))
+            })
         })
     }
 

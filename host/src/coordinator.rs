@@ -171,12 +171,15 @@ impl CheckpointStorageLocation {
 pub struct MetadataOutputStream(Owned, StreamPermit);
 
 impl MetadataOutputStream {
+    /// Appends `data` (in calls of at most [`crate::MAX_BYTES_PER_CALL`] bytes).
     pub fn write(&self, data: &[u8]) -> Result<()> {
         let r = self.0.resource;
         self.1.metered_write(data.len(), || {
-            self.0.tenant.call(|i| {
-                let g = coordinator!(i);
-                g.metadata_output_stream().call_write(&mut i.store, r, data)
+            crate::api::pieces(data).try_for_each(|piece| {
+                self.0.tenant.call(|i| {
+                    let g = coordinator!(i);
+                    g.metadata_output_stream().call_write(&mut i.store, r, piece)
+                })
             })
         })
     }

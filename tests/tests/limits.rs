@@ -336,6 +336,53 @@ fn metadata_bytes_count_against_the_byte_limit() {
 }
 
 #[test]
+fn writes_larger_than_the_memory_cap_are_split_not_a_trap() {
+    let t = TestTenant::new();
+    t.init_job_dirs(&[1]);
+    let cap = 16 << 20;
+    let tenant = tenant_with(TenantConfig::new(t.tenant.dir()).with_max_memory_bytes(cap));
+    let f = tenant
+        .open_worker_view(&StorageConfig::filesystem(&t.job))
+        .unwrap()
+        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+        .unwrap();
+    let big = bytes(2 * cap + 12_345, 1);
+    // One write call of more than twice the guest's memory cap.
+    let stream = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    stream.write(&big).unwrap();
+    assert_eq!(stream.get_pos().unwrap(), big.len() as u64);
+    let h = stream.close_and_get_handle().unwrap().unwrap();
+    assert_eq!(tenant.read_state(&h).unwrap(), big);
+    // The same through write_state and the metadata stream.
+    let h = f.write_state(StateScope::Shared, &big).unwrap().unwrap();
+    assert!(
+        matches!(&h, StateHandle::File(file) if file.size == big.len() as u64),
+        "{h}"
+    );
+    assert_eq!(tenant.read_state(&h).unwrap(), big);
+    let location = tenant
+        .open_coordinator_view(&StorageConfig::filesystem(&t.job), None)
+        .unwrap()
+        .initialize_location_for_checkpoint(2)
+        .unwrap();
+    let meta = location.create_metadata_output_stream().unwrap();
+    meta.write(&big).unwrap();
+    let done = meta.close_and_finalize_checkpoint().unwrap();
+    assert_eq!(tenant.read_state(&done.metadata).unwrap(), big);
+    assert!(!tenant.is_poisoned());
+
+    // The memory backend still refuses state over its maximum with an error.
+    let mem = tenant
+        .open_worker_view(&StorageConfig::memory(&t.job))
+        .unwrap()
+        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+        .unwrap();
+    let e = storage_error(mem.write_state(StateScope::Exclusive, &big));
+    assert_eq!(e.code, ErrorCode::StateTooLarge, "{e:?}");
+    assert!(!tenant.is_poisoned());
+}
+
+#[test]
 fn bytes_written_are_bounded_per_tenant() {
     let t = TestTenant::new();
     t.init_job_dirs(&[1]);
