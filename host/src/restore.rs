@@ -12,9 +12,6 @@ macro_rules! restore {
     };
 }
 
-/// Bytes asked for per call by `read_to_end`.
-const READ_CHUNK: u64 = 1024 * 1024;
-
 impl Tenant {
     /// Opens the bytes of a handle for reading.
     pub fn open_input_stream(&self, handle: &StateHandle) -> Result<StateInputStream> {
@@ -52,9 +49,12 @@ impl Tenant {
 pub struct StateInputStream(Owned, #[allow(dead_code)] /* held for its Drop */ StreamPermit);
 
 impl StateInputStream {
-    /// Up to `len` bytes from the current position; empty at the end.
+    /// Up to `len` bytes from the current position, at most
+    /// [`crate::MAX_BYTES_PER_CALL`] per call (they pass through the guest's
+    /// capped memory); empty only at the end (or when `len` is 0).
     pub fn read(&self, len: u64) -> Result<Vec<u8>> {
         let r = self.0.resource;
+        let len = len.min(crate::MAX_BYTES_PER_CALL as u64);
         self.0.tenant.call(|i| {
             let g = restore!(i);
             g.state_input_stream().call_read(&mut i.store, r, len)
@@ -89,7 +89,7 @@ impl StateInputStream {
     pub fn read_to_end(&self) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(self.size()?.saturating_sub(self.get_pos()?) as usize);
         loop {
-            let chunk = self.read(READ_CHUNK)?;
+            let chunk = self.read(crate::MAX_BYTES_PER_CALL as u64)?;
             if chunk.is_empty() {
                 return Ok(out);
             }

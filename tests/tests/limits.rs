@@ -369,6 +369,11 @@ fn writes_larger_than_the_memory_cap_are_split_not_a_trap() {
     meta.write(&big).unwrap();
     let done = meta.close_and_finalize_checkpoint().unwrap();
     assert_eq!(tenant.read_state(&done.metadata).unwrap(), big);
+    // Reads are bounded per call too: asking for everything gives one piece.
+    let input = tenant.open_input_stream(&h).unwrap();
+    assert_eq!(input.read(u64::MAX).unwrap(), big[..MAX_BYTES_PER_CALL].to_vec());
+    assert_eq!(input.get_pos().unwrap(), MAX_BYTES_PER_CALL as u64);
+    drop(input);
     assert!(!tenant.is_poisoned());
 
     // The memory backend still refuses state over its maximum with an error.
