@@ -299,10 +299,9 @@ impl<S: Sandbox> MetadataOutputStream<S> {
 
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
         let pos = self.pos;
-        let temp = self.temp.clone();
         let r = self.open_file()?.write_all_at(data, pos);
         r.map_err(|e| {
-            let e = StorageError::from_fs(format!("Could not write metadata to {temp}"), &e);
+            let e = StorageError::from_fs(format!("Could not write metadata to {}", self.temp), &e);
             self.fail(e)
         })?;
         self.pos += data.len() as u64;
@@ -314,10 +313,9 @@ impl<S: Sandbox> MetadataOutputStream<S> {
     }
 
     pub fn sync(&mut self) -> Result<()> {
-        let temp = self.temp.clone();
         let r = self.open_file()?.sync_data();
         r.map_err(|e| {
-            let e = StorageError::from_fs(format!("Could not sync {temp}"), &e);
+            let e = StorageError::from_fs(format!("Could not sync {}", self.temp), &e);
             self.fail(e)
         })
     }

@@ -136,20 +136,30 @@ pub(crate) struct Owned {
     pub(crate) resource: ResourceAny,
 }
 
+/// What a call on an owned resource returns from the guest.
+pub(crate) type GuestResult<T> = wasmtime::Result<std::result::Result<T, crate::error::StorageError>>;
+
 impl Owned {
-    fn call<T>(
+    /// Another resource of the same tenant.
+    pub(crate) fn sibling(&self, resource: ResourceAny) -> Owned {
+        self.tenant.owned(resource)
+    }
+
+    /// One call on this resource through the interface `guest` loads.
+    pub(crate) fn call_on<G, T>(
         &self,
-        f: impl FnOnce(
-            &WorkerGuest,
-            &mut Inner,
-            ResourceAny,
-        ) -> wasmtime::Result<std::result::Result<T, crate::error::StorageError>>,
+        guest: fn(&mut Inner) -> wasmtime::Result<G>,
+        f: impl FnOnce(&G, &mut Inner, ResourceAny) -> GuestResult<T>,
     ) -> Result<T> {
         let resource = self.resource;
         self.tenant.call(|inner| {
-            let guest = inner.worker()?;
-            f(&guest, inner, resource)
+            let g = guest(inner)?;
+            f(&g, inner, resource)
         })
+    }
+
+    fn call<T>(&self, f: impl FnOnce(&WorkerGuest, &mut Inner, ResourceAny) -> GuestResult<T>) -> Result<T> {
+        self.call_on(Inner::worker, f)
     }
 
     fn call_infallible<T>(
@@ -173,10 +183,7 @@ impl Tenant {
             let guest = inner.worker()?;
             guest.worker_view().call_open(&mut inner.store, config)
         })?;
-        Ok(WorkerView(Owned {
-            tenant: self.clone(),
-            resource,
-        }))
+        Ok(WorkerView(self.owned(resource)))
     }
 }
 
@@ -195,10 +202,7 @@ impl WorkerView {
             g.worker_view()
                 .call_resolve_checkpoint_storage_location(&mut i.store, r, checkpoint_id, reference)
         })?;
-        Ok(StreamFactory(Owned {
-            tenant: self.0.tenant.clone(),
-            resource,
-        }))
+        Ok(StreamFactory(self.0.sibling(resource)))
     }
 
     /// Flink's `createTaskOwnedStateStream`.
@@ -207,13 +211,7 @@ impl WorkerView {
         let resource = self
             .0
             .call(|g, i, r| g.worker_view().call_create_task_owned_state_stream(&mut i.store, r))?;
-        Ok(StateOutputStream(
-            Owned {
-                tenant: self.0.tenant.clone(),
-                resource,
-            },
-            permit,
-        ))
+        Ok(StateOutputStream(self.0.sibling(resource), permit))
     }
 
     /// Flink's `createTaskOwnedCheckpointStateToolset`.
@@ -222,10 +220,7 @@ impl WorkerView {
             g.worker_view()
                 .call_create_task_owned_checkpoint_state_toolset(&mut i.store, r)
         })?;
-        Ok(CheckpointStateToolset(Owned {
-            tenant: self.0.tenant.clone(),
-            resource,
-        }))
+        Ok(CheckpointStateToolset(self.0.sibling(resource)))
     }
 }
 
@@ -240,13 +235,7 @@ impl StreamFactory {
             g.stream_factory()
                 .call_create_checkpoint_state_output_stream(&mut i.store, r, scope)
         })?;
-        Ok(StateOutputStream(
-            Owned {
-                tenant: self.0.tenant.clone(),
-                resource,
-            },
-            permit,
-        ))
+        Ok(StateOutputStream(self.0.sibling(resource), permit))
     }
 
     /// One whole state in one call: the same handle (or none for empty

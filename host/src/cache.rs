@@ -112,11 +112,8 @@ pub(crate) fn load_or_compile(
                 // (same component bytes, same engine configuration): the
                 // file is ours, unwritable by others, and its checksum
                 // matches. wasmtime checks the engine compatibility again.
-                match unsafe { Component::deserialize(engine, &artefact) } {
-                    Ok(component) => {
-                        mark_used(&path);
-                        return Ok((component, CacheStatus::Hit));
-                    }
+                match unsafe { Component::deserialize(engine, &artefact[HEADER_LEN..]) } {
+                    Ok(component) => return Ok((component, CacheStatus::Hit)),
                     Err(e) => Some(format!("wasmtime refused the cached artefact: {e}")),
                 }
             }
@@ -176,6 +173,8 @@ fn check_owner(meta: &std::fs::Metadata, what: &str) -> Result<(), String> {
 
 /// The artefact in `path` if it is valid for `key`; `Ok(None)` if there is
 /// no such file; `Err(reason)` if there is one and it must not be used.
+/// The whole cache file (header and artefact) if it is valid for `key`; the
+/// artefact starts at `HEADER_LEN`. A valid file is marked as used.
 fn read_artefact(path: &Path, key: &CacheKey) -> Result<Option<Vec<u8>>, String> {
     let mut file = match std::fs::OpenOptions::new()
         .read(true)
@@ -196,11 +195,17 @@ fn read_artefact(path: &Path, key: &CacheKey) -> Result<Option<Vec<u8>>, String>
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    parse(&bytes, key).map(|artefact| Some(artefact.to_vec()))
+    parse(&bytes, key)?;
+    // In use: keep it from being pruned as stale. Best effort.
+    if let Err(e) = file.set_modified(SystemTime::now()) {
+        tracing::debug!(path = %path.display(), "cannot mark the cache file as used: {e}");
+    }
+    Ok(Some(bytes))
 }
 
-/// Checks the header and returns the artefact.
-fn parse<'a>(bytes: &'a [u8], key: &CacheKey) -> Result<&'a [u8], String> {
+/// Checks the header of a cache file against `key` and its artefact (the
+/// bytes after `HEADER_LEN`) against the header.
+fn parse(bytes: &[u8], key: &CacheKey) -> Result<(), String> {
     if bytes.len() < HEADER_LEN {
         return Err(format!(
             "truncated: {} bytes, the header alone is {HEADER_LEN}",
@@ -227,7 +232,7 @@ fn parse<'a>(bytes: &'a [u8], key: &CacheKey) -> Result<&'a [u8], String> {
     if Sha256::digest(artefact).as_slice() != checksum {
         return Err("corrupt (checksum mismatch)".into());
     }
-    Ok(artefact)
+    Ok(())
 }
 
 fn write_artefact(dir: &Path, path: &Path, key: &CacheKey, artefact: &[u8]) -> std::io::Result<()> {
@@ -243,18 +248,6 @@ fn write_artefact(dir: &Path, path: &Path, key: &CacheKey, artefact: &[u8]) -> s
     // Atomic: concurrent loaders see the old file, no file, or this one.
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
-}
-
-/// Sets the file's modification time to now: it is in use. Best effort.
-fn mark_used(path: &Path) {
-    let touched = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .and_then(|f| f.set_modified(SystemTime::now()));
-    if let Err(e) = touched {
-        tracing::debug!(path = %path.display(), "cannot mark the cache file as used: {e}");
-    }
 }
 
 /// Whether `name` is a cache file name of ours (`<64 hex digits>.cwasm`).

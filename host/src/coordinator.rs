@@ -1,17 +1,18 @@
 //! Typed API over the WIT `coordinator` interface (Flink's
 //! `CheckpointStorageCoordinatorView`).
 
-use crate::api::{Owned, StorageConfig};
+use crate::api::{GuestResult, Owned, StorageConfig};
 pub use crate::bindings::exports::flink::checkpoint_storage::coordinator::CompletedCheckpoint;
+use crate::bindings::exports::flink::checkpoint_storage::coordinator::Guest as CoordinatorGuest;
 use crate::bindings::exports::flink::checkpoint_storage::types::LocationReference;
 use crate::error::Result;
 use crate::limits::StreamPermit;
-use crate::tenant::Tenant;
+use crate::tenant::{Inner, Tenant};
+use wasmtime::component::ResourceAny;
 
-macro_rules! coordinator {
-    ($inner:ident) => {
-        $inner.coordinator()?
-    };
+/// One call on a coordinator-interface resource.
+fn call<T>(owned: &Owned, f: impl FnOnce(&CoordinatorGuest, &mut Inner, ResourceAny) -> GuestResult<T>) -> Result<T> {
+    owned.call_on(Inner::coordinator, f)
 }
 
 impl Tenant {
@@ -23,14 +24,12 @@ impl Tenant {
         default_savepoint_dir: Option<&str>,
     ) -> Result<CoordinatorView> {
         let resource = self.call(|inner| {
-            let g = coordinator!(inner);
-            g.coordinator_view()
+            inner
+                .coordinator()?
+                .coordinator_view()
                 .call_open(&mut inner.store, config, default_savepoint_dir)
         })?;
-        Ok(CoordinatorView(Owned {
-            tenant: self.clone(),
-            resource,
-        }))
+        Ok(CoordinatorView(self.owned(resource)))
     }
 }
 
@@ -40,9 +39,7 @@ pub struct CoordinatorView(Owned);
 
 impl CoordinatorView {
     pub fn has_default_savepoint_location(&self) -> Result<bool> {
-        let r = self.0.resource;
-        self.0.tenant.call(|i| {
-            let g = coordinator!(i);
+        call(&self.0, |g, i, r| {
             g.coordinator_view()
                 .call_has_default_savepoint_location(&mut i.store, r)
                 .map(Ok)
@@ -51,9 +48,7 @@ impl CoordinatorView {
 
     /// Creates `<job>/shared` and `<job>/taskowned`.
     pub fn initialize_base_locations_for_checkpoint(&self) -> Result<()> {
-        let r = self.0.resource;
-        self.0.tenant.call(|i| {
-            let g = coordinator!(i);
+        call(&self.0, |g, i, r| {
             g.coordinator_view()
                 .call_initialize_base_locations_for_checkpoint(&mut i.store, r)
         })
@@ -61,16 +56,11 @@ impl CoordinatorView {
 
     /// Creates `<job>/chk-<id>`; its reference is the default reference.
     pub fn initialize_location_for_checkpoint(&self, checkpoint_id: u64) -> Result<CheckpointStorageLocation> {
-        let r = self.0.resource;
-        let resource = self.0.tenant.call(|i| {
-            let g = coordinator!(i);
+        let resource = call(&self.0, |g, i, r| {
             g.coordinator_view()
                 .call_initialize_location_for_checkpoint(&mut i.store, r, checkpoint_id)
         })?;
-        Ok(CheckpointStorageLocation(Owned {
-            tenant: self.0.tenant.clone(),
-            resource,
-        }))
+        Ok(CheckpointStorageLocation(self.0.sibling(resource)))
     }
 
     /// Creates a savepoint directory below `target` (or the default).
@@ -79,23 +69,16 @@ impl CoordinatorView {
         checkpoint_id: u64,
         target: Option<&str>,
     ) -> Result<CheckpointStorageLocation> {
-        let r = self.0.resource;
-        let resource = self.0.tenant.call(|i| {
-            let g = coordinator!(i);
+        let resource = call(&self.0, |g, i, r| {
             g.coordinator_view()
                 .call_initialize_location_for_savepoint(&mut i.store, r, checkpoint_id, target)
         })?;
-        Ok(CheckpointStorageLocation(Owned {
-            tenant: self.0.tenant.clone(),
-            resource,
-        }))
+        Ok(CheckpointStorageLocation(self.0.sibling(resource)))
     }
 
     /// Finds a completed checkpoint from its directory or metadata file.
     pub fn resolve_checkpoint(&self, pointer: &str) -> Result<CompletedCheckpoint> {
-        let r = self.0.resource;
-        self.0.tenant.call(|i| {
-            let g = coordinator!(i);
+        call(&self.0, |g, i, r| {
             g.coordinator_view().call_resolve_checkpoint(&mut i.store, r, pointer)
         })
     }
@@ -107,9 +90,7 @@ pub struct CheckpointStorageLocation(Owned);
 
 impl CheckpointStorageLocation {
     pub fn location_reference(&self) -> Result<LocationReference> {
-        let r = self.0.resource;
-        self.0.tenant.call(|i| {
-            let g = coordinator!(i);
+        call(&self.0, |g, i, r| {
             g.checkpoint_storage_location()
                 .call_location_reference(&mut i.store, r)
                 .map(Ok)
@@ -117,9 +98,7 @@ impl CheckpointStorageLocation {
     }
 
     pub fn checkpoint_directory(&self) -> Result<String> {
-        let r = self.0.resource;
-        self.0.tenant.call(|i| {
-            let g = coordinator!(i);
+        call(&self.0, |g, i, r| {
             g.checkpoint_storage_location()
                 .call_checkpoint_directory(&mut i.store, r)
                 .map(Ok)
@@ -127,9 +106,7 @@ impl CheckpointStorageLocation {
     }
 
     pub fn metadata_file_path(&self) -> Result<String> {
-        let r = self.0.resource;
-        self.0.tenant.call(|i| {
-            let g = coordinator!(i);
+        call(&self.0, |g, i, r| {
             g.checkpoint_storage_location()
                 .call_metadata_file_path(&mut i.store, r)
                 .map(Ok)
@@ -139,26 +116,16 @@ impl CheckpointStorageLocation {
     /// A stream for `_metadata` (published only when finalized).
     pub fn create_metadata_output_stream(&self) -> Result<MetadataOutputStream> {
         let permit = self.0.tenant.acquire_stream()?;
-        let r = self.0.resource;
-        let resource = self.0.tenant.call(|i| {
-            let g = coordinator!(i);
+        let resource = call(&self.0, |g, i, r| {
             g.checkpoint_storage_location()
                 .call_create_metadata_output_stream(&mut i.store, r)
         })?;
-        Ok(MetadataOutputStream(
-            Owned {
-                tenant: self.0.tenant.clone(),
-                resource,
-            },
-            permit,
-        ))
+        Ok(MetadataOutputStream(self.0.sibling(resource), permit))
     }
 
     /// Deletes the checkpoint directory (exclusive state); shared state stays.
     pub fn dispose_on_failure(&self) -> Result<()> {
-        let r = self.0.resource;
-        self.0.tenant.call(|i| {
-            let g = coordinator!(i);
+        call(&self.0, |g, i, r| {
             g.checkpoint_storage_location().call_dispose_on_failure(&mut i.store, r)
         })
     }
@@ -173,11 +140,9 @@ pub struct MetadataOutputStream(Owned, StreamPermit);
 impl MetadataOutputStream {
     /// Appends `data` (in calls of at most [`crate::MAX_BYTES_PER_CALL`] bytes).
     pub fn write(&self, data: &[u8]) -> Result<()> {
-        let r = self.0.resource;
         self.1.metered_write(data.len(), || {
             crate::api::pieces(data).try_for_each(|piece| {
-                self.0.tenant.call(|i| {
-                    let g = coordinator!(i);
+                call(&self.0, |g, i, r| {
                     g.metadata_output_stream().call_write(&mut i.store, r, piece)
                 })
             })
@@ -185,26 +150,18 @@ impl MetadataOutputStream {
     }
 
     pub fn get_pos(&self) -> Result<u64> {
-        let r = self.0.resource;
-        self.0.tenant.call(|i| {
-            let g = coordinator!(i);
+        call(&self.0, |g, i, r| {
             g.metadata_output_stream().call_get_pos(&mut i.store, r).map(Ok)
         })
     }
 
     pub fn sync(&self) -> Result<()> {
-        let r = self.0.resource;
-        self.0.tenant.call(|i| {
-            let g = coordinator!(i);
-            g.metadata_output_stream().call_sync(&mut i.store, r)
-        })
+        call(&self.0, |g, i, r| g.metadata_output_stream().call_sync(&mut i.store, r))
     }
 
     /// Publishes `_metadata` and returns the completed checkpoint.
     pub fn close_and_finalize_checkpoint(&self) -> Result<CompletedCheckpoint> {
-        let r = self.0.resource;
-        self.0.tenant.call(|i| {
-            let g = coordinator!(i);
+        call(&self.0, |g, i, r| {
             g.metadata_output_stream()
                 .call_close_and_finalize_checkpoint(&mut i.store, r)
         })

@@ -1,32 +1,24 @@
 //! Typed API over the WIT `restore` interface: reading any handle's bytes
 //! back through the component, in the tenant's sandbox, and discarding state.
 
-use crate::api::{Owned, StateHandle};
+use crate::api::{GuestResult, Owned, StateHandle};
+use crate::bindings::exports::flink::checkpoint_storage::restore::Guest as RestoreGuest;
 use crate::error::Result;
 use crate::limits::StreamPermit;
-use crate::tenant::Tenant;
+use crate::tenant::{Inner, Tenant};
+use wasmtime::component::ResourceAny;
 
-macro_rules! restore {
-    ($inner:ident) => {
-        $inner.restore()?
-    };
+/// One call on a restore-interface resource.
+fn call<T>(owned: &Owned, f: impl FnOnce(&RestoreGuest, &mut Inner, ResourceAny) -> GuestResult<T>) -> Result<T> {
+    owned.call_on(Inner::restore, f)
 }
 
 impl Tenant {
     /// Opens the bytes of a handle for reading.
     pub fn open_input_stream(&self, handle: &StateHandle) -> Result<StateInputStream> {
         let permit = self.acquire_stream()?;
-        let resource = self.call(|i| {
-            let g = restore!(i);
-            g.state_input_stream().call_open(&mut i.store, handle)
-        })?;
-        Ok(StateInputStream(
-            Owned {
-                tenant: self.clone(),
-                resource,
-            },
-            permit,
-        ))
+        let resource = self.call(|i| i.restore()?.state_input_stream().call_open(&mut i.store, handle))?;
+        Ok(StateInputStream(self.owned(resource), permit))
     }
 
     /// All bytes of a handle, read through the component.
@@ -36,10 +28,7 @@ impl Tenant {
 
     /// Deletes the state's file; no-op for inline state or a missing file.
     pub fn discard_state(&self, handle: &StateHandle) -> Result<()> {
-        self.call(|i| {
-            let g = restore!(i);
-            g.call_discard_state(&mut i.store, handle)
-        })
+        self.call(|i| i.restore()?.call_discard_state(&mut i.store, handle))
     }
 }
 
@@ -53,34 +42,26 @@ impl StateInputStream {
     /// [`crate::MAX_BYTES_PER_CALL`] per call (they pass through the guest's
     /// capped memory); empty only at the end (or when `len` is 0).
     pub fn read(&self, len: u64) -> Result<Vec<u8>> {
-        let r = self.0.resource;
         let len = len.min(crate::MAX_BYTES_PER_CALL as u64);
-        self.0.tenant.call(|i| {
-            let g = restore!(i);
+        call(&self.0, |g, i, r| {
             g.state_input_stream().call_read(&mut i.store, r, len)
         })
     }
 
     pub fn seek(&self, pos: u64) -> Result<()> {
-        let r = self.0.resource;
-        self.0.tenant.call(|i| {
-            let g = restore!(i);
+        call(&self.0, |g, i, r| {
             g.state_input_stream().call_seek(&mut i.store, r, pos)
         })
     }
 
     pub fn get_pos(&self) -> Result<u64> {
-        let r = self.0.resource;
-        self.0.tenant.call(|i| {
-            let g = restore!(i);
+        call(&self.0, |g, i, r| {
             g.state_input_stream().call_get_pos(&mut i.store, r).map(Ok)
         })
     }
 
     pub fn size(&self) -> Result<u64> {
-        let r = self.0.resource;
-        self.0.tenant.call(|i| {
-            let g = restore!(i);
+        call(&self.0, |g, i, r| {
             g.state_input_stream().call_size(&mut i.store, r).map(Ok)
         })
     }

@@ -86,7 +86,9 @@ pub struct TenantState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
-    /// `descriptor.write` calls served from guest memory in place.
+    /// `descriptor.write` calls served from guest memory in place (only
+    /// tests read it: it shows the override is wired).
+    #[cfg(test)]
     pub(crate) in_place_writes: u64,
 }
 
@@ -131,10 +133,11 @@ pub struct Tenant {
     inner: Arc<Mutex<Inner>>,
     dir: Arc<PathBuf>,
     usage: Arc<Usage>,
-    /// Keeps the epoch advancing while the tenant lives, and turns
-    /// `max_call_time` into a deadline.
-    ticker: Arc<EpochTicker>,
+    /// Held so the epoch keeps advancing while the tenant lives.
+    _ticker: Arc<EpochTicker>,
     max_call_time: Duration,
+    /// `max_call_time` in epoch ticks: the deadline set before every call.
+    deadline: u64,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -179,12 +182,14 @@ impl Tenant {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(config.max_memory_bytes),
+            #[cfg(test)]
             in_place_writes: 0,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
         // Instantiation may run guest code too: same deadline as a call.
-        store.set_epoch_deadline(ticker.ticks_for(config.max_call_time));
+        let deadline = ticker.ticks_for(config.max_call_time);
+        store.set_epoch_deadline(deadline);
         let instance = match pre.instantiate(&mut store) {
             Ok(instance) => instance,
             Err(e) => {
@@ -202,8 +207,9 @@ impl Tenant {
             })),
             dir: Arc::new(dir),
             usage: Usage::new(config.max_open_streams, config.max_bytes_written),
-            ticker: ticker.clone(),
+            _ticker: ticker.clone(),
             max_call_time: config.max_call_time,
+            deadline,
         })
     }
 
@@ -248,7 +254,7 @@ impl Tenant {
         if inner.poisoned {
             return Err(Error::Poisoned);
         }
-        inner.store.set_epoch_deadline(self.deadline());
+        inner.store.set_epoch_deadline(self.deadline);
         match f(&mut inner) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::Storage(e)),
@@ -263,8 +269,12 @@ impl Tenant {
         }
     }
 
-    fn deadline(&self) -> u64 {
-        self.ticker.ticks_for(self.max_call_time)
+    /// A guest resource of this tenant, dropped in the guest with the value.
+    pub(crate) fn owned(&self, resource: ResourceAny) -> crate::api::Owned {
+        crate::api::Owned {
+            tenant: self.clone(),
+            resource,
+        }
     }
 
     /// Takes one of the tenant's stream slots (see `max_open_streams`).
@@ -278,8 +288,9 @@ impl Tenant {
         self.usage.open_streams()
     }
 
-    /// Bytes accepted by `StateOutputStream::write` and
-    /// `MetadataOutputStream::write` over the tenant's life.
+    /// Bytes accepted by `StateOutputStream::write`,
+    /// `StreamFactory::write_state` and `MetadataOutputStream::write` over
+    /// the tenant's life.
     pub fn bytes_written(&self) -> u64 {
         self.usage.bytes_written()
     }
@@ -296,8 +307,7 @@ impl Tenant {
         if inner.poisoned {
             return;
         }
-        let deadline = self.deadline();
-        inner.store.set_epoch_deadline(deadline);
+        inner.store.set_epoch_deadline(self.deadline);
         if let Err(e) = resource.resource_drop(&mut inner.store) {
             inner.poisoned = true;
             tracing::warn!(dir = %self.dir.display(), "dropping a resource trapped: {e:#}");
