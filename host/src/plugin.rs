@@ -46,11 +46,11 @@ pub struct PluginOptions {
     pub cache_dir: Option<PathBuf>,
 }
 
-/// Default of `Allocator::Pooling::keep_resident_bytes` (measured with the
-/// bench: 1 MiB does not help; 2 MiB still makes tenant creation ~20 us
-/// instead of ~12 us; 4 MiB gives the ~18 us start; 0 is wasmtime's default
-/// of returning everything to the kernel).
-pub const DEFAULT_POOL_KEEP_RESIDENT_BYTES: usize = 4 << 20;
+/// Default of `Allocator::Pooling::keep_resident_bytes`: the least that
+/// gives the whole gain (measured with the bench, five runs each: 1 MiB does
+/// not help; 2 MiB and 4 MiB both start a tenant in ~18 us; 0 is wasmtime's
+/// default of returning everything to the kernel).
+pub const DEFAULT_POOL_KEEP_RESIDENT_BYTES: usize = 2 << 20;
 
 /// Default interval of the epoch ticker.
 pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(10);
