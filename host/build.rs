@@ -13,6 +13,11 @@ const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "guest";
 
 fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    if env::var_os("CARGO_FEATURE_EMBEDDED_COMPONENT").is_none() {
+        // The embedder brings its own component bytes: nothing to build.
+        return;
+    }
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().unwrap().to_path_buf();
     // One guest target dir for every host profile (debug, release, clippy),
@@ -56,7 +61,6 @@ fn main() {
     println!("cargo:rustc-env=CHECKPOINT_STORAGE_COMPONENT={}", wasm.display());
 
     rerun_from_dep_info(&out.join("checkpoint_storage_guest.d"), &workspace);
-    println!("cargo:rerun-if-changed=build.rs");
 }
 
 /// Emits `rerun-if-changed` for every source file the guest build read.
@@ -78,13 +82,13 @@ fn rerun_from_dep_info(dep_file: &Path, workspace: &Path) {
             }
         }
         Err(_) => {
-            for dir in ["guest", "wit"] {
+            for dir in ["guest", "core", "wit"] {
                 println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
             }
         }
     }
     // New files are not in the dep-info yet.
-    for dir in ["guest/src", "wit", "guest/Cargo.toml"] {
+    for dir in ["guest/src", "core/src", "wit", "guest/Cargo.toml", "core/Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
 }

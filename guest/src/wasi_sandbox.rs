@@ -6,8 +6,8 @@
 //! wasmtime-wasi (see WASMTIME-NOTES.md). The preopen itself refuses any path
 //! that leaves it, a second wall behind the guest's own path checks.
 
-use crate::paths::GuestPath;
-use crate::sandbox::{EntryKind, FsError, FsErrorKind, ReadFile, Sandbox, Stat, StateFile};
+use checkpoint_storage_core::paths::GuestPath;
+use checkpoint_storage_core::sandbox::{EntryKind, FsError, FsErrorKind, ReadFile, Sandbox, Stat, StateFile};
 use wasip2::filesystem::preopens::get_directories;
 use wasip2::filesystem::types::{Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags};
 

@@ -9,8 +9,9 @@
 //! Batching changes nothing the guest decides: whether state ends inline or
 //! in a file depends on the total size only, never on how it was chunked.
 
-use crate::api::{StateHandle, StateOutputStream};
 use crate::error::Result;
+use crate::types::StateHandle;
+use crate::worker::StateOutputStream;
 use std::io;
 
 /// Default batch size. Larger than the guest's default effective buffer
@@ -81,7 +82,7 @@ impl BufferedStateOutputStream {
     }
 
     /// Hands the batch to the guest and finishes the stream.
-    pub fn close_and_get_handle(&mut self) -> Result<Option<StateHandle>> {
+    pub fn close_and_get_handle(mut self) -> Result<Option<StateHandle>> {
         self.hand_over()?;
         self.inner.close_and_get_handle()
     }

@@ -1,13 +1,14 @@
 //! Typed API over the WIT `coordinator` interface (Flink's
 //! `CheckpointStorageCoordinatorView`).
 
-use crate::api::{GuestResult, Owned, StorageConfig};
 pub use crate::bindings::exports::flink::checkpoint_storage::coordinator::CompletedCheckpoint;
 use crate::bindings::exports::flink::checkpoint_storage::coordinator::Guest as CoordinatorGuest;
 use crate::bindings::exports::flink::checkpoint_storage::types::LocationReference;
 use crate::error::Result;
 use crate::limits::StreamPermit;
+use crate::resource::{GuestResult, Owned};
 use crate::tenant::{Inner, Tenant};
+use crate::types::StorageConfig;
 use wasmtime::component::ResourceAny;
 
 /// One call on a coordinator-interface resource.
@@ -29,7 +30,7 @@ impl Tenant {
                 .coordinator_view()
                 .call_open(&mut inner.store, config, default_savepoint_dir)
         })?;
-        Ok(CoordinatorView(self.owned(resource)))
+        Ok(CoordinatorView(Owned::new(self, resource)))
     }
 }
 
@@ -141,7 +142,7 @@ impl MetadataOutputStream {
     /// Appends `data` (in calls of at most [`crate::MAX_BYTES_PER_CALL`] bytes).
     pub fn write(&self, data: &[u8]) -> Result<()> {
         self.1.metered_write(data.len(), || {
-            crate::api::pieces(data).try_for_each(|piece| {
+            crate::resource::pieces(data).try_for_each(|piece| {
                 call(&self.0, |g, i, r| {
                     g.metadata_output_stream().call_write(&mut i.store, r, piece)
                 })
@@ -160,7 +161,7 @@ impl MetadataOutputStream {
     }
 
     /// Publishes `_metadata` and returns the completed checkpoint.
-    pub fn close_and_finalize_checkpoint(&self) -> Result<CompletedCheckpoint> {
+    pub fn close_and_finalize_checkpoint(self) -> Result<CompletedCheckpoint> {
         call(&self.0, |g, i, r| {
             g.metadata_output_stream()
                 .call_close_and_finalize_checkpoint(&mut i.store, r)

@@ -3,6 +3,10 @@
 //! state, and savepoint directories, each with file counts, bytes and
 //! whether `_metadata` is present. Symbolic links are reported, never followed.
 
+use checkpoint_storage_core::layout::{
+    METADATA_FILE_NAME, SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, TASK_OWNED_STATE_DIR, is_job_id,
+    parse_checkpoint_dir_name,
+};
 use serde::Serialize;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -52,10 +56,6 @@ pub struct Inventory {
     pub symlinks: Vec<String>,
 }
 
-fn is_job_id(name: &str) -> bool {
-    name.len() == 32 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 fn usage_and_metadata(dir: &Path) -> io::Result<(Usage, Option<u64>)> {
     let mut usage = Usage::default();
     let mut metadata = None;
@@ -65,7 +65,7 @@ fn usage_and_metadata(dir: &Path) -> io::Result<(Usage, Option<u64>)> {
         if !meta.is_file() {
             continue;
         }
-        if entry.file_name() == "_metadata" {
+        if entry.file_name() == METADATA_FILE_NAME {
             metadata = Some(meta.len());
         } else {
             usage.files += 1;
@@ -114,7 +114,7 @@ fn walk(root: &Path, dir: &Path, depth: usize, inv: &mut Inventory) -> io::Resul
             continue;
         } else if is_job_id(&name) {
             inv.jobs.push(job(root, &path, name)?);
-        } else if name.starts_with("savepoint-") {
+        } else if name.starts_with(SAVEPOINT_DIR_PREFIX) {
             let (state, metadata_bytes) = usage_and_metadata(&path)?;
             inv.savepoints.push(SavepointInfo {
                 path: relative(root, &path),
@@ -133,7 +133,7 @@ fn job(root: &Path, dir: &Path, job_id: String) -> io::Result<JobInfo> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let id = name.strip_prefix("chk-").and_then(|n| n.parse::<u64>().ok());
+        let id = parse_checkpoint_dir_name(&name);
         if let (Some(id), true) = (id, entry.path().symlink_metadata()?.is_dir()) {
             let (state, metadata_bytes) = usage_and_metadata(&entry.path())?;
             checkpoints.push(CheckpointInfo {
@@ -149,8 +149,8 @@ fn job(root: &Path, dir: &Path, job_id: String) -> io::Result<JobInfo> {
         job_id,
         path: relative(root, dir),
         checkpoints,
-        shared: usage(&dir.join("shared"))?,
-        task_owned: usage(&dir.join("taskowned"))?,
+        shared: usage(&dir.join(SHARED_STATE_DIR))?,
+        task_owned: usage(&dir.join(TASK_OWNED_STATE_DIR))?,
     })
 }
 

@@ -1,11 +1,32 @@
-//! wasmtime host for the checkpoint storage component.
+//! wasmtime host library for the checkpoint storage component (Apache
+//! Flink's checkpoint storage as a WebAssembly component).
 //!
 //! [`Plugin`] compiles the component once per process and keeps an
 //! `InstancePre`; [`Plugin::tenant`] creates a [`Tenant`]: its own store, its
 //! own instance, and one preopened directory mounted at `/checkpoints` as the
-//! only thing it can see. The typed API ([`WorkerView`], [`StreamFactory`],
-//! [`StateOutputStream`], [`CheckpointStateToolset`]) mirrors the WIT
-//! `worker` interface.
+//! only thing it can see. The typed API mirrors the WIT interfaces, one
+//! module each: `types`, `worker` ([`WorkerView`], [`StreamFactory`],
+//! [`StateOutputStream`], [`CheckpointStateToolset`]), `coordinator`
+//! ([`CoordinatorView`]) and `restore` ([`StateInputStream`]).
+//!
+//! The component is embedded in the library (default feature
+//! `embedded-component`): [`Plugin::load`] needs no file. Without the
+//! feature, pass the component to [`Plugin::from_bytes`] or
+//! [`Plugin::from_file`].
+//!
+//! A debug build compiles the component with an unoptimised Cranelift,
+//! which takes seconds per load. Either give the plugin a compile cache
+//! ([`PluginOptions::with_cache_dir`]) or optimise the compiler in your
+//! `Cargo.toml` (this workspace does):
+//!
+//! ```toml
+//! [profile.dev.package.cranelift-codegen]
+//! opt-level = 2
+//! [profile.dev.package.regalloc2]
+//! opt-level = 2
+//! [profile.dev.package.wasmtime-internal-cranelift]
+//! opt-level = 2
+//! ```
 //!
 //! ```no_run
 //! use checkpoint_storage_host::{Plugin, TenantConfig, StorageConfig, LocationReference, StateScope};
@@ -19,8 +40,6 @@
 //! # Ok::<(), checkpoint_storage_host::Error>(())
 //! ```
 
-mod api;
-pub mod bench;
 mod bindings;
 mod buffered;
 mod cache;
@@ -31,17 +50,24 @@ pub mod inspect;
 mod limits;
 pub mod manifest;
 mod plugin;
+mod resource;
 mod restore;
 mod tenant;
+mod types;
+mod worker;
 
-pub use api::*;
 pub use buffered::{BufferedStateOutputStream, DEFAULT_BATCH_SIZE};
 pub use cache::{CACHE_STALE_AFTER, CacheStatus};
 pub use coordinator::{CheckpointStorageLocation, CompletedCheckpoint, CoordinatorView, MetadataOutputStream};
 pub use error::{Error, ErrorCode, Result, StorageError};
 pub use limits::{DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, LimitExceeded};
+#[cfg(feature = "embedded-component")]
+pub use plugin::EMBEDDED_COMPONENT;
 pub use plugin::{
-    Allocator, COMPONENT_PATH, DEFAULT_EPOCH_TICK, DEFAULT_POOL_KEEP_RESIDENT_BYTES, Plugin, PluginOptions,
+    Allocator, DEFAULT_EPOCH_TICK, DEFAULT_POOL_KEEP_RESIDENT_BYTES, Plugin, PluginOptions, engine_config,
 };
+pub use resource::MAX_BYTES_PER_CALL;
 pub use restore::StateInputStream;
 pub use tenant::{GUEST_MOUNT, Tenant, TenantConfig, TenantState};
+pub use types::*;
+pub use worker::{CheckpointStateToolset, StateOutputStream, StreamFactory, WorkerView};

@@ -26,7 +26,7 @@
 //! be moved or copied as a whole and still be restored; `file` handles
 //! (shared state) keep their absolute paths.
 
-use crate::api::{ByteStreamHandle, FileHandle, RelativeFileHandle, StateHandle};
+use crate::types::{ByteStreamHandle, FileHandle, RelativeFileHandle, StateHandle};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};

@@ -84,8 +84,11 @@ impl PluginOptions {
     }
 }
 
-/// Path of the component built by `build.rs`.
-pub const COMPONENT_PATH: &str = env!("CHECKPOINT_STORAGE_COMPONENT");
+/// The component's bytes, built by `build.rs` from `guest/` and embedded in
+/// the library (feature `embedded-component`, on by default). An installed
+/// or moved binary carries it; nothing is read from the build machine.
+#[cfg(feature = "embedded-component")]
+pub const EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("CHECKPOINT_STORAGE_COMPONENT"));
 
 /// The loaded plugin: compile once, instantiate per tenant.
 #[derive(Clone)]
@@ -101,44 +104,64 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    /// Loads the component built with this crate.
+    /// Loads the component embedded in this library, with default options.
+    #[cfg(feature = "embedded-component")]
     pub fn load() -> Result<Self> {
-        Self::from_file(Path::new(COMPONENT_PATH))
+        Self::from_bytes(EMBEDDED_COMPONENT)
     }
 
-    /// Loads the component built with this crate, with engine options.
+    /// Loads the component embedded in this library, with engine options.
+    #[cfg(feature = "embedded-component")]
     pub fn load_with(options: &PluginOptions) -> Result<Self> {
-        Self::from_file_with(Path::new(COMPONENT_PATH), options)
+        Self::from_bytes_with(EMBEDDED_COMPONENT, options)
     }
 
-    /// Loads (compiles) a component file.
+    /// Loads (compiles) a component given as bytes (a `.wasm` component
+    /// binary), with default options.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Self::from_bytes_with(bytes, &PluginOptions::default())
+    }
+
+    /// Loads (compiles) a component given as bytes, with engine options.
+    pub fn from_bytes_with(bytes: &[u8], options: &PluginOptions) -> Result<Self> {
+        let engine = Engine::new(&engine_config(options)?).map_err(Error::Setup)?;
+        Self::with_engine(&engine, bytes, options)
+    }
+
+    /// Loads (compiles) a component file, with default options.
     pub fn from_file(path: &Path) -> Result<Self> {
         Self::from_file_with(path, &PluginOptions::default())
     }
 
-    /// Loads (compiles) a component file with engine options.
+    /// Loads (compiles) a component file, with engine options.
     pub fn from_file_with(path: &Path, options: &PluginOptions) -> Result<Self> {
-        if options.epoch_tick.is_zero() {
-            return Err(Error::Setup(wasmtime::format_err!(
-                "the epoch tick must be longer than zero"
-            )));
-        }
-        let engine = Engine::new(&engine_config(options)).map_err(Error::Setup)?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading component {}", path.display()))
+            .map_err(Error::Setup)?;
+        Self::from_bytes_with(&bytes, options)
+    }
+
+    /// Loads a component into an engine the embedder made itself (to share
+    /// it with other components). The engine must have been built from
+    /// [`engine_config`] (or a `Config` with the same settings: the
+    /// component model, `epoch_interruption(true)` so that calls are bounded
+    /// in time, and for `Allocator::Pooling` the same pooling limits). The
+    /// plugin starts its own ticker thread that increments the engine's
+    /// epoch every `options.epoch_tick`. `options.allocator` must describe
+    /// the engine's allocator: it decides the per-tenant memory cap check.
+    pub fn with_engine(engine: &Engine, bytes: &[u8], options: &PluginOptions) -> Result<Self> {
+        check_epoch_tick(options)?;
+        let engine = engine.clone();
         let (component, cache_status) = match &options.cache_dir {
             None => {
-                let component = Component::from_file(&engine, path)
-                    .with_context(|| format!("compiling component {}", path.display()))
+                let component = Component::new(&engine, bytes)
+                    .context("compiling the component")
                     .map_err(Error::Setup)?;
                 (component, CacheStatus::Disabled)
             }
-            Some(dir) => {
-                let bytes = std::fs::read(path)
-                    .with_context(|| format!("reading component {}", path.display()))
-                    .map_err(Error::Setup)?;
-                crate::cache::load_or_compile(&engine, &bytes, dir)
-                    .with_context(|| format!("compiling component {}", path.display()))
-                    .map_err(Error::Setup)?
-            }
+            Some(dir) => crate::cache::load_or_compile(&engine, bytes, dir)
+                .context("compiling the component")
+                .map_err(Error::Setup)?,
         };
         Self::from_component(engine, component, options, cache_status)
     }
@@ -229,7 +252,22 @@ const POOL_MAX_MEMORY_BYTES: usize = crate::limits::DEFAULT_MAX_MEMORY_BYTES;
 /// Tables are small; this covers them whole.
 const POOL_TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
 
-fn engine_config(options: &PluginOptions) -> Config {
+fn check_epoch_tick(options: &PluginOptions) -> Result<()> {
+    if options.epoch_tick.is_zero() {
+        return Err(Error::Setup(wasmtime::format_err!(
+            "the epoch tick must be longer than zero"
+        )));
+    }
+    Ok(())
+}
+
+/// The engine configuration the plugin needs for `options`: the component
+/// model, epoch interruption (every call into a tenant has a deadline) and,
+/// for [`Allocator::Pooling`], the pool sized for the component. An
+/// embedder that builds its own engine for [`Plugin::with_engine`] starts
+/// from this `Config` and may add settings of its own.
+pub fn engine_config(options: &PluginOptions) -> Result<Config> {
+    check_epoch_tick(options)?;
     let mut config = Config::new();
     config.wasm_component_model(true);
     // Bounded execution: every call gets a deadline (`TenantConfig::max_call_time`).
@@ -257,5 +295,5 @@ fn engine_config(options: &PluginOptions) -> Config {
         config.memory_reservation(POOL_MAX_MEMORY_BYTES as u64);
         config.memory_guard_size(64 << 10);
     }
-    config
+    Ok(config)
 }

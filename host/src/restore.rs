@@ -1,11 +1,12 @@
 //! Typed API over the WIT `restore` interface: reading any handle's bytes
 //! back through the component, in the tenant's sandbox, and discarding state.
 
-use crate::api::{GuestResult, Owned, StateHandle};
 use crate::bindings::exports::flink::checkpoint_storage::restore::Guest as RestoreGuest;
 use crate::error::Result;
 use crate::limits::StreamPermit;
+use crate::resource::{GuestResult, Owned};
 use crate::tenant::{Inner, Tenant};
+use crate::types::StateHandle;
 use wasmtime::component::ResourceAny;
 
 /// One call on a restore-interface resource.
@@ -18,7 +19,7 @@ impl Tenant {
     pub fn open_input_stream(&self, handle: &StateHandle) -> Result<StateInputStream> {
         let permit = self.acquire_stream()?;
         let resource = self.call(|i| i.restore()?.state_input_stream().call_open(&mut i.store, handle))?;
-        Ok(StateInputStream(self.owned(resource), permit))
+        Ok(StateInputStream(Owned::new(self, resource), permit))
     }
 
     /// All bytes of a handle, read through the component.

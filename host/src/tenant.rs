@@ -19,8 +19,7 @@ use wasmtime::error::Context;
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-/// Where the tenant's directory appears inside the sandbox.
-pub const GUEST_MOUNT: &str = "/checkpoints";
+pub use checkpoint_storage_core::layout::GUEST_MOUNT;
 
 /// How to set up a tenant: its directory and its limits (see the README's
 /// "Limits" section).
@@ -266,14 +265,6 @@ impl Tenant {
                     None => Err(Error::Trapped(trap)),
                 }
             }
-        }
-    }
-
-    /// A guest resource of this tenant, dropped in the guest with the value.
-    pub(crate) fn owned(&self, resource: ResourceAny) -> crate::api::Owned {
-        crate::api::Owned {
-            tenant: self.clone(),
-            resource,
         }
     }
 

@@ -9,12 +9,18 @@ use std::sync::OnceLock;
 /// The plugin, compiled once per test binary.
 pub fn plugin() -> &'static Plugin {
     static PLUGIN: OnceLock<Plugin> = OnceLock::new();
-    // Cached next to the built component: each test binary loads it in
-    // milliseconds instead of compiling it.
-    let cache = Path::new(COMPONENT_PATH).with_file_name("compiled-cache");
+    // A compile cache shared by the test binaries: each loads the component
+    // in milliseconds instead of compiling it.
+    let cache = test_cache_dir();
     PLUGIN.get_or_init(|| {
         Plugin::load_with(&PluginOptions::default().with_cache_dir(cache)).expect("the component loads")
     })
+}
+
+/// The compile cache of the test binaries (below the system's temporary
+/// directory; the cache checks owner and mode of every file it uses).
+pub fn test_cache_dir() -> PathBuf {
+    std::env::temp_dir().join("checkpoint-storage-test-cache")
 }
 
 /// A fresh random job id in Flink's format (32 lowercase hex).
@@ -150,7 +156,7 @@ pub fn bytes(len: usize, seed: u8) -> Vec<u8> {
 }
 
 /// Writes `data` to a stream in one call and closes it.
-pub fn write_state(stream: &StateOutputStream, data: &[u8]) -> Option<StateHandle> {
+pub fn write_state(stream: StateOutputStream, data: &[u8]) -> Option<StateHandle> {
     stream.write(data).expect("write");
     stream.close_and_get_handle().expect("close and get handle")
 }

@@ -44,7 +44,7 @@ fn works(plugin: &Plugin) {
     std::fs::create_dir_all(dir.path().join(&job).join("taskowned")).unwrap();
     let t = plugin.tenant(TenantConfig::new(dir.path())).unwrap();
     let view = t.open_worker_view(&StorageConfig::filesystem(&job)).unwrap();
-    let h = write_state(&view.create_task_owned_state_stream().unwrap(), &bytes(30_000, 5)).unwrap();
+    let h = write_state(view.create_task_owned_state_stream().unwrap(), &bytes(30_000, 5)).unwrap();
     assert_eq!(
         std::fs::read(t.host_path(h.file_path().unwrap()).unwrap()).unwrap(),
         bytes(30_000, 5)
@@ -94,7 +94,7 @@ fn engine_configuration_and_component_are_part_of_the_key() {
     works(&pooled);
 
     // The same component with one more custom section is another component.
-    let mut other = std::fs::read(COMPONENT_PATH).unwrap();
+    let mut other = EMBEDDED_COMPONENT.to_vec();
     let name = b"cache-test";
     other.extend([0, (1 + name.len() + 3) as u8, name.len() as u8]);
     other.extend(name);

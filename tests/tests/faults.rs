@@ -13,12 +13,13 @@ const BIG: usize = 200_000;
 /// handle comes back and the stream's file is gone once it is dropped.
 fn refused_write(t: &TestTenant, stream: StateOutputStream, data: &[u8], dir: &Path) -> StorageError {
     let e = match stream.write(data) {
-        Err(Error::Storage(e)) => e,
+        Err(Error::Storage(e)) => {
+            assert!(stream.close_and_get_handle().is_err(), "no handle after a failure");
+            e
+        }
         Err(other) => panic!("not a storage error: {other}"),
         Ok(()) => storage_error(stream.close_and_get_handle()),
     };
-    assert!(stream.close_and_get_handle().is_err(), "no handle after a failure");
-    drop(stream);
     assert!(
         files_in(dir).is_empty(),
         "partial file left in {}: {:?}",
@@ -39,12 +40,12 @@ fn directory_deleted_under_a_live_stream() {
         .unwrap();
     // Handles returned before the fault.
     let shared = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
         &bytes(BIG, 1),
     )
     .unwrap();
     let inline = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
         &bytes(100, 2),
     )
     .unwrap();
@@ -60,7 +61,7 @@ fn directory_deleted_under_a_live_stream() {
     // The tenant goes on: the coordinator re-creates the directory.
     std::fs::create_dir(&chk).unwrap();
     let h = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
         &bytes(BIG, 4),
     )
     .unwrap();
@@ -73,7 +74,7 @@ fn directory_deleted_after_the_stream_spilled_to_a_file() {
     t.init_job_dirs(&[1]);
     let f = t.default_factory(1);
     let kept = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
         &bytes(BIG, 1),
     )
     .unwrap();
@@ -88,7 +89,6 @@ fn directory_deleted_after_the_stream_spilled_to_a_file() {
     let e = storage_error(stream.close_and_get_handle());
     assert_eq!(e.code, ErrorCode::NotFound, "{e:?}");
     assert!(e.message.contains("deleted while the stream was open"), "{e:?}");
-    assert!(stream.close_and_get_handle().is_err(), "no handle after a failure");
     assert!(!chk.exists(), "the deleted directory is not re-created");
     assert_eq!(t.read_handle(&kept).unwrap(), bytes(BIG, 1));
     assert!(!t.tenant.is_poisoned());
@@ -132,7 +132,7 @@ fn full_disk_scenario() {
     t.init_job_dirs(&[1]);
     let f = t.default_factory(1);
     let small = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
         &bytes(40_000, 1),
     )
     .unwrap();
@@ -155,12 +155,13 @@ fn full_disk_scenario() {
         }
     }
     let e = match failed {
-        Some(e) => e,
+        Some(e) => {
+            assert!(stream.close_and_get_handle().is_err(), "no handle after a failure");
+            e
+        }
         None => stream.close_and_get_handle().unwrap_err(),
     };
     assert_eq!(e.code(), Some(ErrorCode::Io), "{e}");
-    assert!(stream.close_and_get_handle().is_err());
-    drop(stream);
     assert!(files_in(&shared).is_empty());
     assert_eq!(files_in(&chk).len(), 1);
     assert_eq!(t.read_handle(&small).unwrap(), bytes(40_000, 1));
@@ -211,7 +212,7 @@ fn full_tmpfs_is_an_io_error_without_partial_files() {
     t.init_job_dirs(&[1]);
     let f = t.default_factory(1);
     let small = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
         &bytes(300_000, 1),
     )
     .unwrap();
@@ -268,7 +269,7 @@ fn read_only_directory_is_refused_without_partial_files() {
     assert!(e.message.contains("Could not open output stream"), "{}", e.message);
     // Inline state needs no disk and still works.
     let h = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
         &bytes(100, 2),
     );
     assert!(matches!(h, Some(StateHandle::ByteStream(_))));

@@ -217,7 +217,7 @@ fn crafted_references_are_refused_or_stay_inside() {
             .unwrap_or_else(|| panic!("{what}: {dir} is outside"));
         std::fs::create_dir_all(&host).unwrap();
         let h = write_state(
-            &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+            f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
             &bytes(50_000, 2),
         )
         .unwrap();
@@ -237,7 +237,7 @@ fn handles_naming_another_tenants_files_are_refused() {
     let b = plugin().tenant(TenantConfig::new(&b_dir)).unwrap();
     std::fs::create_dir_all(b_dir.join(&a.job).join("taskowned")).unwrap();
     std::fs::create_dir_all(b_dir.join(&a.job).join("chk-1")).unwrap();
-    let a_handle = write_state(&a.view().create_task_owned_state_stream().unwrap(), &bytes(40_000, 3)).unwrap();
+    let a_handle = write_state(a.view().create_task_owned_state_stream().unwrap(), &bytes(40_000, 3)).unwrap();
     let a_guest = a_handle.file_path().unwrap().to_string();
     let a_host = a.tenant.host_path(&a_guest).unwrap();
     let a_rel = a_host

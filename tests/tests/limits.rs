@@ -26,7 +26,7 @@ fn memory_cap_traps_only_the_offending_tenant() {
         .resolve_checkpoint_storage_location(1, &LocationReference::Default)
         .unwrap();
     let done = write_state(
-        &bfactory
+        bfactory
             .create_checkpoint_state_output_stream(StateScope::Exclusive)
             .unwrap(),
         &bytes(40_000, 7),
@@ -82,7 +82,7 @@ fn memory_cap_traps_only_the_offending_tenant() {
         .resolve_checkpoint_storage_location(1, &LocationReference::Default)
         .unwrap();
     let h = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
         &bytes(1000, 1),
     );
     assert!(matches!(h, Some(StateHandle::ByteStream(b)) if b.data == bytes(1000, 1)));
@@ -207,7 +207,7 @@ fn a_long_call_is_interrupted_by_the_ticker() {
         .duplicate(&batch(9, 3))
         .unwrap();
     assert_eq!(t.read_handle(&copies[2]).unwrap(), b"x");
-    let h = write_state(&bview.create_task_owned_state_stream().unwrap(), &bytes(25_000, 4)).unwrap();
+    let h = write_state(bview.create_task_owned_state_stream().unwrap(), &bytes(25_000, 4)).unwrap();
     assert_eq!(bystander.read_handle(&h).unwrap(), bytes(25_000, 4));
 }
 
@@ -239,10 +239,8 @@ fn open_streams_are_bounded_and_slots_come_back_on_drop() {
     );
     assert!(!tenant.is_poisoned());
 
-    // A closed stream holds its slot until dropped.
-    let h = write_state(&a, &bytes(30_000, 1)).unwrap();
-    assert_eq!(tenant.open_streams(), 3);
-    drop(a);
+    // Closing consumes the stream and gives its slot back.
+    let h = write_state(a, &bytes(30_000, 1)).unwrap();
     assert_eq!(tenant.open_streams(), 2);
     let d = factory
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
@@ -269,7 +267,7 @@ fn metadata_and_input_streams_take_stream_slots_too() {
         .resolve_checkpoint_storage_location(2, &LocationReference::Default)
         .unwrap();
     let handle = write_state(
-        &factory
+        factory
             .create_checkpoint_state_output_stream(StateScope::Exclusive)
             .unwrap(),
         &bytes(30_000, 1),
@@ -299,7 +297,7 @@ fn metadata_and_input_streams_take_stream_slots_too() {
     assert_eq!(input.read(10).unwrap(), bytes(30_000, 1)[..10].to_vec());
     metadata.write(b"metadata").unwrap();
     let completed = metadata.close_and_finalize_checkpoint().unwrap();
-    drop((input, metadata));
+    drop(input);
     assert_eq!(tenant.open_streams(), 0);
     assert_eq!(tenant.read_state(&completed.metadata).unwrap(), b"metadata");
     assert_eq!(tenant.open_streams(), 0, "read_state releases its input stream");
@@ -426,14 +424,10 @@ fn bytes_written_are_bounded_per_tenant() {
     assert_eq!(t.read_handle(&h1).unwrap(), bytes(600, 1));
     assert_eq!(t.read_handle(&h2).unwrap(), bytes(400, 3));
 
-    // A write the guest refuses is not counted.
+    // Past the limit, even a new stream's first byte is refused.
     let s3 = factory
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();
-    s3.close_and_get_handle().unwrap();
-    let before = tenant.bytes_written();
-    assert_eq!(code(s3.write(&[])), ErrorCode::Closed);
-    assert_eq!(tenant.bytes_written(), before);
     assert!(matches!(
         s3.write(&[1]),
         Err(Error::Limit(LimitExceeded::BytesWritten { .. }))
@@ -445,10 +439,9 @@ fn bytes_written_are_bounded_per_tenant() {
 fn a_refused_write_is_not_counted() {
     let t = TestTenant::new();
     t.init_job_dirs(&[1]);
-    let view = t.view();
+    let view = t.view_with(StorageConfig::memory(&t.job).with_max_memory_state_size(120));
     let s = view.create_task_owned_state_stream().unwrap();
     s.write(&bytes(100, 1)).unwrap();
-    s.close_and_get_handle().unwrap();
-    assert_eq!(code(s.write(&bytes(50, 1))), ErrorCode::Closed);
+    assert_eq!(code(s.write(&bytes(50, 1))), ErrorCode::StateTooLarge);
     assert_eq!(t.tenant.bytes_written(), 100);
 }

@@ -38,7 +38,7 @@ fn a_pool_holds_a_thousand_live_tenants() {
             .unwrap();
         let data = bytes(100, i as u8);
         let h = write_state(
-            &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+            f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
             &data,
         );
         assert!(matches!(h, Some(StateHandle::ByteStream(b)) if b.data == data));
@@ -78,12 +78,12 @@ fn tenants_are_created_used_and_dropped_from_many_threads() {
                             .resolve_checkpoint_storage_location(1, &LocationReference::Default)
                             .unwrap();
                         write_state(
-                            &f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
+                            f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
                             b"x",
                         )
                     });
                     let data = bytes(25_000, (thread * 10 + round) as u8);
-                    let h = write_state(&view.create_task_owned_state_stream().unwrap(), &data).unwrap();
+                    let h = write_state(view.create_task_owned_state_stream().unwrap(), &data).unwrap();
                     let path = tenant.host_path(h.file_path().unwrap()).unwrap();
                     assert_eq!(std::fs::read(&path).unwrap(), data);
                     assert!(matches!(inline.join().unwrap(), Some(StateHandle::ByteStream(b)) if b.data == b"x"));

@@ -9,17 +9,17 @@ fn handles(t: &TestTenant) -> (StateHandle, StateHandle, StateHandle) {
     t.init_job_dirs(&[1]);
     let f = t.default_factory(1);
     let inline = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
         &bytes(300, 1),
     )
     .unwrap();
     let file = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
         &bytes(30_000, 2),
     )
     .unwrap();
     let relative = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
         &bytes(40_000, 3),
     )
     .unwrap();
@@ -264,7 +264,7 @@ fn savepoint_round_trip_through_an_encoded_reference() {
     // The task gets only the reference bytes.
     let f = t.view().resolve_checkpoint_storage_location(5, &reference).unwrap();
     let h = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
         &bytes(50_000, 9),
     )
     .unwrap();
@@ -301,13 +301,13 @@ fn failed_checkpoint_disposed_leaves_no_exclusive_files_and_keeps_shared() {
     let loc = c.initialize_location_for_checkpoint(2).unwrap();
     let f = t.default_factory(2);
     let shared = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
         &bytes(70_000, 1),
     )
     .unwrap();
     for _ in 0..3 {
         write_state(
-            &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+            f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
             &bytes(70_000, 2),
         )
         .unwrap();

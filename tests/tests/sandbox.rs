@@ -56,7 +56,7 @@ fn two_tenants_do_not_see_each_others_files() {
     let write = |t: &TestTenant, seed| {
         let f = t.default_factory(1);
         write_state(
-            &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+            f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
             &bytes(50_000, seed),
         )
         .unwrap()
@@ -127,7 +127,7 @@ fn many_tenants_share_one_plugin() {
         .map(|(i, t)| {
             t.init_job_dirs(&[]);
             write_state(
-                &t.view().create_task_owned_state_stream().unwrap(),
+                t.view().create_task_owned_state_stream().unwrap(),
                 &bytes(30_000, i as u8),
             )
             .unwrap()
@@ -166,7 +166,7 @@ fn pooling_allocator_runs_tenants() {
         let job = job_id();
         std::fs::create_dir_all(t.dir().join(&job).join("taskowned")).unwrap();
         let view = t.open_worker_view(&StorageConfig::filesystem(&job)).unwrap();
-        let h = write_state(&view.create_task_owned_state_stream().unwrap(), &bytes(30_000, i as u8)).unwrap();
+        let h = write_state(view.create_task_owned_state_stream().unwrap(), &bytes(30_000, i as u8)).unwrap();
         assert_eq!(
             std::fs::read(t.host_path(h.file_path().unwrap()).unwrap()).unwrap(),
             bytes(30_000, i as u8)
@@ -231,7 +231,7 @@ fn reused_pool_slots_work_with_and_without_keeping_memory_resident() {
             let view = tenant.open_worker_view(&StorageConfig::memory(&job)).unwrap();
             let stream = view.create_task_owned_state_stream().unwrap();
             assert_eq!(stream.get_pos().unwrap(), 0, "keep {keep}, round {round}");
-            let h = write_state(&stream, &bytes(300_000, round)).unwrap();
+            let h = write_state(stream, &bytes(300_000, round)).unwrap();
             assert_eq!(tenant.read_state(&h).unwrap(), bytes(300_000, round));
         }
     }

@@ -63,12 +63,12 @@ fn savepoint_reference_puts_all_state_in_one_directory() {
     let reference = LocationReference::encode_path(&format!("/checkpoints/{sp}"));
     let f = t.view().resolve_checkpoint_storage_location(1, &reference).unwrap();
     let ex = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
         &bytes(30_000, 1),
     )
     .unwrap();
     let sh = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap(),
         &bytes(30_000, 2),
     )
     .unwrap();
@@ -96,7 +96,7 @@ fn task_owned_state_stream_writes_to_taskowned() {
             .with_write_buffer_size(4096),
     );
     let data = bytes(11, 9);
-    let h = write_state(&view.create_task_owned_state_stream().unwrap(), &data).unwrap();
+    let h = write_state(view.create_task_owned_state_stream().unwrap(), &data).unwrap();
     let StateHandle::File(f) = &h else {
         panic!("expected a file handle, got {h:?}")
     };
@@ -111,9 +111,9 @@ fn task_owned_state_stream_works_with_default_settings() {
     let t = TestTenant::new();
     t.init_job_dirs(&[]);
     let view = t.view();
-    let small = write_state(&view.create_task_owned_state_stream().unwrap(), &bytes(20_480, 1)).unwrap();
+    let small = write_state(view.create_task_owned_state_stream().unwrap(), &bytes(20_480, 1)).unwrap();
     assert!(matches!(small, StateHandle::ByteStream(_)));
-    let large = write_state(&view.create_task_owned_state_stream().unwrap(), &bytes(20_481, 2)).unwrap();
+    let large = write_state(view.create_task_owned_state_stream().unwrap(), &bytes(20_481, 2)).unwrap();
     assert!(matches!(large, StateHandle::File(_)));
     assert_eq!(t.read_handle(&large).unwrap(), bytes(20_481, 2));
     assert_eq!(files_in(&t.host(&format!("{}/taskowned", t.job))).len(), 1);
@@ -158,12 +158,12 @@ fn two_jobs_share_a_tenant_without_mixing() {
         .resolve_checkpoint_storage_location(1, &LocationReference::Default)
         .unwrap();
     let ha = write_state(
-        &a.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+        a.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
         &bytes(40_000, 1),
     )
     .unwrap();
     let hb = write_state(
-        &b.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+        b.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
         &bytes(40_000, 2),
     )
     .unwrap();

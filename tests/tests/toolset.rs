@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 
 fn file_state(f: &StreamFactory, scope: StateScope, len: usize, seed: u8) -> StateHandle {
     write_state(
-        &f.create_checkpoint_state_output_stream(scope).unwrap(),
+        f.create_checkpoint_state_output_stream(scope).unwrap(),
         &bytes(len, seed),
     )
     .unwrap()
@@ -31,7 +31,7 @@ fn name(h: &StateHandle) -> &str {
 fn cannot_duplicate_inline_state() {
     let (_t, view, f) = setup();
     let inline = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
         b"tiny",
     )
     .unwrap();
@@ -51,7 +51,7 @@ fn can_duplicate_file_state_from_elsewhere_but_not_in_place() {
     let toolset = view.create_task_owned_checkpoint_state_toolset().unwrap();
     let h = file_state(&f, StateScope::Exclusive, 100, 1);
     assert!(toolset.can_fast_duplicate(&h).unwrap());
-    let in_place = write_state(&view.create_task_owned_state_stream().unwrap(), &bytes(100, 2)).unwrap();
+    let in_place = write_state(view.create_task_owned_state_stream().unwrap(), &bytes(100, 2)).unwrap();
     assert!(
         !toolset.can_fast_duplicate(&in_place).unwrap(),
         "destination equals source"
@@ -93,7 +93,7 @@ fn duplicate_refuses_inline_handles_before_touching_anything() {
     let (t, view, f) = setup();
     let file = file_state(&f, StateScope::Exclusive, 100, 1);
     let inline = write_state(
-        &f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
+        f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),
         b"x",
     )
     .unwrap();

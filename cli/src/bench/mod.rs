@@ -25,9 +25,9 @@ pub use small_state::SmallStateResult;
 pub use tenant_start::StartResult;
 pub use throughput::ThroughputResult;
 
-use crate::api::{LocationReference, StorageConfig, StreamFactory, WorkerView};
-use crate::plugin::{Plugin, PluginOptions};
-use crate::tenant::{Tenant, TenantConfig};
+use checkpoint_storage_host::{LocationReference, StorageConfig, StreamFactory, WorkerView};
+use checkpoint_storage_host::{Plugin, PluginOptions};
+use checkpoint_storage_host::{Tenant, TenantConfig};
 use std::path::PathBuf;
 
 /// Flink's defaults, which the guest uses too (the native side must match).
@@ -38,7 +38,7 @@ const WRITE_BUFFER: usize = 4 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error(transparent)]
-    Host(#[from] crate::Error),
+    Host(#[from] checkpoint_storage_host::Error),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -84,7 +84,7 @@ impl Default for BenchOptions {
             bytes_per_chunk_size: 256 << 20,
             stream_bytes: 4 << 20,
             chunk_sizes: vec![64, 4 << 10, 64 << 10, 1 << 20],
-            batch_bytes: crate::buffered::DEFAULT_BATCH_SIZE,
+            batch_bytes: checkpoint_storage_host::DEFAULT_BATCH_SIZE,
             small_states: 200_000,
             start_samples: 2_000,
             memory_tenants: vec![1_000, 10_000],

@@ -11,19 +11,13 @@
 use crate::config::{Backend, StorageConfig, ValidConfig};
 use crate::error::{ErrorCode, Result, StorageError};
 use crate::handle::StateHandle;
+use crate::layout::{SHARED_STATE_DIR, TASK_OWNED_STATE_DIR, checkpoint_dir_name};
 use crate::output_stream::{CheckpointStateOutputStream, FsOutputStream, MemoryOutputStream};
 use crate::paths::{GuestPath, PathError};
 use crate::reference::LocationReference;
 use crate::sandbox::Sandbox;
 use crate::toolset::Toolset;
 use std::rc::Rc;
-
-/// Flink's `CHECKPOINT_DIR_PREFIX`.
-pub const CHECKPOINT_DIR_PREFIX: &str = "chk-";
-/// Flink's `CHECKPOINT_SHARED_STATE_DIR`.
-pub const SHARED_STATE_DIR: &str = "shared";
-/// Flink's `CHECKPOINT_TASK_OWNED_STATE_DIR`.
-pub const TASK_OWNED_STATE_DIR: &str = "taskowned";
 
 /// Which scope a stream writes (WIT `state-scope`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +100,7 @@ impl<S: Sandbox + 'static> WorkerView<S> {
         }
         let (exclusive, shared) = match reference {
             LocationReference::Default => (
-                self.job_dir.join(&format!("{CHECKPOINT_DIR_PREFIX}{checkpoint_id}")),
+                self.job_dir.join(&checkpoint_dir_name(checkpoint_id)),
                 self.shared_state_dir(),
             ),
             encoded => {

@@ -9,8 +9,8 @@
 
 use super::native::{NativeHandle, NativeStream};
 use super::{BenchError, Workspace, io_error};
-use crate::api::StateScope;
-use crate::buffered::BufferedStateOutputStream;
+use checkpoint_storage_host::BufferedStateOutputStream;
+use checkpoint_storage_host::StateScope;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -129,7 +129,7 @@ impl Setup<'_> {
                     s.write(c)?;
                 }
                 let handle = s.close_and_get_handle()?;
-                drop(s);
+
                 handle.and_then(|h| h.file_path().and_then(|p| ws.tenant.host_path(p)))
             }
             Variant::Batched => {
@@ -141,7 +141,7 @@ impl Setup<'_> {
                     s.append(c)?;
                 }
                 let handle = s.close_and_get_handle()?;
-                drop(s);
+
                 handle.and_then(|h| h.file_path().and_then(|p| ws.tenant.host_path(p)))
             }
             Variant::Disk => {

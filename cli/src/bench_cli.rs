@@ -1,7 +1,7 @@
 //! The `bench` subcommand: options, progress bar, table / JSON, chart.
 
 use anyhow::{Context, Result};
-use checkpoint_storage_host::bench::{self, BenchOptions};
+use checkpoint_storage_cli::bench::{self, BenchOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 

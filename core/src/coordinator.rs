@@ -3,22 +3,19 @@
 //! creating base, checkpoint and savepoint locations, writing `_metadata`,
 //! resolving checkpoint pointers, disposing failed checkpoints.
 
-use crate::access::{
-    CHECKPOINT_DIR_PREFIX, SHARED_STATE_DIR, TASK_OWNED_STATE_DIR, check_checkpoint_id, validate_config,
-};
+use crate::access::{check_checkpoint_id, validate_config};
 use crate::config::{Backend, StorageConfig, ValidConfig};
 use crate::error::{ErrorCode, Result, StorageError};
 use crate::handle::StateHandle;
+use crate::layout::{
+    METADATA_FILE_NAME, SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, TASK_OWNED_STATE_DIR, TEMP_METADATA_FILE_PREFIX,
+    checkpoint_dir_name,
+};
 use crate::paths::GuestPath;
 use crate::reference::{LocationReference, hex};
 use crate::sandbox::{EntryKind, FsErrorKind, Sandbox, SandboxExt, StateFile};
 use std::rc::Rc;
 
-/// Flink's `METADATA_FILE_NAME`.
-pub const METADATA_FILE_NAME: &str = "_metadata";
-/// Prefix of the temporary metadata file (Flink's `TEMP_METADATA_FILE_NAME`),
-/// followed by a UUID so that concurrent writers never share it.
-pub const TEMP_METADATA_FILE_PREFIX: &str = "._metadata_temp";
 /// Flink's number of attempts to find an unused savepoint directory name.
 const SAVEPOINT_ATTEMPTS: usize = 10;
 
@@ -88,7 +85,7 @@ impl<S: Sandbox> CoordinatorView<S> {
     /// Creates `chk-<id>` and returns its location (default reference).
     pub fn initialize_location_for_checkpoint(&self, checkpoint_id: u64) -> Result<Location<S>> {
         check_checkpoint_id(checkpoint_id)?;
-        let dir = self.job_dir.join(&format!("{CHECKPOINT_DIR_PREFIX}{checkpoint_id}"));
+        let dir = self.job_dir.join(&checkpoint_dir_name(checkpoint_id));
         self.sandbox
             .create_dir_all(&dir)
             .map_err(|e| StorageError::from_fs(format!("Failed to create checkpoint directory {dir}"), &e))?;
@@ -115,7 +112,7 @@ impl<S: Sandbox> CoordinatorView<S> {
         self.sandbox
             .create_dir_all(&base)
             .map_err(|e| StorageError::from_fs(format!("Failed to create savepoint directory at {base}"), &e))?;
-        let prefix = format!("savepoint-{}-", &self.config.job_id.as_str()[..6]);
+        let prefix = format!("{SAVEPOINT_DIR_PREFIX}{}-", &self.config.job_id.as_str()[..6]);
         let mut latest = None;
         for _ in 0..SAVEPOINT_ATTEMPTS {
             let random = self.sandbox.random_bytes();

@@ -5,7 +5,7 @@
 
 use super::native::NativeStream;
 use super::{BenchError, Workspace, io_error};
-use crate::api::StateScope;
+use checkpoint_storage_host::StateScope;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -78,7 +78,7 @@ fn component_batch(ws: &Workspace, data: &[u8], n: u64) -> Result<Duration, Benc
             .create_checkpoint_state_output_stream(StateScope::Exclusive)?;
         s.write(data)?;
         let handle = s.close_and_get_handle()?;
-        drop(s);
+
         std::hint::black_box(handle);
     }
     Ok(started.elapsed())

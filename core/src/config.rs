@@ -90,7 +90,7 @@ pub struct JobId(String);
 
 impl JobId {
     pub fn parse(raw: &str) -> Result<Self> {
-        if raw.len() == 32 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if crate::layout::is_job_id(raw) {
             Ok(JobId(raw.to_string()))
         } else {
             Err(StorageError::invalid_argument(format!(

@@ -3,9 +3,9 @@
 //! after its sample, outside the timing, as a host that churns tenants would.
 
 use super::{BenchError, io_error};
-use crate::api::StorageConfig;
-use crate::plugin::Plugin;
-use crate::tenant::TenantConfig;
+use checkpoint_storage_host::Plugin;
+use checkpoint_storage_host::StorageConfig;
+use checkpoint_storage_host::TenantConfig;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -3,9 +3,9 @@
 //! of the process's resident set divided by the tenants is the figure.
 
 use super::{BenchError, io_error};
-use crate::api::{LocationReference, StateScope, StorageConfig, WorkerView};
-use crate::plugin::Plugin;
-use crate::tenant::{Tenant, TenantConfig};
+use checkpoint_storage_host::Plugin;
+use checkpoint_storage_host::{LocationReference, StateScope, StorageConfig, WorkerView};
+use checkpoint_storage_host::{Tenant, TenantConfig};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! figures. No timing is asserted: only that every figure is a finite,
 //! positive number, and that the JSON, table and chart come out.
 
-use checkpoint_storage_host::bench::{self, BenchOptions, ProgressBar, Report};
+use checkpoint_storage_cli::bench::{self, BenchOptions, ProgressBar, Report};
 
 #[test]
 fn a_tiny_benchmark_run_reports_finite_positive_figures() {

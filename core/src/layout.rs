@@ -1,0 +1,97 @@
+//! Flink's directory layout of checkpoint storage, in one place (the facts
+//! Flink keeps in `AbstractFsCheckpointStorageAccess`): the names of the
+//! directories and files below a checkpoints directory, and the job id rule
+//! that makes a job's directory name.
+//!
+//! ```text
+//! <checkpoints-dir>/<job-id>/chk-<N>/<uuid>     exclusive state of checkpoint N
+//! <checkpoints-dir>/<job-id>/chk-<N>/_metadata  the checkpoint's metadata
+//! <checkpoints-dir>/<job-id>/shared/<uuid>      shared (incremental) state
+//! <checkpoints-dir>/<job-id>/taskowned/<uuid>   task-owned state
+//! <savepoint-dir>/savepoint-<job[..6]>-<12 hex>/ a savepoint
+//! ```
+
+/// Where a host mounts a tenant's directory inside the sandbox, by
+/// convention (the component accepts any preopen; hosts in this project use
+/// this one).
+pub const GUEST_MOUNT: &str = "/checkpoints";
+
+/// Flink's `CHECKPOINT_DIR_PREFIX`.
+pub const CHECKPOINT_DIR_PREFIX: &str = "chk-";
+/// Flink's `CHECKPOINT_SHARED_STATE_DIR`.
+pub const SHARED_STATE_DIR: &str = "shared";
+/// Flink's `CHECKPOINT_TASK_OWNED_STATE_DIR`.
+pub const TASK_OWNED_STATE_DIR: &str = "taskowned";
+/// Flink's `METADATA_FILE_NAME`.
+pub const METADATA_FILE_NAME: &str = "_metadata";
+/// Prefix of the temporary metadata file (Flink's `TEMP_METADATA_FILE_NAME`),
+/// followed by `-<uuid>` so that concurrent writers never share it.
+pub const TEMP_METADATA_FILE_PREFIX: &str = "._metadata_temp";
+/// Prefix of a savepoint directory's name: `savepoint-<job[..6]>-<12 hex>`.
+pub const SAVEPOINT_DIR_PREFIX: &str = "savepoint-";
+
+/// Name of the exclusive directory of checkpoint `id`: `chk-<id>`.
+pub fn checkpoint_dir_name(id: u64) -> String {
+    format!("{CHECKPOINT_DIR_PREFIX}{id}")
+}
+
+/// The checkpoint id of a directory named `chk-<id>` (decimal, as Flink
+/// writes it); `None` for any other name.
+pub fn parse_checkpoint_dir_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(CHECKPOINT_DIR_PREFIX)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0'))
+    {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Whether `name` is a Flink `JobID` in its string form: exactly 32
+/// lowercase hex characters (`JobID.toString()`).
+pub fn is_job_id(name: &str) -> bool {
+    name.len() == 32 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Whether `name` is a temporary metadata file left by a metadata stream
+/// that never finished.
+pub fn is_temp_metadata_name(name: &str) -> bool {
+    name.starts_with(TEMP_METADATA_FILE_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_dir_names_round_trip() {
+        assert_eq!(checkpoint_dir_name(17), "chk-17");
+        assert_eq!(parse_checkpoint_dir_name("chk-17"), Some(17));
+        assert_eq!(
+            parse_checkpoint_dir_name(&checkpoint_dir_name(u64::MAX)),
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn other_names_are_not_checkpoint_dirs() {
+        for name in [
+            "chk-",
+            "chk-x",
+            "chk--1",
+            "chk-01",
+            "chk-1 ",
+            "shared",
+            "chk-18446744073709551616",
+        ] {
+            assert_eq!(parse_checkpoint_dir_name(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn job_id_rule() {
+        assert!(is_job_id("0123456789abcdef0123456789abcdef"));
+        assert!(!is_job_id("0123456789ABCDEF0123456789abcdef"));
+        assert!(!is_job_id("0123456789abcdef"));
+        assert!(!is_job_id("0123456789abcdef0123456789abcdeg"));
+    }
+}

@@ -1,0 +1,111 @@
+//! WIT `types`: conversions between the WIT records and the core's types.
+
+use super::exports::flink::checkpoint_storage::coordinator as coord;
+use super::exports::flink::checkpoint_storage::types as wit;
+use checkpoint_storage_core::access::StateScope;
+use checkpoint_storage_core::config::{Backend, StorageConfig};
+use checkpoint_storage_core::coordinator::CompletedCheckpoint;
+use checkpoint_storage_core::error::{ErrorCode, StorageError};
+use checkpoint_storage_core::handle::StateHandle;
+use checkpoint_storage_core::reference::LocationReference;
+
+pub(crate) type WitResult<T> = Result<T, wit::StorageError>;
+
+pub(crate) fn to_wit_error(e: StorageError) -> wit::StorageError {
+    let code = match e.code {
+        ErrorCode::InvalidArgument => wit::ErrorCode::InvalidArgument,
+        ErrorCode::InvalidReference => wit::ErrorCode::InvalidReference,
+        ErrorCode::Unsupported => wit::ErrorCode::Unsupported,
+        ErrorCode::NotFound => wit::ErrorCode::NotFound,
+        ErrorCode::AlreadyExists => wit::ErrorCode::AlreadyExists,
+        ErrorCode::PermissionDenied => wit::ErrorCode::PermissionDenied,
+        ErrorCode::Closed => wit::ErrorCode::Closed,
+        ErrorCode::StateTooLarge => wit::ErrorCode::StateTooLarge,
+        ErrorCode::Io => wit::ErrorCode::Io,
+    };
+    wit::StorageError {
+        code,
+        message: e.message,
+    }
+}
+
+pub(crate) fn scope(s: wit::StateScope) -> StateScope {
+    match s {
+        wit::StateScope::Exclusive => StateScope::Exclusive,
+        wit::StateScope::Shared => StateScope::Shared,
+    }
+}
+
+pub(crate) fn from_wit_handle(h: wit::StateHandle) -> StateHandle {
+    match h {
+        wit::StateHandle::ByteStream(b) => StateHandle::ByteStream {
+            name: b.name,
+            data: b.data,
+        },
+        wit::StateHandle::File(f) => StateHandle::File {
+            path: f.path,
+            size: f.size,
+        },
+        wit::StateHandle::RelativeFile(r) => StateHandle::RelativeFile {
+            path: r.path,
+            relative_path: r.relative_path,
+            size: r.size,
+        },
+    }
+}
+
+pub(crate) fn to_wit_handle(h: StateHandle) -> wit::StateHandle {
+    match h {
+        StateHandle::ByteStream { name, data } => wit::StateHandle::ByteStream(wit::ByteStreamHandle { name, data }),
+        StateHandle::File { path, size } => wit::StateHandle::File(wit::FileHandle { path, size }),
+        StateHandle::RelativeFile {
+            path,
+            relative_path,
+            size,
+        } => wit::StateHandle::RelativeFile(wit::RelativeFileHandle {
+            path,
+            relative_path,
+            size,
+        }),
+    }
+}
+
+pub(crate) fn from_wit_reference(reference: wit::LocationReference) -> Result<LocationReference, StorageError> {
+    match reference {
+        wit::LocationReference::Default => Ok(LocationReference::Default),
+        wit::LocationReference::Encoded(bytes) => LocationReference::from_bytes(bytes),
+    }
+}
+
+pub(crate) fn to_wit_reference(reference: &LocationReference) -> wit::LocationReference {
+    match reference {
+        LocationReference::Default => wit::LocationReference::Default,
+        LocationReference::Encoded(bytes) => wit::LocationReference::Encoded(bytes.clone()),
+    }
+}
+
+pub(crate) fn from_wit_config(config: wit::StorageConfig) -> StorageConfig {
+    StorageConfig {
+        job_id: config.job_id,
+        checkpoints_dir: config.checkpoints_dir,
+        backend: match config.backend {
+            wit::Backend::Filesystem => Backend::Filesystem,
+            wit::Backend::Memory => Backend::Memory,
+        },
+        file_state_threshold: config.file_state_threshold,
+        write_buffer_size: config.write_buffer_size,
+        max_memory_state_size: config.max_memory_state_size,
+    }
+}
+
+pub(crate) fn to_wit_completed(c: CompletedCheckpoint) -> coord::CompletedCheckpoint {
+    coord::CompletedCheckpoint {
+        external_pointer: c.external_pointer,
+        metadata: to_wit_handle(c.metadata),
+    }
+}
+
+pub(crate) fn to_wit_handles(r: Result<Vec<StateHandle>, StorageError>) -> WitResult<Vec<wit::StateHandle>> {
+    r.map(|hs| hs.into_iter().map(to_wit_handle).collect())
+        .map_err(to_wit_error)
+}

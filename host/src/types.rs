@@ -1,0 +1,129 @@
+//! WIT `types`: the records and variants every interface shares, with the
+//! helpers an embedder needs (configuration builders, Flink's reference
+//! encoding and `toString`s). The reference codec itself is the core's.
+
+pub use crate::bindings::exports::flink::checkpoint_storage::types::{
+    Backend, ByteStreamHandle, FileHandle, LocationReference, RelativeFileHandle, StateHandle, StateScope,
+    StorageConfig,
+};
+use checkpoint_storage_core::layout::GUEST_MOUNT;
+use checkpoint_storage_core::reference;
+use std::fmt;
+
+/// Flink's reference magic number: `05 5F 3F 18`.
+pub const REFERENCE_MAGIC_NUMBER: [u8; 4] = reference::REFERENCE_MAGIC_NUMBER;
+
+impl StorageConfig {
+    /// A filesystem-backend configuration with Flink's defaults, checkpoints
+    /// under `/checkpoints`.
+    pub fn filesystem(job_id: impl Into<String>) -> Self {
+        StorageConfig {
+            job_id: job_id.into(),
+            checkpoints_dir: GUEST_MOUNT.to_string(),
+            backend: Backend::Filesystem,
+            file_state_threshold: None,
+            write_buffer_size: None,
+            max_memory_state_size: None,
+        }
+    }
+
+    /// A memory-backend configuration with Flink's defaults.
+    pub fn memory(job_id: impl Into<String>) -> Self {
+        StorageConfig {
+            backend: Backend::Memory,
+            ..Self::filesystem(job_id)
+        }
+    }
+
+    pub fn with_file_state_threshold(mut self, bytes: u32) -> Self {
+        self.file_state_threshold = Some(bytes);
+        self
+    }
+
+    pub fn with_write_buffer_size(mut self, bytes: u32) -> Self {
+        self.write_buffer_size = Some(bytes);
+        self
+    }
+
+    pub fn with_max_memory_state_size(mut self, bytes: u32) -> Self {
+        self.max_memory_state_size = Some(bytes);
+        self
+    }
+}
+
+impl LocationReference {
+    /// Flink's encoding of a path reference: magic ++ UTF-8 path.
+    pub fn encode_path(path: &str) -> Self {
+        Self::from(reference::LocationReference::encode_path(path))
+    }
+
+    /// The reference bytes; empty for the default reference (Flink's
+    /// `getReferenceBytes`).
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            LocationReference::Default => &[],
+            LocationReference::Encoded(bytes) => bytes,
+        }
+    }
+}
+
+impl From<reference::LocationReference> for LocationReference {
+    fn from(r: reference::LocationReference) -> Self {
+        match r {
+            reference::LocationReference::Default => LocationReference::Default,
+            reference::LocationReference::Encoded(bytes) => LocationReference::Encoded(bytes),
+        }
+    }
+}
+
+/// Flink's `toString`: `(default)` or the lowercase hex of the bytes.
+impl fmt::Display for LocationReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LocationReference::Default => f.write_str("(default)"),
+            LocationReference::Encoded(bytes) => f.write_str(&reference::hex(bytes)),
+        }
+    }
+}
+
+impl StateHandle {
+    /// The file path of a file handle; `None` for inline state.
+    pub fn file_path(&self) -> Option<&str> {
+        match self {
+            StateHandle::ByteStream(_) => None,
+            StateHandle::File(f) => Some(&f.path),
+            StateHandle::RelativeFile(r) => Some(&r.path),
+        }
+    }
+
+    /// The state's size in bytes.
+    pub fn state_size(&self) -> u64 {
+        match self {
+            StateHandle::ByteStream(b) => b.data.len() as u64,
+            StateHandle::File(f) => f.size,
+            StateHandle::RelativeFile(r) => r.size,
+        }
+    }
+}
+
+/// In the manner of Flink's handle `toString`s.
+impl fmt::Display for StateHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateHandle::ByteStream(b) => write!(
+                f,
+                "ByteStreamStateHandle{{handleName='{}', dataBytes={}}}",
+                b.name,
+                b.data.len()
+            ),
+            StateHandle::File(h) => write!(f, "File State: {} [{} bytes]", h.path, h.size),
+            StateHandle::RelativeFile(h) => {
+                write!(
+                    f,
+                    "RelativeFileStateHandle State: {}, {} [{} bytes]",
+                    h.path, h.relative_path, h.size
+                )
+            }
+        }
+    }
+}
