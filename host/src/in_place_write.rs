@@ -24,7 +24,18 @@ const WRITE: &str = "[method]descriptor.write";
 
 /// Replaces wasmtime-wasi's `descriptor.write` in `linker` (which must
 /// already hold wasmtime-wasi's p2 interfaces).
+///
+/// Fails, rather than slowing down silently, if wasmtime-wasi does not
+/// define [`FILESYSTEM_TYPES`]'s `descriptor.write`: with another instance
+/// name the override would be a second, unused definition and every write
+/// would take wasmtime-wasi's copying path.
 pub(crate) fn add_to_linker(linker: &mut Linker<TenantState>) -> wasmtime::Result<()> {
+    if !defines(linker, FILESYSTEM_TYPES, WRITE) {
+        wasmtime::bail!(
+            "wasmtime-wasi does not define `{WRITE}` in `{FILESYSTEM_TYPES}`; the in-place write \
+             cannot replace it (update FILESYSTEM_TYPES in in_place_write.rs to wasmtime-wasi's version)"
+        );
+    }
     linker.allow_shadowing(true);
     let result = linker.instance(FILESYSTEM_TYPES).and_then(|mut types| {
         types.func_wrap(
@@ -36,6 +47,17 @@ pub(crate) fn add_to_linker(linker: &mut Linker<TenantState>) -> wasmtime::Resul
     });
     linker.allow_shadowing(false);
     result
+}
+
+/// Whether `linker` already defines function `func` of `instance`: a second
+/// definition without shadowing is refused exactly when it does.
+fn defines(linker: &Linker<TenantState>, instance: &str, func: &str) -> bool {
+    let mut probe = linker.clone();
+    probe.allow_shadowing(false);
+    let defined_again = probe
+        .instance(instance)
+        .and_then(|mut i| i.func_wrap(func, |_: StoreContextMut<'_, TenantState>, (): ()| Ok(())));
+    defined_again.is_err()
 }
 
 /// One positional write, as `pwrite`: may write fewer bytes than given.
@@ -75,7 +97,9 @@ fn write_at(descriptor: Option<&Descriptor>, bytes: &[u8], offset: u64) -> Resul
 
 #[cfg(test)]
 mod tests {
-    use super::{ErrorCode, write_at};
+    use super::{ErrorCode, FILESYSTEM_TYPES, WRITE, add_to_linker, defines, write_at};
+    use crate::tenant::TenantState;
+    use wasmtime::component::Linker;
     use crate::{LocationReference, Plugin, StateHandle, StateScope, StorageConfig, TenantConfig};
     use wasmtime_wasi::filesystem::{Descriptor, Dir, File, FsPerms, OpenMode};
 
@@ -111,6 +135,21 @@ mod tests {
         let d = file_descriptor(ro, FsPerms::ReadWrite);
         assert_eq!(write_at(Some(&d), b"x", 0), Err(ErrorCode::BadDescriptor));
         assert_eq!(std::fs::read(&path).unwrap(), b"hello!", "nothing refused was written");
+    }
+
+    #[test]
+    fn the_override_is_checked_against_wasmtime_wasis_instance_name() {
+        let engine = wasmtime::Engine::default();
+        let mut linker = Linker::<TenantState>::new(&engine);
+        // Without wasmtime-wasi's definitions there is nothing to replace:
+        // loading fails instead of silently using a second definition.
+        assert!(!defines(&linker, FILESYSTEM_TYPES, WRITE));
+        let e = add_to_linker(&mut linker).unwrap_err();
+        assert!(e.to_string().contains("does not define"), "{e}");
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+        assert!(defines(&linker, FILESYSTEM_TYPES, WRITE), "wasmtime-wasi's name is {FILESYSTEM_TYPES}");
+        assert!(!defines(&linker, "wasi:filesystem/types@0.3.0", WRITE));
+        add_to_linker(&mut linker).unwrap();
     }
 
     #[test]
