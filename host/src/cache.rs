@@ -47,7 +47,12 @@ pub enum CacheStatus {
     /// The component was compiled. `rejected`: why an existing cache file
     /// (or the directory) was not used; `stored`: whether the compiled
     /// artefact was written to the cache.
-    Miss { rejected: Option<String>, stored: bool },
+    Miss {
+        /// Why an existing cache file was not used, if there was one.
+        rejected: Option<String>,
+        /// Whether the freshly compiled artefact was stored for next time.
+        stored: bool,
+    },
 }
 
 /// A cache key: what the artefact was compiled from and for.

@@ -39,6 +39,7 @@ impl Tenant {
 pub struct CoordinatorView(Owned);
 
 impl CoordinatorView {
+    /// Whether a default savepoint directory is configured.
     pub fn has_default_savepoint_location(&self) -> Result<bool> {
         call(&self.0, |g, i, r| {
             g.coordinator_view()
@@ -90,6 +91,7 @@ impl CoordinatorView {
 pub struct CheckpointStorageLocation(Owned);
 
 impl CheckpointStorageLocation {
+    /// The reference tasks pass to `WorkerView::resolve_checkpoint_storage_location`.
     pub fn location_reference(&self) -> Result<LocationReference> {
         call(&self.0, |g, i, r| {
             g.checkpoint_storage_location()
@@ -98,6 +100,7 @@ impl CheckpointStorageLocation {
         })
     }
 
+    /// Guest path of the directory for this checkpoint's exclusive state.
     pub fn checkpoint_directory(&self) -> Result<String> {
         call(&self.0, |g, i, r| {
             g.checkpoint_storage_location()
@@ -106,6 +109,7 @@ impl CheckpointStorageLocation {
         })
     }
 
+    /// Guest path of the metadata file (`<checkpoint directory>/_metadata`).
     pub fn metadata_file_path(&self) -> Result<String> {
         call(&self.0, |g, i, r| {
             g.checkpoint_storage_location()
@@ -150,12 +154,14 @@ impl MetadataOutputStream {
         })
     }
 
+    /// Bytes written so far.
     pub fn get_pos(&self) -> Result<u64> {
         call(&self.0, |g, i, r| {
             g.metadata_output_stream().call_get_pos(&mut i.store, r).map(Ok)
         })
     }
 
+    /// Makes the bytes written so far durable.
     pub fn sync(&self) -> Result<()> {
         call(&self.0, |g, i, r| g.metadata_output_stream().call_sync(&mut i.store, r))
     }

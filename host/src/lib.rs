@@ -40,6 +40,8 @@
 //! # Ok::<(), checkpoint_storage_host::Error>(())
 //! ```
 
+
+
 mod bindings;
 mod buffered;
 mod cache;

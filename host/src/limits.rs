@@ -28,22 +28,40 @@ pub enum LimitExceeded {
     #[error(
         "memory limit of {limit} bytes exceeded (a linear memory asked for {requested} bytes); the tenant's instance was discarded"
     )]
-    Memory { limit: usize, requested: usize },
+    Memory {
+        /// The cap, in bytes (`TenantConfig::max_memory_bytes`).
+        limit: usize,
+        /// The size the memory was asked to grow to, in bytes.
+        requested: usize,
+    },
     /// One call ran longer than `TenantConfig::max_call_time`. The instance
     /// is discarded.
     #[error("execution time limit of {limit:?} per call exceeded; the tenant's instance was discarded")]
-    ExecutionTime { limit: Duration },
+    ExecutionTime {
+        /// The bound (`TenantConfig::max_call_time`).
+        limit: Duration,
+    },
     /// `TenantConfig::max_open_streams` streams are already open; close or
     /// drop one first. The tenant goes on.
     #[error(
         "at most {limit} streams (state output, metadata output and state input) may be open at once in this tenant; drop one first"
     )]
-    OpenStreams { limit: u32 },
+    OpenStreams {
+        /// The bound (`TenantConfig::max_open_streams`).
+        limit: u32,
+    },
     /// The write would take the tenant beyond
     /// `TenantConfig::max_bytes_written`. Nothing of it was written; the
     /// tenant goes on.
     #[error("at most {limit} bytes may be written by this tenant: {written} written, {requested} more refused")]
-    BytesWritten { limit: u64, written: u64, requested: u64 },
+    BytesWritten {
+        /// The bound (`TenantConfig::max_bytes_written`).
+        limit: u64,
+        /// Bytes accepted before this write.
+        written: u64,
+        /// Bytes this write asked for.
+        requested: u64,
+    },
 }
 
 impl LimitExceeded {

@@ -29,7 +29,9 @@ pub enum Allocator {
     /// 2 MiB for a typical worker tenant). Default
     /// [`DEFAULT_POOL_KEEP_RESIDENT_BYTES`]; 0 returns everything.
     Pooling {
+        /// Live tenants the pool has slots for; one more is refused.
         max_tenants: u32,
+        /// See above.
         keep_resident_bytes: usize,
     },
 }
@@ -37,6 +39,7 @@ pub enum Allocator {
 /// Engine-wide options of the plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginOptions {
+    /// How tenant instances are allocated. Default [`Allocator::OnDemand`].
     pub allocator: Allocator,
     /// Interval of the epoch ticker that bounds calls in time
     /// (`TenantConfig::max_call_time` is rounded to it). Default 10 ms.
@@ -208,10 +211,12 @@ impl Plugin {
         &self.cache_status
     }
 
+    /// The engine the component was compiled for.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
+    /// The compiled component.
     pub fn component(&self) -> &Component {
         &self.component
     }

@@ -49,18 +49,21 @@ impl StateInputStream {
         })
     }
 
+    /// Moves to `pos`, which must be at most [`size`](Self::size).
     pub fn seek(&self, pos: u64) -> Result<()> {
         call(&self.0, |g, i, r| {
             g.state_input_stream().call_seek(&mut i.store, r, pos)
         })
     }
 
+    /// The current position.
     pub fn get_pos(&self) -> Result<u64> {
         call(&self.0, |g, i, r| {
             g.state_input_stream().call_get_pos(&mut i.store, r).map(Ok)
         })
     }
 
+    /// Total number of bytes of the state.
     pub fn size(&self) -> Result<u64> {
         call(&self.0, |g, i, r| {
             g.state_input_stream().call_size(&mut i.store, r).map(Ok)

@@ -59,21 +59,25 @@ impl TenantConfig {
         }
     }
 
+    /// Sets [`max_memory_bytes`](Self::max_memory_bytes).
     pub fn with_max_memory_bytes(mut self, bytes: usize) -> Self {
         self.max_memory_bytes = bytes;
         self
     }
 
+    /// Sets [`max_call_time`](Self::max_call_time).
     pub fn with_max_call_time(mut self, limit: Duration) -> Self {
         self.max_call_time = limit;
         self
     }
 
+    /// Sets [`max_open_streams`](Self::max_open_streams).
     pub fn with_max_open_streams(mut self, streams: u32) -> Self {
         self.max_open_streams = streams;
         self
     }
 
+    /// Sets [`max_bytes_written`](Self::max_bytes_written).
     pub fn with_max_bytes_written(mut self, bytes: Option<u64>) -> Self {
         self.max_bytes_written = bytes;
         self

@@ -35,16 +35,22 @@ impl StorageConfig {
         }
     }
 
+    /// States up to this many bytes are returned inline (Flink's
+    /// `execution.checkpointing.data-inline-threshold`; default 20 KiB, at most 1 MiB).
     pub fn with_file_state_threshold(mut self, bytes: u32) -> Self {
         self.file_state_threshold = Some(bytes);
         self
     }
 
+    /// Bytes a stream buffers before writing to its file (Flink's
+    /// `execution.checkpointing.write-buffer-size`; default 4 KiB; the
+    /// effective size is the larger of this and the threshold).
     pub fn with_write_buffer_size(mut self, bytes: u32) -> Self {
         self.write_buffer_size = Some(bytes);
         self
     }
 
+    /// Largest state the memory backend accepts (default 5 MiB).
     pub fn with_max_memory_state_size(mut self, bytes: u32) -> Self {
         self.max_memory_state_size = Some(bytes);
         self

@@ -61,6 +61,9 @@ impl WorkerView {
 pub struct StreamFactory(Owned);
 
 impl StreamFactory {
+    /// A new stream for state of `scope` (Flink's
+    /// `createCheckpointStateOutputStream`). Takes one of the tenant's
+    /// stream slots until it is closed or dropped.
     pub fn create_checkpoint_state_output_stream(&self, scope: StateScope) -> Result<StateOutputStream> {
         let permit = self.0.tenant.acquire_stream()?;
         let resource = self.0.call(|g, i, r| {
@@ -89,6 +92,8 @@ impl StreamFactory {
         })
     }
 
+    /// Whether [`duplicate`](Self::duplicate) would be cheap for `handle`
+    /// into the directory of `scope`.
     pub fn can_fast_duplicate(&self, handle: &StateHandle, scope: StateScope) -> Result<bool> {
         self.0.call_infallible(|g, i, r| {
             g.stream_factory()
@@ -96,6 +101,8 @@ impl StreamFactory {
         })
     }
 
+    /// Duplicates file state into the directory of `scope` (hard links
+    /// where possible); inline handles are refused before anything is made.
     pub fn duplicate(&self, handles: &[StateHandle], scope: StateScope) -> Result<Vec<StateHandle>> {
         self.0
             .call(|g, i, r| g.stream_factory().call_duplicate(&mut i.store, r, handles, scope))
@@ -131,16 +138,20 @@ impl StateOutputStream {
         })
     }
 
+    /// Bytes written so far.
     pub fn get_pos(&self) -> Result<u64> {
         self.0
             .call_infallible(|g, i, r| g.state_output_stream().call_get_pos(&mut i.store, r))
     }
 
+    /// Writes buffered bytes to the file if there is one or the state is
+    /// over the threshold; small state stays in memory.
     pub fn flush(&self) -> Result<()> {
         self.0
             .call(|g, i, r| g.state_output_stream().call_flush(&mut i.store, r))
     }
 
+    /// [`flush`](Self::flush), then makes the file's data durable.
     pub fn sync(&self) -> Result<()> {
         self.0
             .call(|g, i, r| g.state_output_stream().call_sync(&mut i.store, r))
@@ -158,6 +169,7 @@ impl StateOutputStream {
 pub struct CheckpointStateToolset(Owned);
 
 impl CheckpointStateToolset {
+    /// Whether [`duplicate`](Self::duplicate) would be cheap for `handle`.
     pub fn can_fast_duplicate(&self, handle: &StateHandle) -> Result<bool> {
         self.0.call_infallible(|g, i, r| {
             g.checkpoint_state_toolset()
@@ -165,6 +177,7 @@ impl CheckpointStateToolset {
         })
     }
 
+    /// Duplicates file state into the task-owned directory.
     pub fn duplicate(&self, handles: &[StateHandle]) -> Result<Vec<StateHandle>> {
         self.0
             .call(|g, i, r| g.checkpoint_state_toolset().call_duplicate(&mut i.store, r, handles))
