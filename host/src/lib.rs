@@ -40,8 +40,6 @@
 //! # Ok::<(), checkpoint_storage_host::Error>(())
 //! ```
 
-
-
 mod bindings;
 mod buffered;
 mod cache;
