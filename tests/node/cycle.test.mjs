@@ -8,7 +8,7 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   GUEST_MOUNT,
@@ -240,4 +240,32 @@ test('escapes are refused with the component error, and nothing outside is touch
   assert.deepEqual(readState(b.exports, bFile), Buffer.from(secret));
   assert.deepEqual(filesBelow(dirA), [], 'a wrote nothing');
   assert.ok(isInside(bHost, dirB));
+});
+
+test('[Symbol.dispose]() drops at once: a stream disposed unclosed deletes its file, descriptors are closed', async () => {
+  const dir = newDir('dispose');
+  const job = jobId();
+  const tenant = await startTenant(dir);
+  const config = { jobId: job, checkpointsDir: GUEST_MOUNT, backend: 'filesystem' };
+  const coord = tenant.exports.coordinator.CoordinatorView.open(config, undefined);
+  coord.initializeBaseLocationsForCheckpoint();
+  const view = tenant.exports.worker.WorkerView.open(config);
+  const factory = view.resolveCheckpointStorageLocation(1n, { tag: 'default' });
+  const kept = factory.writeState('shared', bytes(LARGE, 5)); // also starts the shim's I/O worker
+  const openFds = () => readdirSync('/proc/self/fd').length;
+  const fds = openFds();
+
+  for (let i = 0; i < 20; i++) {
+    const out = factory.createCheckpointStateOutputStream('shared');
+    out.write(bytes(LARGE, i)); // past the threshold: the stream has a file
+    assert.equal(filesBelow(dir).length, 2, 'the stream created its file');
+    dispose(out); // dropped without close-and-get-handle: the guest deletes the file
+    assert.deepEqual(filesBelow(dir), [kept.val.path.slice(GUEST_MOUNT.length + 1)], 'the dropped stream left no file');
+  }
+  for (let i = 0; i < 20; i++) {
+    const h = factory.writeState('shared', bytes(LARGE, i));
+    tenant.exports.restore.discardState(h);
+  }
+  assert.equal(openFds(), fds, 'every descriptor the guest opened and dropped is closed');
+  dispose(coord, view, factory);
 });
