@@ -8,7 +8,7 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   GUEST_MOUNT,
@@ -268,4 +268,82 @@ test('[Symbol.dispose]() drops at once: a stream disposed unclosed deletes its f
   }
   assert.equal(openFds(), fds, 'every descriptor the guest opened and dropped is closed');
   dispose(coord, view, factory);
+});
+
+test('the rest of the contract under jco: savepoints, duplicates, task-owned state, disposal, symlinks, memory backend', async () => {
+  const dir = newDir('contract');
+  const outside = newDir('outside');
+  const job = jobId();
+  const tenant = await startTenant(dir);
+  const { worker, coordinator, restore } = tenant.exports;
+  const config = { jobId: job, checkpointsDir: GUEST_MOUNT, backend: 'filesystem' };
+  mkdirSync(join(dir, 'savepoints'));
+  const coord = coordinator.CoordinatorView.open(config, `${GUEST_MOUNT}/savepoints`);
+  assert.equal(coord.hasDefaultSavepointLocation(), true);
+  coord.initializeBaseLocationsForCheckpoint();
+  const view = worker.WorkerView.open(config);
+
+  // A savepoint: its reference is encoded (magic number + path) and resolves to its directory.
+  const savepoint = coord.initializeLocationForSavepoint(5n, undefined);
+  const reference = savepoint.locationReference();
+  assert.equal(reference.tag, 'encoded');
+  assert.deepEqual([...reference.val.subarray(0, 4)], [0x05, 0x5f, 0x3f, 0x18]);
+  const spDir = new TextDecoder().decode(reference.val.subarray(4));
+  assert.equal(spDir, savepoint.checkpointDirectory());
+  assert.match(spDir, new RegExp(`^${GUEST_MOUNT}/savepoints/savepoint-${job.slice(0, 6)}-[0-9a-f]{12}$`));
+  const spFactory = view.resolveCheckpointStorageLocation(5n, reference);
+  const spState = bytes(LARGE, 11);
+  const spHandle = spFactory.writeState('exclusive', spState);
+  assert.equal(spHandle.tag, 'relative-file');
+  assert.deepEqual(readFileSync(tenant.host(spHandle.val.path)), Buffer.from(spState));
+
+  // Duplicates: a hard link into the checkpoint's directory and into task-owned.
+  const location = coord.initializeLocationForCheckpoint(2n);
+  const factory = view.resolveCheckpointStorageLocation(2n, { tag: 'default' });
+  const shared = factory.writeState('shared', bytes(LARGE, 12));
+  assert.equal(factory.canFastDuplicate(shared, 'exclusive'), true);
+  const [dup] = factory.duplicate([shared], 'exclusive');
+  assert.equal(dup.val.path, `${location.checkpointDirectory()}/${shared.val.path.split('/').pop()}`);
+  assert.equal(statSync(tenant.host(dup.val.path)).ino, statSync(tenant.host(shared.val.path)).ino, 'a hard link');
+  const toolset = view.createTaskOwnedCheckpointStateToolset();
+  const [owned] = toolset.duplicate([shared]);
+  assert.ok(owned.val.path.startsWith(`${GUEST_MOUNT}/${job}/taskowned/`), owned.val.path);
+  const taskStream = view.createTaskOwnedStateStream();
+  taskStream.write(bytes(LARGE, 13));
+  const taskOwned = taskStream.closeAndGetHandle();
+  assert.ok(taskOwned.val.path.startsWith(`${GUEST_MOUNT}/${job}/taskowned/`), taskOwned.val.path);
+  assert.equal(storageError(() => factory.duplicate([{ tag: 'byte-stream', val: { name: 'x', data: new Uint8Array(1) } }], 'exclusive')).code, 'invalid-argument');
+
+  // Metadata is written once; a failed checkpoint's directory goes, shared state stays.
+  const metaOut = location.createMetadataOutputStream();
+  metaOut.write(bytes(10, 1));
+  metaOut.closeAndFinalizeCheckpoint();
+  assert.equal(storageError(() => location.createMetadataOutputStream()).code, 'already-exists');
+  assert.equal(storageError(() => coord.resolveCheckpoint(`${GUEST_MOUNT}/nothing-here`)).code, 'not-found');
+  location.disposeOnFailure();
+  assert.ok(!existsSync(join(dir, job, 'chk-2')), 'the checkpoint directory is gone');
+  assert.deepEqual(readState(tenant.exports, shared), Buffer.from(bytes(LARGE, 12)), 'shared state stays');
+
+  // Symlinks are never followed out: reading one is refused, discarding removes the link only.
+  writeFileSync(join(outside, 'secret'), 'secret');
+  symlinkSync(join(outside, 'secret'), join(dir, 'link'));
+  const link = { tag: 'file', val: { path: `${GUEST_MOUNT}/link`, size: 6n } };
+  assert.equal(storageError(() => restore.StateInputStream.open(link)).code, 'permission-denied');
+  restore.discardState(link);
+  assert.ok(!existsSync(join(dir, 'link')));
+  assert.equal(readFileSync(join(outside, 'secret'), 'utf8'), 'secret');
+  // A directory symlinked out of the tenant's directory is no way out either.
+  symlinkSync(outside, join(dir, 'out'));
+  const through = { tag: 'file', val: { path: `${GUEST_MOUNT}/out/secret`, size: 6n } };
+  assert.equal(storageError(() => restore.StateInputStream.open(through)).code, 'permission-denied');
+  assert.equal(storageError(() => view.resolveCheckpointStorageLocation(1n, encodedReference(`${GUEST_MOUNT}/out`)).writeState('exclusive', bytes(LARGE, 1))).code, 'permission-denied');
+  assert.deepEqual(readdirSync(outside), ['secret'], 'nothing was written through the link');
+
+  // The memory backend: inline state, bounded.
+  const memory = worker.WorkerView.open({ ...config, backend: 'memory' });
+  const memFactory = memory.resolveCheckpointStorageLocation(1n, { tag: 'default' });
+  assert.equal(memFactory.writeState('exclusive', bytes(LARGE, 14)).tag, 'byte-stream');
+  assert.equal(storageError(() => memFactory.writeState('exclusive', new Uint8Array(5 * 1024 * 1024 + 1))).code, 'state-too-large');
+
+  dispose(coord, view, savepoint, spFactory, location, factory, toolset, taskStream, memory, memFactory);
 });
