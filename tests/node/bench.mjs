@@ -4,10 +4,10 @@
 //
 // Prints one JSON object: `lines` for people, `figures` (numbers) for
 // programs. Run by timings.test.mjs, each kind in a fresh process: inside a
-// node:test test body every call into the component costs about three times
-// as much (the runner's async context tracking meets the promises jco's
-// generated code creates per call), and earlier instances in the same
-// process slow the later ones. Checks the bytes it writes, so every figure
+// node:test test body every call into the component measured about three
+// times as much (likely the runner's async context tracking meeting the
+// three Promises jco's generated code creates per call), and earlier
+// instances in the same process slow the later ones. Checks the bytes it writes, so every figure
 // is of work that really happened; exits non-zero on any mismatch.
 
 import assert from 'node:assert/strict';
