@@ -10,12 +10,14 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { WASIShim } from '@bytecodealliance/preview2-shim/instantiation';
 import {
   GUEST_MOUNT,
   bytes,
   encodedReference,
   filesBelow,
   hostPath,
+  importObject,
   isInside,
   jobId,
   loadComponent,
@@ -156,8 +158,11 @@ async function restoreCheckpoint(dir, job, written) {
 
 test('two tenants under jco, each with its own WASIShim, run the whole checkpoint cycle', async () => {
   const component = await loadComponent();
+  assert.ok(component.imports.length > 0);
+  const provided = importObject(new WASIShim(), component);
   for (const key of component.imports) {
-    assert.ok(key.startsWith('wasi:'), `the component imports only WASI, not ${key}`);
+    assert.match(key, /^wasi:[a-z-]+\/[a-z-]+@0\.2\.\d+$/, 'the component imports only WASI 0.2');
+    assert.ok(provided[key] && provided[key.split('@')[0]], `${key} is provided under both key forms`);
   }
   const dirA = newDir('a');
   const dirB = newDir('b');

@@ -39,18 +39,34 @@ let loaded;
  * Transpiles the component with jco (`--instantiation async`), writes the
  * output to a fresh temporary directory, imports it and compiles its core
  * modules once. Every tenant reuses the compiled modules.
+ *
+ * With `CHECKPOINT_STORAGE_JCO_OUT` set to such a directory (a parent
+ * process's `outDir`), that output is used instead of transpiling again.
  */
 export function loadComponent() {
   loaded ??= (async () => {
     const wasm = readFileSync(componentPath());
     const t0 = performance.now();
-    const { files, imports } = await transpile(wasm, { name: 'component', instantiation: 'async', quiet: true });
+    let outDir = process.env.CHECKPOINT_STORAGE_JCO_OUT;
+    let files;
+    if (outDir) {
+      files = Object.fromEntries(
+        readdirSync(outDir, { recursive: true, withFileTypes: true })
+          .filter((e) => e.isFile())
+          .map((e) => join(e.parentPath ?? e.path, e.name))
+          .map((path) => [path.slice(outDir.length + 1), readFileSync(path)]),
+      );
+    } else {
+      ({ files } = await transpile(wasm, { name: 'component', instantiation: 'async', quiet: true }));
+    }
     const t1 = performance.now();
-    const outDir = mkdtempSync(join(tmpdir(), 'checkpoint-storage-jco-'));
-    process.on('exit', () => rmSync(outDir, { recursive: true, force: true }));
-    for (const [name, bytes] of Object.entries(files)) {
-      mkdirSync(dirname(join(outDir, name)), { recursive: true });
-      writeFileSync(join(outDir, name), bytes);
+    if (!process.env.CHECKPOINT_STORAGE_JCO_OUT) {
+      outDir = mkdtempSync(join(tmpdir(), 'checkpoint-storage-jco-'));
+      process.on('exit', () => rmSync(outDir, { recursive: true, force: true }));
+      for (const [name, bytes] of Object.entries(files)) {
+        mkdirSync(dirname(join(outDir, name)), { recursive: true });
+        writeFileSync(join(outDir, name), bytes);
+      }
     }
     const { instantiate } = await import(pathToFileURL(join(outDir, 'component.js')).href);
     const t2 = performance.now();
@@ -62,14 +78,19 @@ export function loadComponent() {
     // The generated JS reads unversioned keys (`imports['wasi:cli/environment']`);
     // its TypeScript declares versioned ones (`'wasi:cli/environment@0.2.12'`).
     // Pass both, so either form of the generated code finds its imports.
-    const dts = files['component.d.ts'].toString();
-    const versions = new Set([...dts.matchAll(/'wasi:[^'@]+@([^']+)'/g)].map((m) => m[1]));
+    // The component's imports, as the declared `ImportObject` keys.
+    const dts = new TextDecoder().decode(files['component.d.ts']);
+    const importBlock = dts.match(/export interface ImportObject \{([^}]*)\}/)?.[1] ?? '';
+    const imports = [...importBlock.matchAll(/'([^']+)':/g)].map((m) => m[1]);
+    const versions = new Set(imports.filter((k) => k.includes('@')).map((k) => k.split('@')[1]));
     return {
       instantiate,
       getCoreModule: (name) => modules.get(name),
       imports,
       versions: [...versions],
+      outDir,
       wasmBytes: wasm.length,
+      transpiled: !process.env.CHECKPOINT_STORAGE_JCO_OUT,
       timings: { transpileMs: t1 - t0, writeAndImportMs: t2 - t1, compileMs: t3 - t2 },
     };
   })();
