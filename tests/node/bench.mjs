@@ -210,7 +210,7 @@ switch (kind) {
     await start(30, 'as generated');
     break;
   case 'start-patched': {
-    const TENANTS = 100;
+    const TENANTS = 200;
     // The generated instantiate probes JSPI eight times with
     // `try { WebAssembly.promising(f) } catch { f }`. Without JSPI (Node 20)
     // each probe throws a TypeError whose message V8 builds by re-parsing the
