@@ -8,7 +8,7 @@
 //! `tests/node/package-lock.json`), later runs only when the lock file
 //! changes. See `docs/other-runtimes.md`.
 
-use checkpoint_storage_host::COMPONENT_PATH;
+use checkpoint_storage_host::EMBEDDED_COMPONENT;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::SystemTime;
@@ -24,17 +24,14 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `.wasm` the JavaScript test transpiles: the component the host library
-/// loads. (Were the host to expose only the embedded bytes, write them to a
-/// temporary file here and hand over that path.)
-fn component_file() -> PathBuf {
-    let path = PathBuf::from(COMPONENT_PATH);
-    assert!(
-        path.is_file(),
-        "the component is missing at {}; `cargo build -p checkpoint-storage-host` builds it",
-        path.display()
-    );
-    path
+/// The component the host library embeds, written to a file for jco (the
+/// same bytes every wasmtime tenant in these tests runs). The temporary
+/// directory lives as long as the returned guard.
+fn component_file() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("checkpoint_storage_guest.wasm");
+    std::fs::write(&path, EMBEDDED_COMPONENT).expect("writing the component");
+    (dir, path)
 }
 
 fn output_text(out: &Output) -> String {
@@ -110,7 +107,7 @@ fn install_packages(node_dir: &Path) {
 fn the_component_runs_under_jco_in_node() {
     let root = workspace_root();
     let node_dir = root.join("tests").join("node");
-    let component = component_file();
+    let (_component_dir, component) = component_file();
     let version = check_node();
     install_packages(&node_dir);
 
