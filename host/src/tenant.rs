@@ -7,8 +7,8 @@ use crate::bindings::exports::flink::checkpoint_storage::{
 use crate::bindings::{ExportIndices, Exports};
 use crate::error::{Error, Result};
 use crate::limits::{
-    DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, EpochTicker, LimitExceeded,
-    MemoryLimiter, StreamPermit, Usage,
+    DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_READ_STATE_BYTES,
+    EpochTicker, LimitExceeded, MemoryLimiter, StreamPermit, Usage,
 };
 use std::path::{Component as PathComponent, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,24 +27,30 @@ pub use checkpoint_storage_core::layout::GUEST_MOUNT;
 pub struct TenantConfig {
     /// The host directory the tenant may use, and nothing else. Must exist.
     pub dir: PathBuf,
-    /// Cap of each linear memory of the tenant's instance, in bytes. Growing
-    /// beyond it traps: [`LimitExceeded::Memory`], the instance is discarded.
+    /// Cap of each linear memory of the tenant's instance, in bytes, from
+    /// [`crate::MIN_MEMORY_BYTES`] to [`crate::MAX_MEMORY_BYTES`] (with the
+    /// pooling allocator: to its slot size). Growing beyond it traps: [`LimitExceeded::Memory`], the instance is discarded.
     pub max_memory_bytes: usize,
     /// Wall-clock bound of one call into the tenant (epoch interruption).
     /// Exceeding it traps: [`LimitExceeded::ExecutionTime`], the instance is
-    /// discarded. Must be longer than zero; rounded up to the plugin's epoch
-    /// tick (`PluginOptions::epoch_tick`).
+    /// discarded. Longer than zero and at most [`crate::MAX_CALL_TIME`];
+    /// rounded up to the plugin's epoch tick (`PluginOptions::epoch_tick`).
     pub max_call_time: Duration,
     /// Bound of the tenant's live streams (state output, metadata output and
     /// state input streams together: each holds guest memory and, once it
     /// has a file, a host file descriptor); one more is refused with
-    /// [`LimitExceeded::OpenStreams`].
+    /// [`LimitExceeded::OpenStreams`]. At least 1.
     pub max_open_streams: u32,
     /// Bound of the bytes passed to `StateOutputStream::write` and
     /// `MetadataOutputStream::write` over the
     /// tenant's life (`None`: unbounded); a write beyond it is refused with
     /// [`LimitExceeded::BytesWritten`].
     pub max_bytes_written: Option<u64>,
+    /// Bound of the bytes [`Tenant::read_state`] collects in host memory for
+    /// one state; a larger state is refused with
+    /// [`LimitExceeded::StateTooLarge`] before anything is read (read it in
+    /// pieces with [`Tenant::open_input_stream`]).
+    pub max_read_state_bytes: u64,
 }
 
 impl TenantConfig {
@@ -56,6 +62,7 @@ impl TenantConfig {
             max_call_time: DEFAULT_MAX_CALL_TIME,
             max_open_streams: DEFAULT_MAX_OPEN_STREAMS,
             max_bytes_written: None,
+            max_read_state_bytes: DEFAULT_MAX_READ_STATE_BYTES,
         }
     }
 
@@ -76,6 +83,11 @@ impl TenantConfig {
 
     pub fn with_max_bytes_written(mut self, bytes: Option<u64>) -> Self {
         self.max_bytes_written = bytes;
+        self
+    }
+
+    pub fn with_max_read_state_bytes(mut self, bytes: u64) -> Self {
+        self.max_read_state_bytes = bytes;
         self
     }
 }
@@ -137,6 +149,7 @@ pub struct Tenant {
     max_call_time: Duration,
     /// `max_call_time` in epoch ticks: the deadline set before every call.
     deadline: u64,
+    max_read_state_bytes: u64,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -153,11 +166,6 @@ impl Tenant {
         ticker: &Arc<EpochTicker>,
         config: TenantConfig,
     ) -> Result<Self> {
-        if config.max_call_time.is_zero() {
-            return Err(Error::Setup(wasmtime::format_err!(
-                "max_call_time must be longer than zero (instantiation runs guest code too)"
-            )));
-        }
         // Made absolute without resolving symbolic links: `canonicalize` costs
         // a readlink per path component (~3 us of a ~20 us tenant start), and
         // the preopen below resolves the path once anyway; after that the
@@ -209,6 +217,7 @@ impl Tenant {
             _ticker: ticker.clone(),
             max_call_time: config.max_call_time,
             deadline,
+            max_read_state_bytes: config.max_read_state_bytes,
         })
     }
 
@@ -266,6 +275,11 @@ impl Tenant {
                 }
             }
         }
+    }
+
+    /// `TenantConfig::max_read_state_bytes` of this tenant.
+    pub(crate) fn max_read_state_bytes(&self) -> u64 {
+        self.max_read_state_bytes
     }
 
     /// Takes one of the tenant's stream slots (see `max_open_streams`).
