@@ -46,3 +46,28 @@ fn a_tiny_benchmark_run_reports_finite_positive_figures() {
         &svg[..svg.len().min(80)]
     );
 }
+
+#[test]
+fn out_of_range_library_options_are_refused_before_anything_runs() {
+    let refused = |options: BenchOptions| match bench::run(&options, &ProgressBar::hidden()) {
+        Err(bench::BenchError::Invalid(why)) => why,
+        Err(e) => panic!("expected invalid settings, got {e}"),
+        Ok(_) => panic!("expected invalid settings, the benchmark ran"),
+    };
+    let why = refused(BenchOptions {
+        stream_bytes: 8796093022208 << 20,
+        ..BenchOptions::smoke()
+    });
+    assert!(
+        why.contains("more than the 1073741824 bytes a stream may have"),
+        "{why}"
+    );
+    let why = refused(BenchOptions {
+        memory_tenants: vec![u32::MAX],
+        ..BenchOptions::smoke()
+    });
+    assert!(
+        why.contains("4294967295 idle tenants is more than the allowed 100000"),
+        "{why}"
+    );
+}

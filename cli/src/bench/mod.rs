@@ -34,6 +34,13 @@ use std::path::PathBuf;
 const THRESHOLD: usize = 20 * 1024;
 const WRITE_BUFFER: usize = 4 * 1024;
 
+/// Largest bytes per stream: the stream's bytes are held in memory once.
+pub const MAX_STREAM_BYTES: u64 = 1 << 30;
+/// Largest bytes written per chunk size and variant.
+pub const MAX_BYTES_PER_CHUNK_SIZE: u64 = 64 << 30;
+/// Largest idle tenant count (the pooling allocator reserves a slot each).
+pub const MAX_MEMORY_TENANTS: u32 = 100_000;
+
 /// What a benchmark run can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -133,6 +140,32 @@ impl BenchOptions {
         }
         if self.memory_tenants.is_empty() || self.memory_tenants.contains(&0) {
             return fail("idle tenant counts must be positive, and at least one");
+        }
+        if self.stream_bytes > MAX_STREAM_BYTES {
+            return Err(BenchError::Invalid(format!(
+                "a stream of {} bytes is more than the {MAX_STREAM_BYTES} bytes a stream may have (they are held in memory)",
+                self.stream_bytes
+            )));
+        }
+        if self.bytes_per_chunk_size > MAX_BYTES_PER_CHUNK_SIZE {
+            return Err(BenchError::Invalid(format!(
+                "{} bytes per chunk size is more than the allowed {MAX_BYTES_PER_CHUNK_SIZE}",
+                self.bytes_per_chunk_size
+            )));
+        }
+        if self.stream_bytes > self.bytes_per_chunk_size {
+            return Err(BenchError::Invalid(format!(
+                "a stream of {} bytes is larger than the {} bytes written per chunk size; make the stream smaller or the size larger",
+                self.stream_bytes, self.bytes_per_chunk_size
+            )));
+        }
+        if let Some(&n) = self.memory_tenants.iter().find(|&&n| n > MAX_MEMORY_TENANTS) {
+            return Err(BenchError::Invalid(format!(
+                "{n} idle tenants is more than the allowed {MAX_MEMORY_TENANTS}"
+            )));
+        }
+        if self.chunk_sizes.iter().any(|&c| c as u64 > MAX_STREAM_BYTES) {
+            return fail("chunk sizes must be at most the largest stream");
         }
         Ok(())
     }
