@@ -50,6 +50,7 @@ mod in_place_write;
 pub mod inspect;
 mod limits;
 pub mod manifest;
+mod open_at;
 mod plugin;
 mod resource;
 mod restore;

@@ -177,6 +177,9 @@ impl Plugin {
         crate::in_place_write::add_to_linker(&mut linker)
             .context("replacing descriptor.write")
             .map_err(Error::Setup)?;
+        crate::open_at::add_to_linker(&mut linker)
+            .context("replacing descriptor.open-at")
+            .map_err(Error::Setup)?;
         // `CheckpointStoragePre::new` checks that every export of the world is
         // there with the right types, once, at load.
         let (pre, indices) = linker

@@ -10,6 +10,7 @@ use crate::limits::{
     DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_READ_STATE_BYTES,
     EpochTicker, LimitExceeded, MemoryLimiter, StreamPermit, Usage,
 };
+use crate::open_at::Created;
 use std::path::{Component as PathComponent, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -51,6 +52,11 @@ pub struct TenantConfig {
     /// [`LimitExceeded::StateTooLarge`] before anything is read (read it in
     /// pieces with [`Tenant::open_input_stream`]).
     pub max_read_state_bytes: u64,
+    /// Least privilege for restore-only users: the directory is preopened
+    /// with read permission only, and every write, create, link, discard and
+    /// duplicate is refused with `permission-denied` before it reaches the
+    /// disk. Reading state and resolving checkpoints work.
+    pub read_only: bool,
 }
 
 impl TenantConfig {
@@ -63,6 +69,7 @@ impl TenantConfig {
             max_open_streams: DEFAULT_MAX_OPEN_STREAMS,
             max_bytes_written: None,
             max_read_state_bytes: DEFAULT_MAX_READ_STATE_BYTES,
+            read_only: false,
         }
     }
 
@@ -90,13 +97,25 @@ impl TenantConfig {
         self.max_read_state_bytes = bytes;
         self
     }
+
+    /// See [`TenantConfig::read_only`].
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
 }
+
+/// Whether WASI file I/O runs on the calling thread (no `spawn_blocking`
+/// per call); also given to the descriptors `open_at` creates.
+pub(crate) const ALLOW_BLOCKING_CURRENT_THREAD: bool = true;
 
 /// Per-store state: the tenant's WASI context and resource table.
 pub struct TenantState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    /// Files the instance created, removed if it traps while they are open.
+    pub(crate) created: Created,
     /// `descriptor.write` calls served from guest memory in place (only
     /// tests read it: it shows the override is wired).
     #[cfg(test)]
@@ -106,6 +125,19 @@ pub struct TenantState {
 impl TenantState {
     pub(crate) fn table(&self) -> &ResourceTable {
         &self.table
+    }
+
+    pub(crate) fn table_mut(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// After a trap: deletes the files the instance's open streams were
+    /// writing (nothing can finish or discard them any more).
+    fn remove_partial_files(&mut self, dir: &Path) {
+        let removed = self.created.remove_open_files(&self.table);
+        if removed > 0 {
+            tracing::info!(dir = %dir.display(), removed, "removed the partial files of a trapped tenant's open streams");
+        }
     }
 }
 
@@ -176,8 +208,13 @@ impl Tenant {
         let mut wasi = WasiCtxBuilder::new();
         // Must come before `preopened_dir`: it is captured per preopen. It lets
         // file I/O run on the calling thread (no spawn_blocking per write).
-        wasi.allow_blocking_current_thread(true);
-        wasi.preopened_dir(&dir, GUEST_MOUNT, FsPerms::ReadWrite)
+        wasi.allow_blocking_current_thread(ALLOW_BLOCKING_CURRENT_THREAD);
+        let perms = if config.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        wasi.preopened_dir(&dir, GUEST_MOUNT, perms)
             .with_context(|| {
                 format!(
                     "opening tenant directory {}: it must be an existing directory this process can read and write",
@@ -189,6 +226,7 @@ impl Tenant {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(config.max_memory_bytes),
+            created: Created::default(),
             #[cfg(test)]
             in_place_writes: 0,
         };
@@ -269,6 +307,7 @@ impl Tenant {
             Err(trap) => {
                 inner.poisoned = true;
                 tracing::warn!(dir = %self.dir.display(), "tenant trapped: {trap:#}");
+                inner.store.data_mut().remove_partial_files(&self.dir);
                 match classify_trap(&mut inner.store, &trap, self.max_call_time) {
                     Some(limit) => Err(Error::Limit(limit)),
                     None => Err(Error::Trapped(trap)),
@@ -316,6 +355,7 @@ impl Tenant {
         if let Err(e) = resource.resource_drop(&mut inner.store) {
             inner.poisoned = true;
             tracing::warn!(dir = %self.dir.display(), "dropping a resource trapped: {e:#}");
+            inner.store.data_mut().remove_partial_files(&self.dir);
         }
     }
 }
