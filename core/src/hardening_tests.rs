@@ -174,3 +174,14 @@ fn a_read_only_sandbox_refuses_every_write_before_it_is_buffered() {
         vec![1, 2]
     );
 }
+
+#[test]
+fn a_savepoint_reference_decodes_the_same_with_or_without_flinks_file_scheme() {
+    let s = MemSandbox::with_dirs(&["/checkpoints/sp"]);
+    let view = WorkerView::open(s.clone(), &config(Backend::Filesystem)).unwrap();
+    let plain = LocationReference::encode_path("/checkpoints/sp/savepoint-012345-aaaaaaaaaaaa");
+    let qualified = LocationReference::encode_path("file:/checkpoints/sp/savepoint-012345-aaaaaaaaaaaa");
+    let dir = view.decode_location(&plain).unwrap();
+    assert_eq!(dir.as_str(), "/checkpoints/sp/savepoint-012345-aaaaaaaaaaaa");
+    assert_eq!(view.decode_location(&qualified).unwrap(), dir);
+}

@@ -7,6 +7,7 @@
 //! directory, and resident memory per idle tenant against its target.
 
 mod chart;
+mod dir_sync;
 mod machine;
 mod memory;
 pub mod native;
@@ -29,6 +30,10 @@ use checkpoint_storage_host::{LocationReference, StorageConfig, StreamFactory, W
 use checkpoint_storage_host::{Plugin, PluginOptions};
 use checkpoint_storage_host::{Tenant, TenantConfig};
 use std::path::PathBuf;
+
+/// Most closes per way for the directory-fsync figure (each costs a few ms
+/// on a real disk).
+const DIR_SYNC_SAMPLES: u32 = 200;
 
 /// Flink's defaults, which the guest uses too (the native side must match).
 const THRESHOLD: usize = 20 * 1024;
@@ -288,7 +293,14 @@ pub fn run(options: &BenchOptions, progress: &ProgressBar) -> Result<Report, Ben
     }
     progress.set_message("done");
 
-    let figures = report::figures(&throughput, &small, &native_start, &starts, &memory);
+    progress.set_message("directory fsync at close");
+    let dir_sync = dir_sync::measure(
+        &root.path().join("dir-sync"),
+        options.start_samples.min(DIR_SYNC_SAMPLES),
+    )?;
+
+    let mut figures = report::figures(&throughput, &small, &native_start, &starts, &memory);
+    figures.push(dir_sync::figure(&dir_sync));
     Ok(Report {
         machine,
         settings: Settings {
