@@ -11,24 +11,47 @@ pub struct BenchArgs {
     /// directory); the filesystem under test.
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// MiB written per chunk size and variant (default 256; 32 with --quick).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// MiB written per chunk size and variant, 1 to 65536 (default 256; 32
+    /// with --quick).
+    #[arg(long, value_parser = mib(bench::MAX_BYTES_PER_CHUNK_SIZE))]
     size: Option<u64>,
-    /// MiB per stream.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    /// MiB per stream, 1 to 1024, at most --size.
+    #[arg(long, default_value_t = 4, value_parser = mib(bench::MAX_STREAM_BYTES))]
     stream_size: u64,
     /// A shorter run: 32 MiB per chunk size, fewer samples, 1,000 idle tenants.
     #[arg(long)]
     quick: bool,
-    /// Idle tenant counts for the memory figure (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    tenants: Option<Vec<u32>>,
+    /// Idle tenant counts for the memory figure (comma-separated), each 1
+    /// to 100000.
+    #[arg(long, value_delimiter = ',', value_parser = whole_number(1, u64::from(bench::MAX_MEMORY_TENANTS), "tenants"))]
+    tenants: Option<Vec<u64>>,
     /// Print the report as JSON on stdout (the table goes to stderr).
     #[arg(long)]
     json: bool,
     /// Also write a chart of the results (SVG) to this path.
     #[arg(long)]
     chart: Option<PathBuf>,
+}
+
+/// A parser of a whole number from `min` to `max`, whose error says so in
+/// words (clap's own range message prints `1..18446744073709551615`).
+fn whole_number(min: u64, max: u64, unit: &'static str) -> impl Fn(&str) -> Result<u64, String> + Clone {
+    move |raw: &str| {
+        let n: u64 = raw
+            .trim()
+            .parse()
+            .map_err(|_| format!("expected a whole number of {unit} from {min} to {max}"))?;
+        if (min..=max).contains(&n) {
+            Ok(n)
+        } else {
+            Err(format!("must be from {min} to {max} {unit}"))
+        }
+    }
+}
+
+/// A parser of a size in MiB, from 1 to `max_bytes` bytes.
+fn mib(max_bytes: u64) -> impl Fn(&str) -> Result<u64, String> + Clone {
+    whole_number(1, max_bytes >> 20, "MiB")
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -41,12 +64,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchOptions::default()
     };
     options.dir = args.dir;
+    // In range (the parsers checked): no shift overflows.
     options.stream_bytes = args.stream_size << 20;
     if let Some(mib) = args.size {
         options.bytes_per_chunk_size = mib << 20;
     }
     if let Some(tenants) = args.tenants {
-        options.memory_tenants = tenants;
+        options.memory_tenants = tenants.into_iter().map(|n| n as u32).collect();
+    }
+    if options.stream_bytes > options.bytes_per_chunk_size {
+        anyhow::bail!(
+            "--stream-size ({} MiB) must not be larger than --size ({} MiB)",
+            args.stream_size,
+            options.bytes_per_chunk_size >> 20
+        );
     }
     let progress = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}")

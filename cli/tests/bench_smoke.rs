@@ -16,8 +16,9 @@ fn a_tiny_benchmark_run_reports_finite_positive_figures() {
     let json = serde_json::to_string(&report).unwrap();
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     let figures = value["figures"].as_array().expect("figures");
-    // 4 chunk sizes x 2 ways + vs disk + small states x 2 ways + 2 allocators x 2 + idle memory x 2.
-    assert_eq!(figures.len(), 4 * 2 + 1 + 2 + 4 + 2, "{json}");
+    // 4 chunk sizes x 2 ways + vs disk + small states x 2 ways + 2 allocators x 2 + idle memory x 2
+    // + directory fsync.
+    assert_eq!(figures.len(), 4 * 2 + 1 + 2 + 4 + 2 + 1, "{json}");
     for f in figures {
         for field in ["measured", "baseline", "ratio"] {
             let v = f[field].as_f64().unwrap_or_else(|| panic!("{field} of {f}"));
@@ -44,5 +45,30 @@ fn a_tiny_benchmark_run_reports_finite_positive_figures() {
         svg.starts_with("<svg") || svg.starts_with("<?xml"),
         "{}",
         &svg[..svg.len().min(80)]
+    );
+}
+
+#[test]
+fn out_of_range_library_options_are_refused_before_anything_runs() {
+    let refused = |options: BenchOptions| match bench::run(&options, &ProgressBar::hidden()) {
+        Err(bench::BenchError::Invalid(why)) => why,
+        Err(e) => panic!("expected invalid settings, got {e}"),
+        Ok(_) => panic!("expected invalid settings, the benchmark ran"),
+    };
+    let why = refused(BenchOptions {
+        stream_bytes: 8796093022208 << 20,
+        ..BenchOptions::smoke()
+    });
+    assert!(
+        why.contains("more than the 1073741824 bytes a stream may have"),
+        "{why}"
+    );
+    let why = refused(BenchOptions {
+        memory_tenants: vec![u32::MAX],
+        ..BenchOptions::smoke()
+    });
+    assert!(
+        why.contains("4294967295 idle tenants is more than the allowed 100000"),
+        "{why}"
     );
 }

@@ -74,3 +74,44 @@ fn inspect_of_a_missing_directory_fails_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot inspect /definitely/not/here"));
 }
+
+/// `bench` with `args`: it must fail at once with a message in words.
+fn bench_refuses(args: &[&str]) -> String {
+    let out = Command::new(BIN).arg("bench").args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?} must be a usage error: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("overflow"), "{stderr}");
+    assert!(!stderr.contains("18446744073709551615"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn out_of_range_bench_values_are_refused_in_words() {
+    let e = bench_refuses(&["--stream-size", "8796093022208"]);
+    assert!(
+        e.contains("'--stream-size <STREAM_SIZE>': must be from 1 to 1024 MiB"),
+        "{e}"
+    );
+    let e = bench_refuses(&["--size", "0"]);
+    assert!(e.contains("'--size <SIZE>': must be from 1 to 65536 MiB"), "{e}");
+    let e = bench_refuses(&["--size=-3"]);
+    assert!(e.contains("expected a whole number of MiB from 1 to 65536"), "{e}");
+    let e = bench_refuses(&["--tenants", "10,0"]);
+    assert!(e.contains("must be from 1 to 100000 tenants"), "{e}");
+    let e = bench_refuses(&["--tenants", "4294967296"]);
+    assert!(e.contains("must be from 1 to 100000 tenants"), "{e}");
+}
+
+#[test]
+fn a_stream_larger_than_the_size_is_refused() {
+    let out = Command::new(BIN)
+        .args(["bench", "--size", "2", "--stream-size", "3"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--stream-size (3 MiB) must not be larger than --size (2 MiB)"),
+        "{stderr}"
+    );
+}

@@ -42,6 +42,18 @@ pub fn validate_config<S: Sandbox>(sandbox: &S, config: &StorageConfig) -> Resul
 }
 
 /// Refuses checkpoint ids Flink cannot represent (its ids are signed longs).
+/// Refuses `what` in a read-only sandbox, before anything is buffered or
+/// written (state that could never be stored is not accepted).
+pub fn refuse_if_read_only<S: Sandbox + ?Sized>(sandbox: &S, what: &str) -> Result<()> {
+    if sandbox.read_only() {
+        return Err(StorageError::new(
+            crate::error::ErrorCode::PermissionDenied,
+            format!("Cannot {what}: this tenant is read-only (it may restore state, not write, link or delete it)."),
+        ));
+    }
+    Ok(())
+}
+
 pub fn check_checkpoint_id(checkpoint_id: u64) -> Result<()> {
     if checkpoint_id > i64::MAX as u64 {
         return Err(StorageError::invalid_argument(format!(
@@ -141,6 +153,7 @@ impl<S: Sandbox + 'static> WorkerView<S> {
     /// Flink's `createTaskOwnedStateStream`. Uses the effective buffer size
     /// (Flink passes the raw one and fails with default settings).
     pub fn create_task_owned_state_stream(&self) -> Result<BoxedStream> {
+        refuse_if_read_only(&*self.sandbox, "create a state stream")?;
         Ok(match self.config.backend {
             Backend::Memory => Box::new(MemoryOutputStream::new(
                 self.config.max_memory_state_size,
@@ -187,6 +200,11 @@ pub enum StreamFactory<S: Sandbox> {
 
 impl<S: Sandbox + 'static> StreamFactory<S> {
     pub fn create_checkpoint_state_output_stream(&self, scope: StateScope) -> Result<BoxedStream> {
+        let sandbox = match self {
+            StreamFactory::Memory { sandbox, .. } => sandbox,
+            StreamFactory::Fs(f) => &f.sandbox,
+        };
+        refuse_if_read_only(&**sandbox, "create a state stream")?;
         Ok(match self {
             StreamFactory::Memory { max_size, sandbox } => {
                 Box::new(MemoryOutputStream::new(*max_size, sandbox.random_uuid()))

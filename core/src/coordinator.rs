@@ -67,6 +67,7 @@ impl<S: Sandbox> CoordinatorView<S> {
 
     /// Creates `shared/` and `taskowned/` (filesystem backend only).
     pub fn initialize_base_locations_for_checkpoint(&self) -> Result<()> {
+        crate::access::refuse_if_read_only(&*self.sandbox, "initialize checkpoint locations")?;
         if self.config.backend == Backend::Memory {
             return Ok(());
         }
@@ -85,6 +86,7 @@ impl<S: Sandbox> CoordinatorView<S> {
     /// Creates `chk-<id>` and returns its location (default reference).
     pub fn initialize_location_for_checkpoint(&self, checkpoint_id: u64) -> Result<Location<S>> {
         check_checkpoint_id(checkpoint_id)?;
+        crate::access::refuse_if_read_only(&*self.sandbox, "initialize a checkpoint location")?;
         let dir = self.job_dir.join(&checkpoint_dir_name(checkpoint_id));
         self.sandbox
             .create_dir_all(&dir)
@@ -100,6 +102,7 @@ impl<S: Sandbox> CoordinatorView<S> {
     /// directory, retrying on name clashes as Flink does.
     pub fn initialize_location_for_savepoint(&self, checkpoint_id: u64, target: Option<&str>) -> Result<Location<S>> {
         check_checkpoint_id(checkpoint_id)?;
+        crate::access::refuse_if_read_only(&*self.sandbox, "initialize a savepoint location")?;
         let base = match (target, &self.default_savepoint_dir) {
             (Some(t), _) => directory_argument(&*self.sandbox, "savepoint target directory", t)?,
             (None, Some(d)) => d.clone(),
@@ -231,6 +234,7 @@ impl<S: Sandbox> Location<S> {
 
     /// A metadata stream; refused if `_metadata` already exists.
     pub fn create_metadata_output_stream(&self) -> Result<MetadataOutputStream<S>> {
+        crate::access::refuse_if_read_only(&*self.sandbox, "write checkpoint metadata")?;
         let target = self.metadata_file_path();
         match self.sandbox.stat(&target) {
             Err(e) if e.kind == FsErrorKind::NotFound => {}
@@ -261,6 +265,7 @@ impl<S: Sandbox> Location<S> {
 
     /// Deletes the checkpoint directory recursively (gone already: fine).
     pub fn dispose_on_failure(&self) -> Result<()> {
+        crate::access::refuse_if_read_only(&*self.sandbox, "dispose a checkpoint location")?;
         match self.sandbox.remove_dir_all(&self.dir) {
             Err(e) if e.kind == FsErrorKind::NotFound => Ok(()),
             other => other.map_err(|e| StorageError::from_fs(format!("Could not dispose {}", self.dir), &e)),
@@ -333,6 +338,11 @@ impl<S: Sandbox> MetadataOutputStream<S> {
         }
         // The metadata is published; a leftover temporary name is harmless.
         let _ = self.sandbox.remove_file(&self.temp);
+        // One directory sync makes both the new name and the removal durable;
+        // until it succeeds the checkpoint is not complete.
+        self.sandbox
+            .sync_dir(&self.dir)
+            .map_err(|e| StorageError::from_fs(format!("Could not sync the checkpoint directory {}", self.dir), &e))?;
         Ok(CompletedCheckpoint {
             external_pointer: self.dir.to_string(),
             metadata: StateHandle::File {

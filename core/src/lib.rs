@@ -28,6 +28,8 @@ pub mod sandbox;
 pub mod toolset;
 
 #[cfg(test)]
+mod hardening_tests;
+#[cfg(test)]
 mod test_support;
 #[cfg(test)]
 mod tests;

@@ -203,6 +203,27 @@ impl<S: Sandbox> FsOutputStream<S> {
                 ),
             ));
         }
+        let named = self
+            .sandbox
+            .names_file(&f.path, &f.file)
+            .map_err(|e| StorageError::from_fs(format!("Could not check {}", f.path), &e))?;
+        if !named {
+            // Its name now belongs to another file (or none): deleting the
+            // name on discard would hit that file, so the file is let go.
+            let f = self.file.take().expect("file exists");
+            return Err(StorageError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "the state file {} was moved away while the stream was open (was its directory renamed?); the path no longer names the bytes written, so no handle is returned. Write the state again.",
+                    f.path
+                ),
+            ));
+        }
+        // The file's name must be as durable as its bytes before a handle
+        // names it: a crash after the handle is used must not lose the name.
+        self.sandbox
+            .sync_dir(&self.dir)
+            .map_err(|e| StorageError::from_fs(format!("Could not sync the directory {}", self.dir), &e))?;
         let f = self.file.take().expect("file exists");
         let path = f.path.to_string();
         Ok(if self.relative_handles {

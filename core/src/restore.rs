@@ -39,16 +39,18 @@ impl<R: ReadFile> StateInputStream<R> {
             Some(path) => path,
         };
         let context = || format!("Could not open state file {path}");
-        let stat = sandbox.stat(&path).map_err(|e| StorageError::from_fs(context(), &e))?;
         let reader = sandbox
             .open_read(&path)
             .map_err(|e| StorageError::from_fs(context(), &e))?;
+        // The size of the file opened, not of a path looked at before: the
+        // name may have been pointed at another file in between.
+        let size = reader.size().map_err(|e| StorageError::from_fs(context(), &e))?;
         Ok(StateInputStream {
             source: Source::File {
                 reader,
                 path: path.to_string(),
             },
-            size: stat.size,
+            size,
             pos: 0,
         })
     }
@@ -90,6 +92,7 @@ impl<R: ReadFile> StateInputStream<R> {
 /// Deletes a handle's file (never its directory). Inline state and a file
 /// that is already gone are no-ops, as in newer Flink.
 pub fn discard_state<S: Sandbox>(sandbox: &S, handle: &StateHandle) -> Result<()> {
+    crate::access::refuse_if_read_only(sandbox, "discard state")?;
     let Some(path) = checked_file_path(sandbox, handle)? else {
         return Ok(());
     };

@@ -63,6 +63,8 @@ pub struct Stat {
 pub trait ReadFile {
     /// Reads up to `len` bytes at `offset`; fewer only at the end of the file.
     fn read_at(&self, len: u64, offset: u64) -> Result<Vec<u8>, FsError>;
+    /// The size of the opened file (not of whatever its path names now).
+    fn size(&self) -> Result<u64, FsError>;
 }
 
 /// An open file being written.
@@ -105,6 +107,29 @@ pub trait Sandbox {
     fn list_dir(&self, path: &GuestPath) -> Result<Vec<(String, EntryKind)>, FsError>;
     /// 16 random bytes, for UUID file names.
     fn random_bytes(&self) -> [u8; 16];
+
+    /// Makes the entries of directory `dir` durable (new names, removed
+    /// names), as fsync of the directory does. Backends without directories
+    /// (where a name is durable with its object) have nothing to do.
+    fn sync_dir(&self, dir: &GuestPath) -> Result<(), FsError> {
+        let _ = dir;
+        Ok(())
+    }
+
+    /// Whether `path` names the very file `file` (same identity), not a
+    /// file put there since (its directory may have been renamed away and
+    /// recreated while the file was being written). Backends whose names
+    /// cannot move have nothing to check.
+    fn names_file(&self, path: &GuestPath, file: &Self::File) -> Result<bool, FsError> {
+        let _ = (path, file);
+        Ok(true)
+    }
+
+    /// Whether the tenant may only read: every operation that would write,
+    /// create, link or delete is refused with `PermissionDenied`.
+    fn read_only(&self) -> bool {
+        false
+    }
 
     /// A fresh random (version 4) UUID in Flink's lowercase hyphenated form.
     fn random_uuid(&self) -> String {

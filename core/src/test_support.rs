@@ -17,6 +17,9 @@ pub struct MemSandbox {
     pub scripted_random: RefCell<VecDeque<[u8; 16]>>,
     counter: Cell<u64>,
     pub links_unsupported: Cell<bool>,
+    /// Makes `read_only()` true (the sandbox itself still allows
+    /// everything, so a test sees whether the logic refuses first).
+    pub read_only: Cell<bool>,
     /// Faults shared with the open files.
     pub faults: Rc<Faults>,
 }
@@ -92,6 +95,9 @@ pub struct Faults {
     pub budget: Cell<Option<u64>>,
     pub fail_sync: Cell<bool>,
     pub synced: RefCell<BTreeSet<GuestPath>>,
+    /// Every file and directory sync in order: `file <path>` / `dir <path>`.
+    pub sync_log: RefCell<Vec<String>>,
+    pub fail_dir_sync: Cell<bool>,
 }
 
 impl StateFile for MemFile {
@@ -116,6 +122,7 @@ impl StateFile for MemFile {
             return Err(FsError::new(FsErrorKind::Other, "I/O error"));
         }
         self.faults.synced.borrow_mut().insert(self.path.clone());
+        self.faults.sync_log.borrow_mut().push(format!("file {}", self.path));
         Ok(())
     }
 
@@ -128,6 +135,10 @@ impl StateFile for MemFile {
 pub struct MemReader(Vec<u8>);
 
 impl ReadFile for MemReader {
+    fn size(&self) -> Result<u64, FsError> {
+        Ok(self.0.len() as u64)
+    }
+
     fn read_at(&self, len: u64, offset: u64) -> Result<Vec<u8>, FsError> {
         let start = (offset as usize).min(self.0.len());
         let end = start.saturating_add(len as usize).min(self.0.len());
@@ -251,6 +262,25 @@ impl Sandbox for MemSandbox {
         self.new_entry(dst, data).map(|_| ())
     }
 
+    fn sync_dir(&self, dir: &GuestPath) -> Result<(), FsError> {
+        if self.faults.fail_dir_sync.get() {
+            return Err(FsError::new(FsErrorKind::Other, "I/O error"));
+        }
+        if self.stat(dir)?.kind != EntryKind::Directory {
+            return Err(FsError::new(FsErrorKind::NotAFile, "not a directory"));
+        }
+        self.faults.sync_log.borrow_mut().push(format!("dir {dir}"));
+        Ok(())
+    }
+
+    fn names_file(&self, path: &GuestPath, file: &MemFile) -> Result<bool, FsError> {
+        Ok(self.files.borrow().get(path).is_some_and(|d| Rc::ptr_eq(d, &file.data)))
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only.get()
+    }
+
     fn random_bytes(&self) -> [u8; 16] {
         if let Some(b) = self.scripted_random.borrow_mut().pop_front() {
             return b;
@@ -264,6 +294,29 @@ impl Sandbox for MemSandbox {
 }
 
 impl MemSandbox {
+    /// Moves a directory and everything below it to `to`, as rename(2) does
+    /// (open files keep their data and lose the old name).
+    pub fn rename_dir_for_test(&self, from: &str, to: &str) {
+        let (from, to) = (GuestPath::parse(from).unwrap(), GuestPath::parse(to).unwrap());
+        let moved = |p: &GuestPath| {
+            p.relative_to(&from).map(|rel| {
+                if rel.is_empty() {
+                    to.clone()
+                } else {
+                    GuestPath::parse(&format!("{to}/{rel}")).unwrap()
+                }
+            })
+        };
+        let dirs: Vec<_> = self.dirs.borrow().iter().cloned().collect();
+        let mut new_dirs = BTreeSet::new();
+        for d in dirs {
+            new_dirs.insert(moved(&d).unwrap_or(d));
+        }
+        *self.dirs.borrow_mut() = new_dirs;
+        let files = std::mem::take(&mut *self.files.borrow_mut());
+        *self.files.borrow_mut() = files.into_iter().map(|(p, d)| (moved(&p).unwrap_or(p), d)).collect();
+    }
+
     pub fn remove_file_for_test(&self, path: &str) {
         self.files.borrow_mut().remove(&GuestPath::parse(path).unwrap());
     }

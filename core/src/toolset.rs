@@ -43,6 +43,7 @@ impl Toolset {
     /// file is touched, and the duplicates made so far are removed when one
     /// fails. A handle already in `base` is returned as it is.
     pub fn duplicate<S: Sandbox>(&self, sandbox: &S, handles: &[StateHandle]) -> Result<Vec<StateHandle>> {
+        crate::access::refuse_if_read_only(sandbox, "duplicate state")?;
         if !sandbox.contains(&self.base) {
             return Err(StorageError::invalid_argument(format!(
                 "The duplication target '{}' is outside this tenant's directory.",

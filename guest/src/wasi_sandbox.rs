@@ -14,6 +14,8 @@ use wasip2::filesystem::types::{Descriptor, DescriptorFlags, DescriptorType, Err
 /// The directories the host preopened, each with its guest mount path.
 pub struct WasiSandbox {
     preopens: Vec<(Descriptor, GuestPath)>,
+    /// The host preopened every directory without write permission.
+    read_only: bool,
 }
 
 impl WasiSandbox {
@@ -21,8 +23,14 @@ impl WasiSandbox {
         let preopens = get_directories()
             .into_iter()
             .filter_map(|(d, mount)| GuestPath::parse(&mount).ok().map(|p| (d, p)))
-            .collect();
-        WasiSandbox { preopens }
+            .collect::<Vec<_>>();
+        // A preopen the host gave read permission only reports no
+        // `mutate-directory` flag; the tenant is read-only if none has it.
+        let read_only = preopens.iter().all(|(d, _): &(Descriptor, GuestPath)| {
+            d.get_flags()
+                .map_or(true, |f| !f.contains(DescriptorFlags::MUTATE_DIRECTORY))
+        });
+        WasiSandbox { preopens, read_only }
     }
 
     /// The preopen holding `path` and the path relative to it.
@@ -67,7 +75,37 @@ fn fs_error(e: ErrorCode) -> FsError {
         ErrorCode::InsufficientSpace | ErrorCode::Quota | ErrorCode::FileTooLarge => FsErrorKind::NoSpace,
         _ => FsErrorKind::Other,
     };
-    FsError::new(kind, e.message().to_string())
+    FsError::new(kind, in_words(e))
+}
+
+/// A WASI error code in plain words (the generated `message()` is the WIT
+/// documentation, e.g. "No such file or directory, similar to `ENOENT` in
+/// POSIX.").
+fn in_words(e: ErrorCode) -> &'static str {
+    match e {
+        ErrorCode::NoEntry => "not found",
+        ErrorCode::Exist => "already exists",
+        ErrorCode::Access | ErrorCode::NotPermitted => "permission denied",
+        ErrorCode::ReadOnly => "the file system is read-only",
+        ErrorCode::Unsupported => "not supported here (e.g. not a regular file or directory)",
+        ErrorCode::CrossDevice => "not possible across file systems",
+        ErrorCode::InsufficientSpace => "no space left on the device",
+        ErrorCode::Quota => "disk quota exceeded",
+        ErrorCode::FileTooLarge => "file too large",
+        ErrorCode::IsDirectory => "is a directory",
+        ErrorCode::NotDirectory => "not a directory",
+        ErrorCode::NotEmpty => "directory not empty",
+        ErrorCode::Loop => "a symbolic link is in the way",
+        ErrorCode::NameTooLong => "name too long",
+        ErrorCode::Invalid => "invalid argument",
+        ErrorCode::BadDescriptor => "bad file descriptor",
+        ErrorCode::Io => "input/output error",
+        ErrorCode::Busy => "resource busy",
+        ErrorCode::WouldBlock => "the operation would block",
+        ErrorCode::TooManyLinks => "too many links",
+        ErrorCode::NoDevice => "no such device",
+        _ => "file system error",
+    }
 }
 
 /// State is only ever read from regular files: a symlink is refused (it
@@ -100,6 +138,10 @@ fn entry_kind(t: DescriptorType) -> EntryKind {
 pub struct WasiReader(Descriptor);
 
 impl ReadFile for WasiReader {
+    fn size(&self) -> Result<u64, FsError> {
+        Ok(self.0.stat().map_err(fs_error)?.size)
+    }
+
     fn read_at(&self, len: u64, offset: u64) -> Result<Vec<u8>, FsError> {
         let mut out = Vec::new();
         // `read` may return less than asked before the end; keep going.
@@ -246,6 +288,34 @@ impl Sandbox for WasiSandbox {
             out.push((entry.name, entry_kind(entry.type_)));
         }
         Ok(out)
+    }
+
+    fn sync_dir(&self, dir: &GuestPath) -> Result<(), FsError> {
+        let (base, rel) = self.locate_dir(dir)?;
+        if rel == "." {
+            return base.sync().map_err(fs_error);
+        }
+        let opened = base
+            .open_at(PathFlags::empty(), rel, OpenFlags::DIRECTORY, DescriptorFlags::READ)
+            .map_err(fs_error)?;
+        opened.sync().map_err(fs_error)
+    }
+
+    fn names_file(&self, path: &GuestPath, file: &WasiFile) -> Result<bool, FsError> {
+        // The metadata hash is the file's identity (device and inode under
+        // wasmtime-wasi): equal only for the very same file.
+        let (dir, rel) = self.locate(path)?;
+        let at_path = match dir.metadata_hash_at(PathFlags::empty(), rel) {
+            Ok(h) => h,
+            Err(ErrorCode::NoEntry) => return Ok(false),
+            Err(e) => return Err(fs_error(e)),
+        };
+        let opened = file.0.metadata_hash().map_err(fs_error)?;
+        Ok(at_path.lower == opened.lower && at_path.upper == opened.upper)
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
     }
 
     fn random_bytes(&self) -> [u8; 16] {

@@ -4,7 +4,8 @@
 //! Loading a compiled artefact is `unsafe` (it is machine code), so a cache
 //! file is loaded only if this code could have written it:
 //! - the directory and the file belong to the current user and are writable
-//!   by nobody else (the file is opened without following symlinks);
+//!   by nobody else (the file is opened without following symlinks and
+//!   without blocking, and must be a regular file);
 //! - the file starts with our magic and the full cache key: SHA-256 of the
 //!   component bytes, the engine's `precompile_compatibility_hash` (wasmtime
 //!   version, compiler settings, tunables such as the allocator's memory
@@ -183,7 +184,9 @@ fn check_owner(meta: &std::fs::Metadata, what: &str) -> Result<(), String> {
 fn read_artefact(path: &Path, key: &CacheKey) -> Result<Option<Vec<u8>>, String> {
     let mut file = match std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        // O_NONBLOCK: opening a FIFO planted here must not wait for a writer
+        // (the type is checked right after, on the opened file).
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
     {
         Ok(f) => f,

@@ -2,6 +2,7 @@
 //! normal, typed outcome), or a failure of the tenant's sandbox itself.
 
 pub use crate::bindings::exports::flink::checkpoint_storage::types::{ErrorCode, StorageError};
+use crate::config_check::ConfigError;
 use crate::limits::LimitExceeded;
 use std::fmt;
 
@@ -25,6 +26,9 @@ pub enum Error {
     /// An earlier call trapped; the instance was discarded.
     #[error("tenant instance is no longer usable after an earlier failure; create a new tenant")]
     Poisoned,
+    /// A `TenantConfig` setting is out of its range; no tenant was created.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     /// Setting up a tenant or the engine failed.
     #[error("host setup failed: {0:#}")]
     Setup(wasmtime::Error),

@@ -1,13 +1,17 @@
 //! `inspect`: what a tenant directory holds, read from the host side for
 //! operators: jobs with their checkpoints (`chk-N`), shared and task-owned
 //! state, and savepoint directories, each with file counts, bytes and
-//! whether `_metadata` is present. Symbolic links are reported, never followed.
+//! whether `_metadata` is present. Symbolic links are reported, never
+//! followed (also in place of `chk-N`, `shared` and `taskowned`); entries
+//! that vanish during the scan are skipped; names in the text output are
+//! escaped so that a name cannot forge lines.
 
 use checkpoint_storage_core::layout::{
     METADATA_FILE_NAME, SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, TASK_OWNED_STATE_DIR, is_job_id,
     parse_checkpoint_dir_name,
 };
 use serde::Serialize;
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -56,16 +60,62 @@ pub struct Inventory {
     pub symlinks: Vec<String>,
 }
 
-fn usage_and_metadata(dir: &Path) -> io::Result<(Usage, Option<u64>)> {
+/// What the scan needs from the filesystem (a seam for tests that make
+/// entries vanish between listing and stat).
+trait Scan {
+    /// The names in a directory.
+    fn list(&self, dir: &Path) -> io::Result<Vec<OsString>>;
+    /// What a path names, not following a final symbolic link.
+    fn stat(&self, path: &Path) -> io::Result<std::fs::Metadata>;
+}
+
+/// The real filesystem.
+struct Disk;
+
+impl Scan for Disk {
+    fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+        let mut names = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<Vec<_>>>()?;
+        names.sort();
+        Ok(names)
+    }
+
+    fn stat(&self, path: &Path) -> io::Result<std::fs::Metadata> {
+        path.symlink_metadata()
+    }
+}
+
+/// `Ok(None)` for something that vanished while the tenant (or gc) was
+/// changing the directory: the inventory is a snapshot of a live tree.
+fn unless_gone<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The entries of `dir` still there when looked at, with what they are.
+fn entries(fs: &impl Scan, dir: &Path) -> io::Result<Vec<(String, PathBuf, std::fs::Metadata)>> {
+    let mut out = vec![];
+    for name in unless_gone(fs.list(dir))?.unwrap_or_default() {
+        let path = dir.join(&name);
+        if let Some(meta) = unless_gone(fs.stat(&path))? {
+            out.push((name.to_string_lossy().into_owned(), path, meta));
+        }
+    }
+    Ok(out)
+}
+
+fn usage_and_metadata(fs: &impl Scan, dir: &Path) -> io::Result<(Usage, Option<u64>)> {
     let mut usage = Usage::default();
     let mut metadata = None;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.path().symlink_metadata()?;
+    for (name, _, meta) in entries(fs, dir)? {
         if !meta.is_file() {
             continue;
         }
-        if entry.file_name() == METADATA_FILE_NAME {
+        if name == METADATA_FILE_NAME {
             metadata = Some(meta.len());
         } else {
             usage.files += 1;
@@ -75,25 +125,22 @@ fn usage_and_metadata(dir: &Path) -> io::Result<(Usage, Option<u64>)> {
     Ok((usage, metadata))
 }
 
-fn usage(dir: &Path) -> io::Result<Usage> {
-    match usage_and_metadata(dir) {
-        Ok((u, _)) => Ok(u),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Usage::default()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Reads the inventory of a tenant directory.
 pub fn inspect(root: &Path) -> io::Result<Inventory> {
+    inspect_with(&Disk, root)
+}
+
+fn inspect_with(fs: &impl Scan, root: &Path) -> io::Result<Inventory> {
     let mut inv = Inventory {
         root: root.display().to_string(),
         jobs: vec![],
         savepoints: vec![],
         symlinks: vec![],
     };
-    walk(root, root, 0, &mut inv)?;
+    walk(fs, root, root, 0, &mut inv)?;
     inv.jobs.sort_by(|a, b| a.path.cmp(&b.path));
     inv.savepoints.sort_by(|a, b| a.path.cmp(&b.path));
+    inv.symlinks.sort();
     Ok(inv)
 }
 
@@ -101,47 +148,59 @@ fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
-fn walk(root: &Path, dir: &Path, depth: usize, inv: &mut Inventory) -> io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let meta = path.symlink_metadata()?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+fn walk(fs: &impl Scan, root: &Path, dir: &Path, depth: usize, inv: &mut Inventory) -> io::Result<()> {
+    for (name, path, meta) in entries(fs, dir)? {
         if meta.file_type().is_symlink() {
             inv.symlinks.push(relative(root, &path));
         } else if !meta.is_dir() {
             continue;
         } else if is_job_id(&name) {
-            inv.jobs.push(job(root, &path, name)?);
+            let job = job(fs, root, &path, name, inv)?;
+            inv.jobs.push(job);
         } else if name.starts_with(SAVEPOINT_DIR_PREFIX) {
-            let (state, metadata_bytes) = usage_and_metadata(&path)?;
+            let (state, metadata_bytes) = usage_and_metadata(fs, &path)?;
             inv.savepoints.push(SavepointInfo {
                 path: relative(root, &path),
                 state,
                 metadata_bytes,
             });
         } else if depth < MAX_DEPTH {
-            walk(root, &path, depth + 1, inv)?;
+            walk(fs, root, &path, depth + 1, inv)?;
         }
     }
     Ok(())
 }
 
-fn job(root: &Path, dir: &Path, job_id: String) -> io::Result<JobInfo> {
+fn job(fs: &impl Scan, root: &Path, dir: &Path, job_id: String, inv: &mut Inventory) -> io::Result<JobInfo> {
     let mut checkpoints = vec![];
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+    let (mut shared, mut task_owned) = (Usage::default(), Usage::default());
+    for (name, path, meta) in entries(fs, dir)? {
         let id = parse_checkpoint_dir_name(&name);
-        if let (Some(id), true) = (id, entry.path().symlink_metadata()?.is_dir()) {
-            let (state, metadata_bytes) = usage_and_metadata(&entry.path())?;
-            checkpoints.push(CheckpointInfo {
-                id,
-                path: relative(root, &entry.path()),
-                state,
-                metadata_bytes,
-            });
+        let known = id.is_some() || name == SHARED_STATE_DIR || name == TASK_OWNED_STATE_DIR;
+        if !known {
+            continue;
+        }
+        // A symlinked `chk-N`, `shared` or `taskowned` may point anywhere:
+        // reported, never read.
+        if meta.file_type().is_symlink() {
+            inv.symlinks.push(relative(root, &path));
+            continue;
+        }
+        if !meta.is_dir() {
+            continue;
+        }
+        match id {
+            Some(id) => {
+                let (state, metadata_bytes) = usage_and_metadata(fs, &path)?;
+                checkpoints.push(CheckpointInfo {
+                    id,
+                    path: relative(root, &path),
+                    state,
+                    metadata_bytes,
+                });
+            }
+            None if name == SHARED_STATE_DIR => shared = usage_and_metadata(fs, &path)?.0,
+            None => task_owned = usage_and_metadata(fs, &path)?.0,
         }
     }
     checkpoints.sort_by_key(|c| c.id);
@@ -149,9 +208,31 @@ fn job(root: &Path, dir: &Path, job_id: String) -> io::Result<JobInfo> {
         job_id,
         path: relative(root, dir),
         checkpoints,
-        shared: usage(&dir.join(SHARED_STATE_DIR))?,
-        task_owned: usage(&dir.join(TASK_OWNED_STATE_DIR))?,
+        shared,
+        task_owned,
     })
+}
+
+/// `name` safe to print on a terminal: control characters (newlines, ANSI
+/// escapes) and invisible reordering marks are written as `\u{..}` escapes,
+/// so a name a tenant chose cannot forge lines or restyle the output.
+fn printable(name: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    };
+    if !name.chars().any(|c| hidden(c) || c == '\\') {
+        return name.to_string();
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if hidden(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The inventory for people.
@@ -159,12 +240,12 @@ pub fn render(inv: &Inventory) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let meta = |m: Option<u64>| m.map_or("no _metadata (incomplete)".to_string(), |b| format!("_metadata {b} B"));
-    let _ = writeln!(out, "{}", inv.root);
+    let _ = writeln!(out, "{}", printable(&inv.root));
     if inv.jobs.is_empty() && inv.savepoints.is_empty() {
         let _ = writeln!(out, "  no checkpoints or savepoints found");
     }
     for job in &inv.jobs {
-        let _ = writeln!(out, "  job {} ({})", job.job_id, job.path);
+        let _ = writeln!(out, "  job {} ({})", printable(&job.job_id), printable(&job.path));
         for c in &job.checkpoints {
             let _ = writeln!(
                 out,
@@ -190,14 +271,14 @@ pub fn render(inv: &Inventory) -> String {
         let _ = writeln!(
             out,
             "  savepoint {}: {} files {} B, {}",
-            s.path,
+            printable(&s.path),
             s.state.files,
             s.state.bytes,
             meta(s.metadata_bytes)
         );
     }
     for l in &inv.symlinks {
-        let _ = writeln!(out, "  symlink (not followed): {l}");
+        let _ = writeln!(out, "  symlink (not followed): {}", printable(l));
     }
     out
 }
@@ -253,6 +334,119 @@ mod tests {
         );
         let json: serde_json::Value = serde_json::to_value(&inv).unwrap();
         assert_eq!(json["jobs"][0]["checkpoints"][0]["metadata_bytes"], 5);
+    }
+
+    const JOB: &str = "0123456789abcdef0123456789abcdef";
+
+    fn write(root: &Path, rel: &str, len: usize) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, vec![0; len]).unwrap();
+    }
+
+    #[test]
+    fn symlinked_checkpoint_shared_and_taskowned_dirs_are_reported_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret", 1000);
+        write(outside.path(), METADATA_FILE_NAME, 9);
+        write(d.path(), &format!("{JOB}/chk-1/a"), 10);
+        for name in ["chk-2", SHARED_STATE_DIR, TASK_OWNED_STATE_DIR] {
+            std::os::unix::fs::symlink(outside.path(), d.path().join(JOB).join(name)).unwrap();
+        }
+        let inv = inspect(d.path()).unwrap();
+        let j = &inv.jobs[0];
+        assert_eq!(j.checkpoints.iter().map(|c| c.id).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(j.shared, Usage::default());
+        assert_eq!(j.task_owned, Usage::default());
+        assert_eq!(
+            inv.symlinks,
+            vec![
+                format!("{JOB}/chk-2"),
+                format!("{JOB}/shared"),
+                format!("{JOB}/taskowned")
+            ]
+        );
+    }
+
+    #[test]
+    fn tenant_chosen_names_cannot_forge_lines_or_escape_sequences() {
+        let d = tempfile::tempdir().unwrap();
+        let forged = format!("savepoint-x\n  job {JOB} (forged)\x1b[31m\u{202e}");
+        write(d.path(), &format!("sp/{forged}/_metadata"), 4);
+        std::os::unix::fs::symlink("/etc", d.path().join("link\r\nsymlink (not followed): x")).unwrap();
+        let text = render(&inspect(d.path()).unwrap());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "root, one savepoint, one symlink: {text}");
+        assert!(
+            !text.contains('\x1b') && !text.contains('\r') && !text.contains('\u{202e}'),
+            "{text:?}"
+        );
+        assert!(
+            lines[1].starts_with("  savepoint sp/savepoint-x\\u{a}  job 0123456789abcdef0123456789abcdef (forged)\\u{1b}[31m\\u{202e}: 0 files"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[2],
+            "  symlink (not followed): link\\u{d}\\u{a}symlink (not followed): x"
+        );
+        assert_eq!(
+            printable("a\\u{a}"),
+            "a\\\\u{a}",
+            "a backslash is escaped too, so escapes are unambiguous"
+        );
+        assert_eq!(printable("chk-1/ok"), "chk-1/ok");
+    }
+
+    /// The disk, plus names that are listed but gone when looked at (as
+    /// when the tenant deletes them during the scan).
+    struct Vanishing(Vec<&'static str>);
+
+    impl Scan for Vanishing {
+        fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+            let mut names = Disk.list(dir)?;
+            names.extend(self.0.iter().map(OsString::from));
+            Ok(names)
+        }
+
+        fn stat(&self, path: &Path) -> io::Result<std::fs::Metadata> {
+            Disk.stat(path)
+        }
+    }
+
+    #[test]
+    fn entries_that_vanish_during_the_scan_are_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), &format!("{JOB}/chk-1/a"), 10);
+        write(d.path(), &format!("{JOB}/shared/s"), 3);
+        let ghosts = Vanishing(vec![
+            "chk-7",
+            "gone-file",
+            "fedcba9876543210fedcba9876543210",
+            "savepoint-gone",
+            TASK_OWNED_STATE_DIR,
+        ]);
+        let inv = inspect_with(&ghosts, d.path()).unwrap();
+        assert_eq!(inv.jobs.len(), 1);
+        assert_eq!(inv.jobs[0].checkpoints.len(), 1);
+        assert_eq!(inv.jobs[0].checkpoints[0].state, Usage { files: 1, bytes: 10 });
+        assert_eq!(inv.jobs[0].shared, Usage { files: 1, bytes: 3 });
+        assert!(inv.savepoints.is_empty());
+        // A directory that vanishes between being listed and being read.
+        struct GoneDir;
+        impl Scan for GoneDir {
+            fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+                if dir.ends_with("chk-1") {
+                    return Err(io::Error::from(io::ErrorKind::NotFound));
+                }
+                Disk.list(dir)
+            }
+            fn stat(&self, path: &Path) -> io::Result<std::fs::Metadata> {
+                Disk.stat(path)
+            }
+        }
+        let inv = inspect_with(&GoneDir, d.path()).unwrap();
+        assert_eq!(inv.jobs[0].checkpoints[0].state, Usage::default());
     }
 
     #[test]

@@ -43,12 +43,14 @@
 mod bindings;
 mod buffered;
 mod cache;
+mod config_check;
 mod coordinator;
 mod error;
 mod in_place_write;
 pub mod inspect;
 mod limits;
 pub mod manifest;
+mod open_at;
 mod plugin;
 mod resource;
 mod restore;
@@ -58,9 +60,13 @@ mod worker;
 
 pub use buffered::{BufferedStateOutputStream, DEFAULT_BATCH_SIZE};
 pub use cache::{CACHE_STALE_AFTER, CacheStatus};
+pub use config_check::{ConfigError, MAX_CALL_TIME, MAX_MEMORY_BYTES, MIN_MEMORY_BYTES};
 pub use coordinator::{CheckpointStorageLocation, CompletedCheckpoint, CoordinatorView, MetadataOutputStream};
 pub use error::{Error, ErrorCode, Result, StorageError};
-pub use limits::{DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, LimitExceeded};
+pub use limits::{
+    DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_READ_STATE_BYTES,
+    LimitExceeded,
+};
 #[cfg(feature = "embedded-component")]
 pub use plugin::EMBEDDED_COMPONENT;
 pub use plugin::{

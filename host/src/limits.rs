@@ -19,6 +19,10 @@ pub const DEFAULT_MAX_MEMORY_BYTES: usize = 64 << 20;
 pub const DEFAULT_MAX_CALL_TIME: Duration = Duration::from_secs(30);
 /// Default bound of a tenant's live streams (output, metadata and input).
 pub const DEFAULT_MAX_OPEN_STREAMS: u32 = 1024;
+/// Default bound of the bytes `Tenant::read_state` collects in host memory
+/// for one state: 1 GiB. Larger states are read in pieces through
+/// `Tenant::open_input_stream`.
+pub const DEFAULT_MAX_READ_STATE_BYTES: u64 = 1 << 30;
 
 /// A tenant limit that was exceeded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +65,18 @@ pub enum LimitExceeded {
         written: u64,
         /// Bytes this write asked for.
         requested: u64,
+    },
+    /// `Tenant::read_state` was asked for a state larger than
+    /// `TenantConfig::max_read_state_bytes`. Nothing was collected; the
+    /// tenant goes on.
+    #[error(
+        "the state is {size} bytes, more than the {limit} bytes read_state collects in memory; read it in pieces with open_input_stream"
+    )]
+    StateTooLarge {
+        /// The bound (`TenantConfig::max_read_state_bytes`).
+        limit: u64,
+        /// The state's size.
+        size: u64,
     },
 }
 
@@ -236,9 +252,12 @@ impl EpochTicker {
     /// added: a call gets at least `limit`, at most `limit` plus two ticks.
     pub(crate) fn ticks_for(&self, limit: Duration) -> u64 {
         let tick = self.tick.as_nanos().max(1);
+        // Clamped far below u64::MAX: wasmtime adds the deadline to the
+        // current epoch, which must not overflow.
         u64::try_from(limit.as_nanos().div_ceil(tick))
             .unwrap_or(u64::MAX)
             .saturating_add(1)
+            .min(u64::MAX >> 2)
     }
 }
 
@@ -249,5 +268,20 @@ impl Drop for EpochTicker {
             // The thread only sleeps and increments; it cannot panic.
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EpochTicker;
+    use std::time::Duration;
+
+    #[test]
+    fn a_huge_call_time_gives_a_deadline_wasmtime_can_add_to_the_epoch() {
+        let engine = wasmtime::Engine::default();
+        let ticker = EpochTicker::start(&engine, Duration::from_millis(10)).unwrap();
+        assert_eq!(ticker.ticks_for(Duration::from_millis(25)), 4);
+        let ticks = ticker.ticks_for(Duration::MAX);
+        assert!(ticks.checked_add(u64::MAX >> 1).is_some(), "{ticks}");
     }
 }

@@ -180,6 +180,9 @@ impl Plugin {
         crate::in_place_write::add_to_linker(&mut linker)
             .context("replacing descriptor.write")
             .map_err(Error::Setup)?;
+        crate::open_at::add_to_linker(&mut linker)
+            .context("replacing descriptor.open-at")
+            .map_err(Error::Setup)?;
         // `CheckpointStoragePre::new` checks that every export of the world is
         // there with the right types, once, at load.
         let (pre, indices) = linker
@@ -231,16 +234,16 @@ impl Plugin {
     }
 
     /// Creates a tenant: its own store and instance, seeing only `config.dir`.
+    /// Every setting of `config` is checked first: one out of its range is
+    /// [`Error::Config`], naming the field and the range.
     pub fn tenant(&self, config: TenantConfig) -> Result<Tenant> {
-        if let Some(pool_max) = self.pool_max_memory
-            && config.max_memory_bytes > pool_max
-        {
-            // The pool would refuse the growth before our limiter could name it.
-            return Err(Error::Setup(wasmtime::format_err!(
-                "max_memory_bytes {} is above the pooling allocator's {pool_max} bytes per memory",
-                config.max_memory_bytes
-            )));
-        }
+        // The pool would refuse a growth beyond its slots before our limiter
+        // could name it.
+        let (max_memory, allocator) = match self.pool_max_memory {
+            Some(pool_max) => (pool_max, "pooling"),
+            None => (crate::config_check::MAX_MEMORY_BYTES, "on-demand"),
+        };
+        crate::config_check::check(&config, max_memory, allocator)?;
         Tenant::new(&self.engine, &self.pre, &self.indices, &self.ticker, config)
     }
 }

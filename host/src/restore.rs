@@ -2,8 +2,8 @@
 //! back through the component, in the tenant's sandbox, and discarding state.
 
 use crate::bindings::exports::flink::checkpoint_storage::restore::Guest as RestoreGuest;
-use crate::error::Result;
-use crate::limits::StreamPermit;
+use crate::error::{Error, Result};
+use crate::limits::{LimitExceeded, StreamPermit};
 use crate::resource::{GuestResult, Owned};
 use crate::tenant::{Inner, Tenant};
 use crate::types::StateHandle;
@@ -22,9 +22,13 @@ impl Tenant {
         Ok(StateInputStream(Owned::new(self, resource), permit))
     }
 
-    /// All bytes of a handle, read through the component.
+    /// All bytes of a handle, read through the component. A state larger
+    /// than `TenantConfig::max_read_state_bytes` is refused with
+    /// [`LimitExceeded::StateTooLarge`] (nothing is allocated for it): read
+    /// such a state in pieces with [`Tenant::open_input_stream`].
     pub fn read_state(&self, handle: &StateHandle) -> Result<Vec<u8>> {
-        self.open_input_stream(handle)?.read_to_end()
+        self.open_input_stream(handle)?
+            .read_to_end_within(self.max_read_state_bytes())
     }
 
     /// Deletes the state's file; no-op for inline state or a missing file.
@@ -70,13 +74,32 @@ impl StateInputStream {
         })
     }
 
-    /// Everything from the current position to the end.
+    /// Everything from the current position to the end. The bytes collect
+    /// in host memory: for a state of unknown size prefer [`Self::read`] in
+    /// a loop, or [`Tenant::read_state`] (which is bounded).
     pub fn read_to_end(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(self.size()?.saturating_sub(self.get_pos()?) as usize);
+        self.read_to_end_within(u64::MAX)
+    }
+
+    /// Everything from the current position to the end, if that is at most
+    /// `limit` bytes. The size the file reports is checked first, and the
+    /// bytes actually read are counted too (the file may grow meanwhile);
+    /// memory grows with the bytes read, never with a size the file claims.
+    pub(crate) fn read_to_end_within(&self, limit: u64) -> Result<Vec<u8>> {
+        let remaining = self.size()?.saturating_sub(self.get_pos()?);
+        let too_large = |size| Error::Limit(LimitExceeded::StateTooLarge { limit, size });
+        if remaining > limit {
+            return Err(too_large(remaining));
+        }
+        let mut out = Vec::new();
         loop {
             let chunk = self.read(crate::MAX_BYTES_PER_CALL as u64)?;
             if chunk.is_empty() {
                 return Ok(out);
+            }
+            let total = out.len() as u64 + chunk.len() as u64;
+            if total > limit {
+                return Err(too_large(total));
             }
             out.extend_from_slice(&chunk);
         }

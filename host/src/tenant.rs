@@ -7,9 +7,10 @@ use crate::bindings::exports::flink::checkpoint_storage::{
 use crate::bindings::{ExportIndices, Exports};
 use crate::error::{Error, Result};
 use crate::limits::{
-    DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, EpochTicker, LimitExceeded,
-    MemoryLimiter, StreamPermit, Usage,
+    DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_READ_STATE_BYTES,
+    EpochTicker, LimitExceeded, MemoryLimiter, StreamPermit, Usage,
 };
+use crate::open_at::Created;
 use std::path::{Component as PathComponent, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -27,24 +28,35 @@ pub use checkpoint_storage_core::layout::GUEST_MOUNT;
 pub struct TenantConfig {
     /// The host directory the tenant may use, and nothing else. Must exist.
     pub dir: PathBuf,
-    /// Cap of each linear memory of the tenant's instance, in bytes. Growing
-    /// beyond it traps: [`LimitExceeded::Memory`], the instance is discarded.
+    /// Cap of each linear memory of the tenant's instance, in bytes, from
+    /// [`crate::MIN_MEMORY_BYTES`] to [`crate::MAX_MEMORY_BYTES`] (with the
+    /// pooling allocator: to its slot size). Growing beyond it traps: [`LimitExceeded::Memory`], the instance is discarded.
     pub max_memory_bytes: usize,
     /// Wall-clock bound of one call into the tenant (epoch interruption).
     /// Exceeding it traps: [`LimitExceeded::ExecutionTime`], the instance is
-    /// discarded. Must be longer than zero; rounded up to the plugin's epoch
-    /// tick (`PluginOptions::epoch_tick`).
+    /// discarded. Longer than zero and at most [`crate::MAX_CALL_TIME`];
+    /// rounded up to the plugin's epoch tick (`PluginOptions::epoch_tick`).
     pub max_call_time: Duration,
     /// Bound of the tenant's live streams (state output, metadata output and
     /// state input streams together: each holds guest memory and, once it
     /// has a file, a host file descriptor); one more is refused with
-    /// [`LimitExceeded::OpenStreams`].
+    /// [`LimitExceeded::OpenStreams`]. At least 1.
     pub max_open_streams: u32,
     /// Bound of the bytes passed to `StateOutputStream::write` and
     /// `MetadataOutputStream::write` over the
     /// tenant's life (`None`: unbounded); a write beyond it is refused with
     /// [`LimitExceeded::BytesWritten`].
     pub max_bytes_written: Option<u64>,
+    /// Bound of the bytes [`Tenant::read_state`] collects in host memory for
+    /// one state; a larger state is refused with
+    /// [`LimitExceeded::StateTooLarge`] before anything is read (read it in
+    /// pieces with [`Tenant::open_input_stream`]).
+    pub max_read_state_bytes: u64,
+    /// Least privilege for restore-only users: the directory is preopened
+    /// with read permission only, and every write, create, link, discard and
+    /// duplicate is refused with `permission-denied` before it reaches the
+    /// disk. Reading state and resolving checkpoints work.
+    pub read_only: bool,
 }
 
 impl TenantConfig {
@@ -56,6 +68,8 @@ impl TenantConfig {
             max_call_time: DEFAULT_MAX_CALL_TIME,
             max_open_streams: DEFAULT_MAX_OPEN_STREAMS,
             max_bytes_written: None,
+            max_read_state_bytes: DEFAULT_MAX_READ_STATE_BYTES,
+            read_only: false,
         }
     }
 
@@ -82,13 +96,30 @@ impl TenantConfig {
         self.max_bytes_written = bytes;
         self
     }
+
+    pub fn with_max_read_state_bytes(mut self, bytes: u64) -> Self {
+        self.max_read_state_bytes = bytes;
+        self
+    }
+
+    /// See [`TenantConfig::read_only`].
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
 }
+
+/// Whether WASI file I/O runs on the calling thread (no `spawn_blocking`
+/// per call); also given to the descriptors `open_at` creates.
+pub(crate) const ALLOW_BLOCKING_CURRENT_THREAD: bool = true;
 
 /// Per-store state: the tenant's WASI context and resource table.
 pub struct TenantState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    /// Files the instance created, removed if it traps while they are open.
+    pub(crate) created: Created,
     /// `descriptor.write` calls served from guest memory in place (only
     /// tests read it: it shows the override is wired).
     #[cfg(test)]
@@ -98,6 +129,19 @@ pub struct TenantState {
 impl TenantState {
     pub(crate) fn table(&self) -> &ResourceTable {
         &self.table
+    }
+
+    pub(crate) fn table_mut(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// After a trap: deletes the files the instance's open streams were
+    /// writing (nothing can finish or discard them any more).
+    fn remove_partial_files(&mut self, dir: &Path) {
+        let removed = self.created.remove_open_files(&self.table);
+        if removed > 0 {
+            tracing::info!(dir = %dir.display(), removed, "removed the partial files of a trapped tenant's open streams");
+        }
     }
 }
 
@@ -141,6 +185,7 @@ pub struct Tenant {
     max_call_time: Duration,
     /// `max_call_time` in epoch ticks: the deadline set before every call.
     deadline: u64,
+    max_read_state_bytes: u64,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -157,11 +202,6 @@ impl Tenant {
         ticker: &Arc<EpochTicker>,
         config: TenantConfig,
     ) -> Result<Self> {
-        if config.max_call_time.is_zero() {
-            return Err(Error::Setup(wasmtime::format_err!(
-                "max_call_time must be longer than zero (instantiation runs guest code too)"
-            )));
-        }
         // Made absolute without resolving symbolic links: `canonicalize` costs
         // a readlink per path component (~3 us of a ~20 us tenant start), and
         // the preopen below resolves the path once anyway; after that the
@@ -172,8 +212,13 @@ impl Tenant {
         let mut wasi = WasiCtxBuilder::new();
         // Must come before `preopened_dir`: it is captured per preopen. It lets
         // file I/O run on the calling thread (no spawn_blocking per write).
-        wasi.allow_blocking_current_thread(true);
-        wasi.preopened_dir(&dir, GUEST_MOUNT, FsPerms::ReadWrite)
+        wasi.allow_blocking_current_thread(ALLOW_BLOCKING_CURRENT_THREAD);
+        let perms = if config.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        wasi.preopened_dir(&dir, GUEST_MOUNT, perms)
             .with_context(|| {
                 format!(
                     "opening tenant directory {}: it must be an existing directory this process can read and write",
@@ -185,6 +230,7 @@ impl Tenant {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(config.max_memory_bytes),
+            created: Created::default(),
             #[cfg(test)]
             in_place_writes: 0,
         };
@@ -213,6 +259,7 @@ impl Tenant {
             _ticker: ticker.clone(),
             max_call_time: config.max_call_time,
             deadline,
+            max_read_state_bytes: config.max_read_state_bytes,
         })
     }
 
@@ -264,12 +311,18 @@ impl Tenant {
             Err(trap) => {
                 inner.poisoned = true;
                 tracing::warn!(dir = %self.dir.display(), "tenant trapped: {trap:#}");
+                inner.store.data_mut().remove_partial_files(&self.dir);
                 match classify_trap(&mut inner.store, &trap, self.max_call_time) {
                     Some(limit) => Err(Error::Limit(limit)),
                     None => Err(Error::Trapped(trap)),
                 }
             }
         }
+    }
+
+    /// `TenantConfig::max_read_state_bytes` of this tenant.
+    pub(crate) fn max_read_state_bytes(&self) -> u64 {
+        self.max_read_state_bytes
     }
 
     /// Takes one of the tenant's stream slots (see `max_open_streams`).
@@ -306,6 +359,7 @@ impl Tenant {
         if let Err(e) = resource.resource_drop(&mut inner.store) {
             inner.poisoned = true;
             tracing::warn!(dir = %self.dir.display(), "dropping a resource trapped: {e:#}");
+            inner.store.data_mut().remove_partial_files(&self.dir);
         }
     }
 }

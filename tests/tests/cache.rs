@@ -369,3 +369,32 @@ fn a_hit_marks_its_file_as_used() {
     Plugin::load_with(&PluginOptions::pooling(4).with_cache_dir(cache.path())).unwrap();
     assert!(seed.exists());
 }
+
+#[test]
+fn a_fifo_in_place_of_the_file_does_not_block_the_load() {
+    let (cache, file) = seeded_cache();
+    std::fs::remove_file(&file).unwrap();
+    let c_path = std::ffi::CString::new(file.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let (done, loaded) = std::sync::mpsc::channel();
+    let dir = cache.path().to_path_buf();
+    let loader = std::thread::spawn(move || done.send(load(&dir)).unwrap());
+    // A load that blocks in open(2) would wait for a writer forever; after a
+    // generous bound, become that writer so the test ends (and fails).
+    let plugin = match loaded.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(p) => p,
+        Err(_) => {
+            let _ = std::fs::OpenOptions::new().write(true).open(&file);
+            loader.join().unwrap();
+            panic!("loading the plugin blocked on a FIFO in the cache");
+        }
+    };
+    loader.join().unwrap();
+    let why = rejected(&plugin);
+    assert!(why.contains("not a regular file"), "{why}");
+    works(&plugin);
+    // The FIFO was replaced by a valid file.
+    assert!(std::fs::symlink_metadata(&file).unwrap().is_file());
+    assert_eq!(load(cache.path()).cache_status(), &CacheStatus::Hit);
+}

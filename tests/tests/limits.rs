@@ -114,7 +114,7 @@ fn pooling_refuses_a_memory_cap_above_its_slots() {
     let e = plugin
         .tenant(TenantConfig::new(dir.path()).with_max_memory_bytes(DEFAULT_MAX_MEMORY_BYTES + 1))
         .unwrap_err();
-    assert!(matches!(&e, Error::Setup(_)), "{e}");
+    assert!(matches!(&e, Error::Config(c) if c.field == "max_memory_bytes"), "{e}");
     assert!(e.to_string().contains("pooling allocator"), "{e}");
     // The default cap fits.
     plugin.tenant(TenantConfig::new(dir.path())).unwrap();
@@ -138,7 +138,7 @@ fn a_zero_call_time_is_refused() {
     let e = plugin()
         .tenant(TenantConfig::new(dir.path()).with_max_call_time(Duration::ZERO))
         .unwrap_err();
-    assert!(matches!(&e, Error::Setup(_)), "{e}");
+    assert!(matches!(&e, Error::Config(c) if c.field == "max_call_time"), "{e}");
     assert!(e.to_string().contains("max_call_time"), "{e}");
 }
 

@@ -7,6 +7,7 @@
 //! directory, and resident memory per idle tenant against its target.
 
 mod chart;
+mod dir_sync;
 mod machine;
 mod memory;
 pub mod native;
@@ -30,9 +31,20 @@ use checkpoint_storage_host::{Plugin, PluginOptions};
 use checkpoint_storage_host::{Tenant, TenantConfig};
 use std::path::PathBuf;
 
+/// Most closes per way for the directory-fsync figure (each costs a few ms
+/// on a real disk).
+const DIR_SYNC_SAMPLES: u32 = 200;
+
 /// Flink's defaults, which the guest uses too (the native side must match).
 const THRESHOLD: usize = 20 * 1024;
 const WRITE_BUFFER: usize = 4 * 1024;
+
+/// Largest bytes per stream: the stream's bytes are held in memory once.
+pub const MAX_STREAM_BYTES: u64 = 1 << 30;
+/// Largest bytes written per chunk size and variant.
+pub const MAX_BYTES_PER_CHUNK_SIZE: u64 = 64 << 30;
+/// Largest idle tenant count (the pooling allocator reserves a slot each).
+pub const MAX_MEMORY_TENANTS: u32 = 100_000;
 
 /// What a benchmark run can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +145,32 @@ impl BenchOptions {
         }
         if self.memory_tenants.is_empty() || self.memory_tenants.contains(&0) {
             return fail("idle tenant counts must be positive, and at least one");
+        }
+        if self.stream_bytes > MAX_STREAM_BYTES {
+            return Err(BenchError::Invalid(format!(
+                "a stream of {} bytes is more than the {MAX_STREAM_BYTES} bytes a stream may have (they are held in memory)",
+                self.stream_bytes
+            )));
+        }
+        if self.bytes_per_chunk_size > MAX_BYTES_PER_CHUNK_SIZE {
+            return Err(BenchError::Invalid(format!(
+                "{} bytes per chunk size is more than the allowed {MAX_BYTES_PER_CHUNK_SIZE}",
+                self.bytes_per_chunk_size
+            )));
+        }
+        if self.stream_bytes > self.bytes_per_chunk_size {
+            return Err(BenchError::Invalid(format!(
+                "a stream of {} bytes is larger than the {} bytes written per chunk size; make the stream smaller or the size larger",
+                self.stream_bytes, self.bytes_per_chunk_size
+            )));
+        }
+        if let Some(&n) = self.memory_tenants.iter().find(|&&n| n > MAX_MEMORY_TENANTS) {
+            return Err(BenchError::Invalid(format!(
+                "{n} idle tenants is more than the allowed {MAX_MEMORY_TENANTS}"
+            )));
+        }
+        if self.chunk_sizes.iter().any(|&c| c as u64 > MAX_STREAM_BYTES) {
+            return fail("chunk sizes must be at most the largest stream");
         }
         Ok(())
     }
@@ -255,7 +293,14 @@ pub fn run(options: &BenchOptions, progress: &ProgressBar) -> Result<Report, Ben
     }
     progress.set_message("done");
 
-    let figures = report::figures(&throughput, &small, &native_start, &starts, &memory);
+    progress.set_message("directory fsync at close");
+    let dir_sync = dir_sync::measure(
+        &root.path().join("dir-sync"),
+        options.start_samples.min(DIR_SYNC_SAMPLES),
+    )?;
+
+    let mut figures = report::figures(&throughput, &small, &native_start, &starts, &memory);
+    figures.push(dir_sync::figure(&dir_sync));
     Ok(Report {
         machine,
         settings: Settings {

@@ -53,7 +53,14 @@ pub struct Figure {
 }
 
 impl Figure {
-    fn new(key: String, benchmark: String, measured: f64, unit: &str, baseline_label: &str, baseline: f64) -> Self {
+    pub(super) fn new(
+        key: String,
+        benchmark: String,
+        measured: f64,
+        unit: &str,
+        baseline_label: &str,
+        baseline: f64,
+    ) -> Self {
         Figure {
             key,
             benchmark,
