@@ -138,6 +138,9 @@ impl ReadFile for NativeReader {
         buf.truncate(filled);
         Ok(buf)
     }
+    fn size(&self) -> Result<u64, FsError> {
+        Ok(self.0.metadata().map_err(fs_error)?.len())
+    }
 }
 
 impl Sandbox for NativeSandbox {
@@ -192,6 +195,9 @@ impl Sandbox for NativeSandbox {
                 Ok((e.file_name().to_string_lossy().into_owned(), kind(t)))
             })
             .collect()
+    }
+    fn sync_dir(&self, dir: &GuestPath) -> Result<(), FsError> {
+        File::open(self.host(dir)).and_then(|d| d.sync_all()).map_err(fs_error)
     }
     fn random_bytes(&self) -> [u8; 16] {
         *uuid::Uuid::new_v4().as_bytes()
