@@ -43,8 +43,10 @@
 mod bindings;
 mod buffered;
 mod cache;
+pub mod checkpoint_store;
 mod coordinator;
 mod error;
+pub mod gc;
 mod in_place_write;
 pub mod inspect;
 mod limits;
@@ -52,13 +54,16 @@ pub mod manifest;
 mod plugin;
 mod resource;
 mod restore;
+pub mod shared_registry;
 mod tenant;
 mod types;
 mod worker;
 
 pub use buffered::{BufferedStateOutputStream, DEFAULT_BATCH_SIZE};
 pub use cache::{CACHE_STALE_AFTER, CacheStatus};
-pub use coordinator::{CheckpointStorageLocation, CompletedCheckpoint, CoordinatorView, MetadataOutputStream};
+pub use coordinator::{
+    CheckpointStorageLocation, CompletedCheckpoint, CoordinatorView, ListedCheckpoint, MetadataOutputStream,
+};
 pub use error::{Error, ErrorCode, Result, StorageError};
 pub use limits::{DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, LimitExceeded};
 #[cfg(feature = "embedded-component")]
