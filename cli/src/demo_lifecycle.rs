@@ -19,13 +19,15 @@ fn data(seed: u8) -> Vec<u8> {
         .collect()
 }
 
-/// Writes checkpoint `id`: an exclusive state, one new shared state and the
-/// shared states of earlier checkpoints it still uses (incremental).
+/// Writes checkpoint `id`: an exclusive state, new shared states
+/// `shared-<n>` and the shared states of earlier checkpoints it still uses
+/// (incremental).
 fn write_checkpoint(
     tenant: &Tenant,
     store: &CompletedCheckpointStore,
     config: &StorageConfig,
     id: u64,
+    new_shared: &[u8],
     reused: &[NamedState],
 ) -> Result<(checkpoint_storage_host::CompletedCheckpoint, Vec<NamedState>)> {
     let location = store.coordinator_view().initialize_location_for_checkpoint(id)?;
@@ -33,10 +35,11 @@ fn write_checkpoint(
         .open_worker_view(config)?
         .resolve_checkpoint_storage_location(id, &location.location_reference()?)?;
     let mut states = vec![];
-    for (name, scope, seed) in [
-        (format!("exclusive-{id}"), StateScope::Exclusive, id as u8),
-        (format!("shared-{id}"), StateScope::Shared, 100 + id as u8),
-    ] {
+    let exclusive = (format!("exclusive-{id}"), StateScope::Exclusive, id as u8);
+    let shared = new_shared
+        .iter()
+        .map(|n| (format!("shared-{n}"), StateScope::Shared, 100 + n));
+    for (name, scope, seed) in std::iter::once(exclusive).chain(shared) {
         let handle = factory.write_state(scope, &data(seed))?.context("a handle")?;
         states.push(NamedState { name, handle });
     }
@@ -77,9 +80,10 @@ pub fn run(plugin: &Plugin, dir: &Path) -> Result<()> {
     let mut store = CompletedCheckpointStore::recover(&tenant, &config, None, NUM_RETAINED)?;
     store.coordinator_view().initialize_base_locations_for_checkpoint()?;
 
-    let (c1, s1) = write_checkpoint(&tenant, &store, &config, 1, &[])?;
-    let (c2, s2) = write_checkpoint(&tenant, &store, &config, 2, &s1[1..2])?;
-    let (c3, s3) = write_checkpoint(&tenant, &store, &config, 3, &s2[1..2])?;
+    // 2 still uses shared-11 of 1; 3 still uses shared-2 of 2.
+    let (c1, s1) = write_checkpoint(&tenant, &store, &config, 1, &[1, 11], &[])?;
+    let (c2, s2) = write_checkpoint(&tenant, &store, &config, 2, &[2], &s1[2..3])?;
+    let (c3, s3) = write_checkpoint(&tenant, &store, &config, 3, &[3], &s2[1..2])?;
     for (id, completed, states) in [(1, &c1, &s1), (2, &c2, &s2), (3, &c3, &s3)] {
         let names: Vec<&str> = states.iter().map(|s| s.name.as_str()).collect();
         let outcome = store.add(completed)?;
@@ -105,8 +109,11 @@ pub fn run(plugin: &Plugin, dir: &Path) -> Result<()> {
         !exists(&tenant, &s1[0]) && !exists(&tenant, &s1[1]),
         "checkpoint 1's own files are gone"
     );
-    ensure!(exists(&tenant, &s2[1]), "shared-2, still used by checkpoint 3, is kept");
-    println!("on disk: chk-1/ gone, exclusive-1 and shared-1 gone; shared-2 kept (checkpoint 3 uses it)");
+    ensure!(
+        exists(&tenant, &s1[2]),
+        "shared-11, still used by checkpoint 2, is kept"
+    );
+    println!("on disk: chk-1/ gone, exclusive-1 and shared-1 gone; shared-11 kept (checkpoint 2 uses it)");
 
     // A fresh instance recovers the store from the `_metadata` manifests.
     let fresh = plugin.tenant(TenantConfig::new(tenant.dir()))?;
