@@ -67,7 +67,7 @@ pub fn list_completed_checkpoints<S: Sandbox>(sandbox: &S, job_dir: &GuestPath) 
             });
         }
     }
-    found.sort_by(|a, b| b.checkpoint_id.cmp(&a.checkpoint_id));
+    found.sort_by_key(|c| std::cmp::Reverse(c.checkpoint_id));
     Ok(found)
 }
 

@@ -133,8 +133,11 @@ pub struct CompletedCheckpointStore {
     checkpoints: Vec<RetainedCheckpoint>,
     savepoints: Vec<RetainedCheckpoint>,
     registry: SharedStateRegistry,
-    observer: Option<Box<dyn FnMut(&SubsumeStep) + Send>>,
+    observer: Option<StepObserver>,
 }
+
+/// Called after each subsumption step.
+type StepObserver = Box<dyn FnMut(&SubsumeStep) + Send>;
 
 impl std::fmt::Debug for CompletedCheckpointStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -283,7 +286,7 @@ impl CompletedCheckpointStore {
     /// Retained checkpoints and savepoints, newest (highest id) first.
     pub fn checkpoints(&self) -> Vec<&RetainedCheckpoint> {
         let mut all: Vec<_> = self.checkpoints.iter().chain(&self.savepoints).collect();
-        all.sort_by(|a, b| b.checkpoint_id.cmp(&a.checkpoint_id));
+        all.sort_by_key(|c| std::cmp::Reverse(c.checkpoint_id));
         all
     }
 
