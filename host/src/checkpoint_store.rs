@@ -54,6 +54,12 @@ pub enum StoreError {
         "{pointer} is neither a checkpoint directory of job {job} (<checkpoints-dir>/{job}/chk-<id>) nor a savepoint directory (savepoint-*)"
     )]
     NotOfThisJob { pointer: String, job: String },
+    #[error("the metadata of {pointer} belongs to job {found}, not to this store's job {job}")]
+    OtherJob {
+        pointer: String,
+        found: String,
+        job: String,
+    },
     #[error("checkpoint {0} is already in the store; a checkpoint is added once")]
     Duplicate(u64),
     #[error(transparent)]
@@ -194,10 +200,11 @@ impl CompletedCheckpointStore {
         }
         if savepoint_dir.is_some() {
             for sp in store.view.list_savepoints(None)? {
-                let retained = store.load(&sp)?;
-                if retained.manifest.job_id != store.job_id {
-                    continue; // another job whose id starts alike
-                }
+                let retained = match store.load(&sp) {
+                    // Another job whose id starts with the same six characters.
+                    Err(StoreError::OtherJob { .. }) => continue,
+                    other => other?,
+                };
                 store.register(&retained)?;
                 store.savepoints.push(retained);
             }
@@ -383,10 +390,11 @@ impl CompletedCheckpointStore {
             pointer: pointer.clone(),
             source,
         })?;
-        if manifest.job_id != self.job_id && kind == CheckpointKind::Checkpoint {
-            return Err(StoreError::Mismatch {
+        if manifest.job_id != self.job_id {
+            return Err(StoreError::OtherJob {
                 pointer,
-                problem: format!("names job {}, not {}", manifest.job_id, self.job_id),
+                found: manifest.job_id,
+                job: self.job_id.clone(),
             });
         }
         if let Some(id) = dir_id.filter(|id| *id != manifest.checkpoint_id) {

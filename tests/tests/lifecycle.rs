@@ -356,15 +356,13 @@ fn a_manifest_that_does_not_match_its_directory_is_refused() {
         states: vec![],
     };
     stream.write(&manifest.to_json()).unwrap();
-    let completed = stream.close_and_finalize_checkpoint().unwrap();
-    let mut s = CompletedCheckpointStore::recover(&t.tenant, &StorageConfig::filesystem(&t.job), None, 1);
-    let e = s.as_mut().map(|_| ()).unwrap_err();
+    stream.close_and_finalize_checkpoint().unwrap();
+    let e = CompletedCheckpointStore::recover(&t.tenant, &StorageConfig::filesystem(&t.job), None, 1).unwrap_err();
     assert!(matches!(e, StoreError::Mismatch { .. }), "{e}");
     assert!(
         e.to_string().contains("checkpoint 8") && e.to_string().contains("checkpoint 7"),
         "{e}"
     );
-    drop(s);
     // Fix the directory, then try a file that is not a manifest.
     std::fs::remove_dir_all(t.host(&format!("{}/chk-7", t.job))).unwrap();
     let mut s = store(&t, 1);
@@ -376,7 +374,31 @@ fn a_manifest_that_does_not_match_its_directory_is_refused() {
     assert!(matches!(e, StoreError::Manifest { .. }), "{e}");
     assert!(e.to_string().contains("chk-9"), "{e}");
     assert!(s.checkpoints().is_empty());
-    let _ = completed;
+}
+
+// A savepoint whose manifest names another job is refused by `add`, and
+// skipped when recovering (six characters of a job id do not tell jobs apart).
+#[test]
+fn a_savepoint_of_another_job_is_refused_and_skipped_on_recovery() {
+    let t = TestTenant::new();
+    let coordinator = t
+        .tenant
+        .open_coordinator_view(&StorageConfig::filesystem(&t.job), Some(SAVEPOINTS))
+        .unwrap();
+    let location = coordinator.initialize_location_for_savepoint(3, None).unwrap();
+    let stream = location.create_metadata_output_stream().unwrap();
+    let manifest = CheckpointManifest {
+        job_id: job_id(),
+        checkpoint_id: 3,
+        states: vec![],
+    };
+    stream.write(&manifest.to_json()).unwrap();
+    let foreign = stream.close_and_finalize_checkpoint().unwrap();
+    let mut s = store(&t, 1);
+    assert!(s.checkpoints().is_empty(), "skipped on recovery");
+    let e = s.add(&foreign).unwrap_err();
+    assert!(matches!(e, StoreError::OtherJob { .. }), "{e}");
+    assert!(e.to_string().contains(&t.job), "{e}");
 }
 
 // Issue 11: disposing a completed checkpoint through dispose-on-failure was
