@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 mod bench_cli;
+mod demo_lifecycle;
+mod gc_cli;
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +46,11 @@ enum Command {
     /// throughput, small states, tenant start and idle memory (use a
     /// release build).
     Bench(bench_cli::BenchArgs),
+    /// Orphan collection: finds files in a tenant directory that no
+    /// checkpoint or savepoint manifest references, and stale temporary
+    /// metadata files, older than a grace period; lists them with their sizes
+    /// (a dry run) or deletes them with --delete. Never follows symlinks.
+    Gc(gc_cli::GcArgs),
 }
 
 fn main() -> Result<()> {
@@ -64,6 +71,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench_cli::run(args),
+        Command::Gc(args) => gc_cli::run(args),
     }
 }
 
@@ -92,6 +100,7 @@ fn demo(dir: Option<PathBuf>, tenants: u32) -> Result<()> {
         demo_tenant(&plugin, &tenant, i)?;
         print_tree(tenant.dir())?;
     }
+    demo_lifecycle::run(&plugin, &root.join("lifecycle"))?;
     println!("\nEverything is kept under {}", root.display());
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! resolving checkpoint pointers, disposing failed checkpoints.
 
 use crate::access::{check_checkpoint_id, validate_config};
+use crate::completed;
 use crate::config::{Backend, StorageConfig, ValidConfig};
 use crate::error::{ErrorCode, Result, StorageError};
 use crate::handle::StateHandle;
@@ -148,6 +149,32 @@ impl<S: Sandbox> CoordinatorView<S> {
     pub fn resolve_checkpoint(&self, pointer: &str) -> Result<CompletedCheckpoint> {
         resolve_checkpoint_pointer(&*self.sandbox, pointer)
     }
+
+    /// The job's completed checkpoints, newest first.
+    pub fn list_completed_checkpoints(&self) -> Result<Vec<completed::ListedCheckpoint>> {
+        completed::list_completed_checkpoints(&*self.sandbox, &self.job_dir)
+    }
+
+    /// The job's completed savepoints in `dir` (or the default savepoint
+    /// directory); without either: `invalid-argument`.
+    pub fn list_savepoints(&self, dir: Option<&str>) -> Result<Vec<CompletedCheckpoint>> {
+        let dir = match (dir, &self.default_savepoint_dir) {
+            (Some(d), _) => directory_argument(&*self.sandbox, "savepoint directory", d)?,
+            (None, Some(d)) => d.clone(),
+            (None, None) => {
+                return Err(StorageError::invalid_argument(
+                    "No savepoint directory given and no default savepoint directory configured; pass the directory to list.",
+                ));
+            }
+        };
+        completed::list_savepoints(&*self.sandbox, &dir, self.config.job_id.as_str())
+    }
+
+    /// Deletes the directory of a completed checkpoint, `_metadata` first.
+    pub fn discard_completed_checkpoint(&self, checkpoint_id: u64) -> Result<()> {
+        check_checkpoint_id(checkpoint_id)?;
+        completed::discard_completed_checkpoint(&*self.sandbox, &self.job_dir, checkpoint_id)
+    }
 }
 
 /// Flink's `resolveCheckpointPointer`, with its error texts.
@@ -264,8 +291,10 @@ impl<S: Sandbox> Location<S> {
     }
 
     /// Deletes the checkpoint directory recursively (gone already: fine).
+    /// A completed checkpoint (its `_metadata` exists) is refused.
     pub fn dispose_on_failure(&self) -> Result<()> {
         crate::access::refuse_if_read_only(&*self.sandbox, "dispose a checkpoint location")?;
+        completed::refuse_if_completed(&*self.sandbox, &self.dir)?;
         match self.sandbox.remove_dir_all(&self.dir) {
             Err(e) if e.kind == FsErrorKind::NotFound => Ok(()),
             other => other.map_err(|e| StorageError::from_fs(format!("Could not dispose {}", self.dir), &e)),

@@ -7,7 +7,8 @@
 //! - [`config`]: Flink's options, defaults and validation;
 //! - [`output_stream`]: the buffering, threshold and inline-vs-file policy;
 //! - [`access`], [`coordinator`], [`restore`], [`toolset`]: the worker view,
-//!   the coordinator view, reading back, duplication.
+//!   the coordinator view, reading back, duplication;
+//! - [`completed`]: finding and discarding completed checkpoints.
 //!
 //! Everything that touches files goes through the [`sandbox::Sandbox`]
 //! trait: the component implements it over `wasi:filesystem`, native unit
@@ -15,6 +16,7 @@
 //! all three run the same policy.
 
 pub mod access;
+pub mod completed;
 pub mod config;
 pub mod coordinator;
 pub mod error;

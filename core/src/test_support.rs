@@ -94,6 +94,8 @@ pub struct Faults {
     /// Bytes that may still be written before writes fail with "no space".
     pub budget: Cell<Option<u64>>,
     pub fail_sync: Cell<bool>,
+    /// Files whose removal fails with "permission denied".
+    pub fail_remove: RefCell<BTreeSet<GuestPath>>,
     pub synced: RefCell<BTreeSet<GuestPath>>,
     /// Every file and directory sync in order: `file <path>` / `dir <path>`.
     pub sync_log: RefCell<Vec<String>>,
@@ -229,6 +231,9 @@ impl Sandbox for MemSandbox {
     }
 
     fn remove_file(&self, path: &GuestPath) -> Result<(), FsError> {
+        if self.faults.fail_remove.borrow().contains(path) {
+            return Err(FsError::new(FsErrorKind::PermissionDenied, "permission denied"));
+        }
         self.files
             .borrow_mut()
             .remove(path)

@@ -1,8 +1,8 @@
 //! Typed API over the WIT `coordinator` interface (Flink's
 //! `CheckpointStorageCoordinatorView`).
 
-pub use crate::bindings::exports::flink::checkpoint_storage::coordinator::CompletedCheckpoint;
 use crate::bindings::exports::flink::checkpoint_storage::coordinator::Guest as CoordinatorGuest;
+pub use crate::bindings::exports::flink::checkpoint_storage::coordinator::{CompletedCheckpoint, ListedCheckpoint};
 use crate::bindings::exports::flink::checkpoint_storage::types::LocationReference;
 use crate::error::Result;
 use crate::limits::StreamPermit;
@@ -84,6 +84,30 @@ impl CoordinatorView {
             g.coordinator_view().call_resolve_checkpoint(&mut i.store, r, pointer)
         })
     }
+
+    /// The job's completed checkpoints (`chk-<id>` with `_metadata`),
+    /// newest first.
+    pub fn list_completed_checkpoints(&self) -> Result<Vec<ListedCheckpoint>> {
+        call(&self.0, |g, i, r| {
+            g.coordinator_view().call_list_completed_checkpoints(&mut i.store, r)
+        })
+    }
+
+    /// The job's completed savepoint directories in `directory` (or the
+    /// default savepoint directory), by name; read their metadata for ids.
+    pub fn list_savepoints(&self, directory: Option<&str>) -> Result<Vec<CompletedCheckpoint>> {
+        call(&self.0, |g, i, r| {
+            g.coordinator_view().call_list_savepoints(&mut i.store, r, directory)
+        })
+    }
+
+    /// Deletes `<job>/chk-<id>`, `_metadata` first; shared state stays.
+    pub fn discard_completed_checkpoint(&self, checkpoint_id: u64) -> Result<()> {
+        call(&self.0, |g, i, r| {
+            g.coordinator_view()
+                .call_discard_completed_checkpoint(&mut i.store, r, checkpoint_id)
+        })
+    }
 }
 
 /// The location of one checkpoint or savepoint.
@@ -128,7 +152,8 @@ impl CheckpointStorageLocation {
         Ok(MetadataOutputStream(self.0.sibling(resource), permit))
     }
 
-    /// Deletes the checkpoint directory (exclusive state); shared state stays.
+    /// Deletes the checkpoint directory (exclusive state); shared state
+    /// stays. Refused (`already-exists`) once `_metadata` exists.
     pub fn dispose_on_failure(&self) -> Result<()> {
         call(&self.0, |g, i, r| {
             g.checkpoint_storage_location().call_dispose_on_failure(&mut i.store, r)

@@ -43,9 +43,11 @@
 mod bindings;
 mod buffered;
 mod cache;
+pub mod checkpoint_store;
 mod config_check;
 mod coordinator;
 mod error;
+pub mod gc;
 mod in_place_write;
 pub mod inspect;
 mod limits;
@@ -54,6 +56,7 @@ mod open_at;
 mod plugin;
 mod resource;
 mod restore;
+pub mod shared_registry;
 mod tenant;
 mod types;
 mod worker;
@@ -61,7 +64,9 @@ mod worker;
 pub use buffered::{BufferedStateOutputStream, DEFAULT_BATCH_SIZE};
 pub use cache::{CACHE_STALE_AFTER, CacheStatus};
 pub use config_check::{ConfigError, MAX_CALL_TIME, MAX_MEMORY_BYTES, MIN_MEMORY_BYTES};
-pub use coordinator::{CheckpointStorageLocation, CompletedCheckpoint, CoordinatorView, MetadataOutputStream};
+pub use coordinator::{
+    CheckpointStorageLocation, CompletedCheckpoint, CoordinatorView, ListedCheckpoint, MetadataOutputStream,
+};
 pub use error::{Error, ErrorCode, Result, StorageError};
 pub use limits::{
     DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_READ_STATE_BYTES,

@@ -13,6 +13,7 @@ mod memory;
 pub mod native;
 mod report;
 mod small_state;
+mod subsumption;
 mod tenant_start;
 mod throughput;
 
@@ -23,6 +24,7 @@ pub use machine::Machine;
 pub use memory::MemoryResult;
 pub use report::{Figure, Report, Settings, TARGET_IDLE_KIB, TARGET_START_US, Target};
 pub use small_state::SmallStateResult;
+pub use subsumption::SubsumptionResult;
 pub use tenant_start::StartResult;
 pub use throughput::ThroughputResult;
 
@@ -86,6 +88,8 @@ pub struct BenchOptions {
     pub start_samples: u32,
     /// Idle tenant counts measured with the pooling allocator.
     pub memory_tenants: Vec<u32>,
+    /// Timed subsumptions per case (checkpoint store, 100 shared files).
+    pub subsumption_rounds: u32,
 }
 
 impl Default for BenchOptions {
@@ -100,6 +104,7 @@ impl Default for BenchOptions {
             small_states: 200_000,
             start_samples: 2_000,
             memory_tenants: vec![1_000, 10_000],
+            subsumption_rounds: 50,
         }
     }
 }
@@ -112,6 +117,7 @@ impl BenchOptions {
             small_states: 20_000,
             start_samples: 300,
             memory_tenants: vec![1_000],
+            subsumption_rounds: 20,
             ..Self::default()
         }
     }
@@ -124,6 +130,7 @@ impl BenchOptions {
             small_states: 20,
             start_samples: 5,
             memory_tenants: vec![8],
+            subsumption_rounds: 2,
             ..Self::default()
         }
     }
@@ -142,6 +149,9 @@ impl BenchOptions {
         }
         if self.batch_bytes == 0 || self.small_states == 0 || self.start_samples == 0 {
             return fail("batch size, small states and start samples must be positive");
+        }
+        if self.subsumption_rounds == 0 {
+            return fail("subsumption rounds must be positive");
         }
         if self.memory_tenants.is_empty() || self.memory_tenants.contains(&0) {
             return fail("idle tenant counts must be positive, and at least one");
@@ -181,6 +191,7 @@ impl BenchOptions {
         let on_demand = self.memory_tenants.iter().min().map_or(0, |&n| u64::from(n));
         self.chunk_sizes.len() as u64 * self.streams_per_chunk_size()
             + small_state::steps(self.small_states)
+            + subsumption::steps(self.subsumption_rounds)
             + 2 * u64::from(self.start_samples)
             + memory
             + on_demand
@@ -263,6 +274,15 @@ pub fn run(options: &BenchOptions, progress: &ProgressBar) -> Result<Report, Ben
     let small = small_state::measure(&ws, options.small_states, progress)?;
     drop(ws);
 
+    progress.set_message("subsumption, 100 shared files");
+    let subsumption = subsumption::measure(
+        &on_demand,
+        &root.path().join("subsumption"),
+        &job,
+        options.subsumption_rounds,
+        progress,
+    )?;
+
     progress.set_message("tenant start");
     let starts_dir = root.path().join("start");
     let native_start = tenant_start::measure_native(options.start_samples, &starts_dir.join("native"))?;
@@ -301,6 +321,7 @@ pub fn run(options: &BenchOptions, progress: &ProgressBar) -> Result<Report, Ben
 
     let mut figures = report::figures(&throughput, &small, &native_start, &starts, &memory);
     figures.push(dir_sync::figure(&dir_sync));
+    figures.extend(report::subsumption_figures(&subsumption));
     Ok(Report {
         machine,
         settings: Settings {
@@ -316,6 +337,7 @@ pub fn run(options: &BenchOptions, progress: &ProgressBar) -> Result<Report, Ben
         native_start,
         tenant_start: starts,
         memory,
+        subsumption,
         figures,
     })
 }

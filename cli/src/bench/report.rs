@@ -5,6 +5,7 @@
 use super::machine::Machine;
 use super::memory::MemoryResult;
 use super::small_state::SmallStateResult;
+use super::subsumption::SubsumptionResult;
 use super::tenant_start::StartResult;
 use super::throughput::ThroughputResult;
 use serde::{Deserialize, Serialize};
@@ -103,6 +104,9 @@ pub struct Report {
     pub native_start: StartResult,
     pub tenant_start: Vec<StartResult>,
     pub memory: Vec<MemoryResult>,
+    /// Checkpoint store: adding a checkpoint that subsumes one.
+    #[serde(default)]
+    pub subsumption: Vec<SubsumptionResult>,
     pub figures: Vec<Figure>,
 }
 
@@ -216,6 +220,23 @@ pub fn figures(
         });
     }
     out
+}
+
+/// Figures of the subsumption benchmark (cost per add: lower is better).
+pub fn subsumption_figures(results: &[SubsumptionResult]) -> Vec<Figure> {
+    results
+        .iter()
+        .map(|r| {
+            Figure::new(
+                format!("subsume {}", r.case),
+                format!("subsume one checkpoint, {} shared files {}", r.shared_files, r.case),
+                r.component_median_us,
+                "us",
+                "native (std::fs)",
+                r.native_median_us,
+            )
+        })
+        .collect()
 }
 
 impl Report {

@@ -62,6 +62,26 @@ impl coord::GuestCoordinatorView for CoordinatorViewImpl {
             .map(to_wit_completed)
             .map_err(to_wit_error)
     }
+
+    fn list_completed_checkpoints(&self) -> WitResult<Vec<coord::ListedCheckpoint>> {
+        let listed = self.0.list_completed_checkpoints().map_err(to_wit_error)?;
+        Ok(listed
+            .into_iter()
+            .map(|l| coord::ListedCheckpoint {
+                checkpoint_id: l.checkpoint_id,
+                checkpoint: to_wit_completed(l.checkpoint),
+            })
+            .collect())
+    }
+
+    fn list_savepoints(&self, directory: Option<String>) -> WitResult<Vec<coord::CompletedCheckpoint>> {
+        let found = self.0.list_savepoints(directory.as_deref()).map_err(to_wit_error)?;
+        Ok(found.into_iter().map(to_wit_completed).collect())
+    }
+
+    fn discard_completed_checkpoint(&self, checkpoint_id: u64) -> WitResult<()> {
+        self.0.discard_completed_checkpoint(checkpoint_id).map_err(to_wit_error)
+    }
 }
 
 pub struct LocationImpl(coordinator_logic::Location<WasiSandbox>);

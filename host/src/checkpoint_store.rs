@@ -1,0 +1,438 @@
+//! The completed-checkpoint store of one job (Flink's
+//! `CompletedCheckpointStore` with `CheckpointsCleaner` and the
+//! `SharedStateRegistry`): retains the newest `num-retained` completed
+//! checkpoints, subsumes older ones (their exclusive directory and the shared
+//! files no retained checkpoint references any more), keeps savepoints, and
+//! recovers from what is on storage after a restart.
+//!
+//! It drives the tenant only through the component (coordinator view,
+//! `restore`), so it works for any backend the component supports. A
+//! checkpoint's metadata is this project's manifest
+//! ([`crate::manifest::CheckpointManifest`]): the store reads it back to learn
+//! which shared files a checkpoint references.
+//!
+//! Order of the steps, chosen so that a crash at any point loses nothing
+//! retained and leaves only files the orphan collection ([`crate::gc`])
+//! removes: the new checkpoint's references are registered before anything
+//! is subsumed; a subsumed checkpoint's `_metadata` goes first, then its
+//! directory, then the shared files nobody references.
+
+use crate::coordinator::{CompletedCheckpoint, CoordinatorView};
+use crate::error::Error;
+use crate::manifest::{CheckpointManifest, ManifestError};
+use crate::shared_registry::{Owner, RegistryConflict, SharedFile, SharedStateRegistry};
+use crate::tenant::Tenant;
+use crate::types::{FileHandle, StateHandle, StorageConfig};
+use checkpoint_storage_core::layout::{SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, parse_checkpoint_dir_name};
+use checkpoint_storage_core::paths::GuestPath;
+
+/// Flink's option for how many completed checkpoints to retain.
+pub const NUM_RETAINED_OPTION: &str = "execution.checkpointing.num-retained";
+/// Flink's default of [`NUM_RETAINED_OPTION`].
+pub const DEFAULT_NUM_RETAINED: u32 = 1;
+
+/// Largest `_metadata` the store reads into memory: a manifest names its
+/// states in JSON, far below this; more means the file is not a manifest.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
+/// What the store was asked to do that it cannot.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("{NUM_RETAINED_OPTION} must be at least 1, got {0}: a job keeps at least its latest completed checkpoint")]
+    NumRetained(u32),
+    /// A call into the tenant failed.
+    #[error(transparent)]
+    Tenant(#[from] Error),
+    #[error(
+        "cannot read the metadata of {pointer}: {source}; the store refuses to guess what it references (move the directory away or restore its _metadata)"
+    )]
+    Manifest { pointer: String, source: ManifestError },
+    #[error("the metadata of {pointer} {problem}")]
+    Mismatch { pointer: String, problem: String },
+    #[error(
+        "{pointer} is neither a checkpoint directory of job {job} (<checkpoints-dir>/{job}/chk-<id>) nor a savepoint directory (savepoint-*)"
+    )]
+    NotOfThisJob { pointer: String, job: String },
+    #[error("the metadata of {pointer} belongs to job {found}, not to this store's job {job}")]
+    OtherJob {
+        pointer: String,
+        found: String,
+        job: String,
+    },
+    #[error("checkpoint {0} is already in the store; a checkpoint is added once")]
+    Duplicate(u64),
+    #[error(transparent)]
+    Registry(#[from] RegistryConflict),
+}
+
+/// Whether a completed checkpoint is a checkpoint or a savepoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointKind {
+    /// `<job>/chk-<id>`: retained up to `num-retained`, then subsumed.
+    Checkpoint,
+    /// `savepoint-*`: never subsumed, never deleted by the store.
+    Savepoint,
+}
+
+/// A checkpoint or savepoint in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetainedCheckpoint {
+    pub checkpoint_id: u64,
+    pub kind: CheckpointKind,
+    pub checkpoint: CompletedCheckpoint,
+    /// Its manifest, relative-file handles resolved in its directory.
+    pub manifest: CheckpointManifest,
+}
+
+/// A step of subsumption, reported to the observer (logging, crash tests)
+/// right after it happened on storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubsumeStep {
+    /// Checkpoint `id` left the store; nothing is deleted yet.
+    Removed(u64),
+    /// Its directory (`_metadata` first) is gone.
+    ExclusiveDiscarded(u64),
+    /// A shared file it was the last to reference is gone.
+    SharedDiscarded(String),
+}
+
+/// What adding a checkpoint did.
+#[derive(Debug, Default)]
+pub struct AddOutcome {
+    /// Checkpoints subsumed, oldest first.
+    pub subsumed: Vec<u64>,
+    /// Shared files deleted because no retained checkpoint references them.
+    pub discarded_shared: Vec<SharedFile>,
+    /// Deletions that failed. As Flink's cleaner, a failed discard does not
+    /// fail the add: the checkpoint is out of the store either way, and what
+    /// stays on storage is left to the orphan collection.
+    pub failures: Vec<Error>,
+}
+
+/// How a job ends, for [`CompletedCheckpointStore::shutdown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Finished,
+    Canceled,
+    Failed,
+    /// The job will resume elsewhere (failover, rescale): keep everything.
+    Suspended,
+}
+
+impl JobStatus {
+    /// Flink's `isGloballyTerminalState`.
+    pub fn is_globally_terminal(self) -> bool {
+        !matches!(self, JobStatus::Suspended)
+    }
+}
+
+/// The completed checkpoints of one job.
+pub struct CompletedCheckpointStore {
+    tenant: Tenant,
+    view: CoordinatorView,
+    job_id: String,
+    job_dir: GuestPath,
+    shared_dir: GuestPath,
+    num_retained: u32,
+    /// Oldest first.
+    checkpoints: Vec<RetainedCheckpoint>,
+    savepoints: Vec<RetainedCheckpoint>,
+    registry: SharedStateRegistry,
+    observer: Option<StepObserver>,
+}
+
+/// Called after each subsumption step.
+type StepObserver = Box<dyn FnMut(&SubsumeStep) + Send>;
+
+impl std::fmt::Debug for CompletedCheckpointStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompletedCheckpointStore")
+            .field("job_id", &self.job_id)
+            .field("num_retained", &self.num_retained)
+            .field("checkpoints", &self.checkpoint_ids())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompletedCheckpointStore {
+    /// Recovers the store of `config`'s job from storage: every completed
+    /// checkpoint in the job's directory, and (with `savepoint_dir`, a guest
+    /// path) the job's savepoints there. All are retained, even more than
+    /// `num_retained` (Flink's recovery too): the next add subsumes down.
+    /// A `_metadata` the store cannot read is an error, never skipped.
+    pub fn recover(
+        tenant: &Tenant,
+        config: &StorageConfig,
+        savepoint_dir: Option<&str>,
+        num_retained: u32,
+    ) -> Result<Self, StoreError> {
+        if num_retained == 0 {
+            return Err(StoreError::NumRetained(num_retained));
+        }
+        let view = tenant.open_coordinator_view(config, savepoint_dir)?;
+        let job_dir = GuestPath::parse(&config.checkpoints_dir)
+            .map_err(|e| {
+                Error::from(crate::StorageError {
+                    code: crate::ErrorCode::InvalidArgument,
+                    message: e.to_string(),
+                })
+            })?
+            .join(&config.job_id);
+        let mut store = CompletedCheckpointStore {
+            tenant: tenant.clone(),
+            shared_dir: job_dir.join(SHARED_STATE_DIR),
+            job_dir,
+            job_id: config.job_id.clone(),
+            view,
+            num_retained,
+            checkpoints: vec![],
+            savepoints: vec![],
+            registry: SharedStateRegistry::new(),
+            observer: None,
+        };
+        let mut listed = store.view.list_completed_checkpoints()?;
+        listed.reverse(); // oldest first
+        for l in listed {
+            let retained = store.load(&l.checkpoint)?;
+            store.register(&retained)?;
+            store.checkpoints.push(retained);
+        }
+        if savepoint_dir.is_some() {
+            for sp in store.view.list_savepoints(None)? {
+                let retained = match store.load(&sp) {
+                    // Another job whose id starts with the same six characters.
+                    Err(StoreError::OtherJob { .. }) => continue,
+                    other => other?,
+                };
+                store.register(&retained)?;
+                store.savepoints.push(retained);
+            }
+        }
+        Ok(store)
+    }
+
+    /// Calls `observer` after each subsumption step.
+    pub fn set_step_observer(&mut self, observer: impl FnMut(&SubsumeStep) + Send + 'static) {
+        self.observer = Some(Box::new(observer));
+    }
+
+    /// `execution.checkpointing.num-retained` of this store.
+    pub fn num_retained(&self) -> u32 {
+        self.num_retained
+    }
+
+    /// The coordinator view the store uses (for creating locations).
+    pub fn coordinator_view(&self) -> &CoordinatorView {
+        &self.view
+    }
+
+    /// Adds a completed checkpoint or savepoint (as returned by
+    /// `close-and-finalize-checkpoint` or `resolve-checkpoint`) and
+    /// subsumes checkpoints beyond `num-retained`, oldest first. Savepoints
+    /// are never subsumed and do not count.
+    pub fn add(&mut self, completed: &CompletedCheckpoint) -> Result<AddOutcome, StoreError> {
+        let retained = self.load(completed)?;
+        let id = retained.checkpoint_id;
+        let taken = match retained.kind {
+            CheckpointKind::Checkpoint => self.checkpoints.iter().any(|c| c.checkpoint_id == id),
+            CheckpointKind::Savepoint => self
+                .savepoints
+                .iter()
+                .any(|c| c.checkpoint.external_pointer == retained.checkpoint.external_pointer),
+        };
+        if taken {
+            return Err(StoreError::Duplicate(id));
+        }
+        // Register before subsuming: files the new checkpoint shares with
+        // the subsumed ones must survive.
+        self.register(&retained)?;
+        let mut outcome = AddOutcome::default();
+        match retained.kind {
+            CheckpointKind::Savepoint => self.savepoints.push(retained),
+            CheckpointKind::Checkpoint => {
+                let at = self.checkpoints.partition_point(|c| c.checkpoint_id < id);
+                self.checkpoints.insert(at, retained);
+                while self.checkpoints.len() > self.num_retained as usize {
+                    let oldest = self.checkpoints.remove(0);
+                    self.discard(oldest.checkpoint_id, &mut outcome);
+                    outcome.subsumed.push(oldest.checkpoint_id);
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Removes retained checkpoint `checkpoint_id` from the store and
+    /// discards it with the shared files only it referenced. `None` if it
+    /// is not in the store (savepoints are never discarded by the store).
+    pub fn discard_checkpoint(&mut self, checkpoint_id: u64) -> Option<AddOutcome> {
+        let at = self.checkpoints.iter().position(|c| c.checkpoint_id == checkpoint_id)?;
+        self.checkpoints.remove(at);
+        let mut outcome = AddOutcome::default();
+        self.discard(checkpoint_id, &mut outcome);
+        outcome.subsumed.push(checkpoint_id);
+        Some(outcome)
+    }
+
+    /// Ends the store (Flink's `shutdown`): a globally terminal job
+    /// discards every retained checkpoint and the shared files they
+    /// referenced; a suspended one keeps everything for recovery. Savepoints
+    /// are kept either way.
+    pub fn shutdown(mut self, status: JobStatus) -> AddOutcome {
+        let mut outcome = AddOutcome::default();
+        if status.is_globally_terminal() {
+            for c in std::mem::take(&mut self.checkpoints) {
+                self.discard(c.checkpoint_id, &mut outcome);
+                outcome.subsumed.push(c.checkpoint_id);
+            }
+        }
+        outcome
+    }
+
+    /// Retained checkpoints and savepoints, newest (highest id) first.
+    pub fn checkpoints(&self) -> Vec<&RetainedCheckpoint> {
+        let mut all: Vec<_> = self.checkpoints.iter().chain(&self.savepoints).collect();
+        all.sort_by_key(|c| std::cmp::Reverse(c.checkpoint_id));
+        all
+    }
+
+    /// Ids of the retained checkpoints (not savepoints), oldest first.
+    pub fn checkpoint_ids(&self) -> Vec<u64> {
+        self.checkpoints.iter().map(|c| c.checkpoint_id).collect()
+    }
+
+    /// The newest checkpoint or savepoint (Flink's `getLatestCheckpoint`,
+    /// which includes savepoints).
+    pub fn latest(&self) -> Option<&RetainedCheckpoint> {
+        self.checkpoints
+            .iter()
+            .chain(&self.savepoints)
+            .max_by_key(|c| c.checkpoint_id)
+    }
+
+    /// The newest retained checkpoint, savepoints left out.
+    pub fn latest_checkpoint(&self) -> Option<&RetainedCheckpoint> {
+        self.checkpoints.last()
+    }
+
+    /// The shared-state registry (read only).
+    pub fn registry(&self) -> &SharedStateRegistry {
+        &self.registry
+    }
+
+    fn step(&mut self, step: SubsumeStep) {
+        tracing::debug!(job = %self.job_id, ?step, "subsumption step");
+        if let Some(observer) = &mut self.observer {
+            observer(&step);
+        }
+    }
+
+    /// Discards a checkpoint that already left `self.checkpoints`.
+    fn discard(&mut self, checkpoint_id: u64, outcome: &mut AddOutcome) {
+        self.step(SubsumeStep::Removed(checkpoint_id));
+        match self.view.discard_completed_checkpoint(checkpoint_id) {
+            Ok(()) => self.step(SubsumeStep::ExclusiveDiscarded(checkpoint_id)),
+            Err(e) => outcome.failures.push(e),
+        }
+        for file in self.registry.release(&Owner::Checkpoint(checkpoint_id)) {
+            let handle = StateHandle::File(FileHandle {
+                path: file.path.clone(),
+                size: file.size,
+            });
+            match self.tenant.discard_state(&handle) {
+                Ok(()) => {
+                    self.step(SubsumeStep::SharedDiscarded(file.path.clone()));
+                    outcome.discarded_shared.push(file);
+                }
+                Err(e) => outcome.failures.push(e),
+            }
+        }
+    }
+
+    fn register(&mut self, c: &RetainedCheckpoint) -> Result<(), StoreError> {
+        let owner = match c.kind {
+            CheckpointKind::Checkpoint => Owner::Checkpoint(c.checkpoint_id),
+            CheckpointKind::Savepoint => Owner::Savepoint(c.checkpoint.external_pointer.clone()),
+        };
+        let files = shared_files(&c.manifest, &self.shared_dir);
+        Ok(self.registry.register(&owner, &files)?)
+    }
+
+    /// Reads and checks the manifest of a completed checkpoint.
+    fn load(&self, completed: &CompletedCheckpoint) -> Result<RetainedCheckpoint, StoreError> {
+        let pointer = completed.external_pointer.clone();
+        let not_ours = || StoreError::NotOfThisJob {
+            pointer: pointer.clone(),
+            job: self.job_id.clone(),
+        };
+        let dir = GuestPath::parse(&pointer).map_err(|_| not_ours())?;
+        let name = dir.file_name().unwrap_or_default();
+        let (kind, dir_id) = if dir.parent().as_ref() == Some(&self.job_dir) {
+            let id = parse_checkpoint_dir_name(name).ok_or_else(not_ours)?;
+            (CheckpointKind::Checkpoint, Some(id))
+        } else if name.starts_with(SAVEPOINT_DIR_PREFIX) {
+            (CheckpointKind::Savepoint, None)
+        } else {
+            return Err(not_ours());
+        };
+        let size = completed.metadata.state_size();
+        if size > MAX_MANIFEST_BYTES {
+            return Err(StoreError::Mismatch {
+                pointer,
+                problem: format!(
+                    "is {size} bytes, more than the {MAX_MANIFEST_BYTES} bytes a manifest may have; it is not a checkpoint manifest"
+                ),
+            });
+        }
+        let bytes = self.tenant.read_state(&completed.metadata)?;
+        let manifest = CheckpointManifest::from_json_in(&bytes, &pointer).map_err(|source| StoreError::Manifest {
+            pointer: pointer.clone(),
+            source,
+        })?;
+        if manifest.job_id != self.job_id {
+            return Err(StoreError::OtherJob {
+                pointer,
+                found: manifest.job_id,
+                job: self.job_id.clone(),
+            });
+        }
+        if let Some(id) = dir_id.filter(|id| *id != manifest.checkpoint_id) {
+            return Err(StoreError::Mismatch {
+                pointer,
+                problem: format!(
+                    "names checkpoint {}, but its directory is that of checkpoint {id}",
+                    manifest.checkpoint_id
+                ),
+            });
+        }
+        Ok(RetainedCheckpoint {
+            checkpoint_id: manifest.checkpoint_id,
+            kind,
+            checkpoint: completed.clone(),
+            manifest,
+        })
+    }
+}
+
+/// The files of a manifest directly in the job's `shared/` directory: the
+/// state the registry counts. Exclusive state goes with its checkpoint's
+/// directory; task-owned state belongs to the task side and is never
+/// deleted by the store (as in Flink).
+pub fn shared_files(manifest: &CheckpointManifest, shared_dir: &GuestPath) -> Vec<SharedFile> {
+    let mut files: Vec<SharedFile> = manifest
+        .states
+        .iter()
+        .filter_map(|s| {
+            let raw = s.handle.file_path()?;
+            let path = GuestPath::parse(raw).ok()?;
+            (path.parent().as_ref() == Some(shared_dir)).then(|| SharedFile {
+                path: path.to_string(),
+                size: s.handle.state_size(),
+            })
+        })
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}

@@ -1,0 +1,604 @@
+//! Orphan collection, which Flink lacks: finds the files in a tenant
+//! directory that no checkpoint or savepoint manifest (`_metadata`)
+//! references — state of checkpoints that crashed or were cancelled,
+//! left-overs of an interrupted subsumption, stale `._metadata_temp-*`
+//! files — and (when asked) deletes them.
+//!
+//! Rules:
+//! - only files below a job directory (`<job-id>/`) or a savepoint directory
+//!   (`savepoint-*/`) are considered; anything else in the tenant directory
+//!   is not the storage's and is left alone;
+//! - every `_metadata` found is a root; one that cannot be read stops the
+//!   collection (it might reference anything);
+//! - a file or directory modified less than the grace period ago is never
+//!   touched: a live writer may own it (keep the grace above the longest
+//!   checkpoint, Flink's `execution.checkpointing.timeout`, 10 min by default);
+//! - symbolic links are never followed, and never deleted (reported);
+//! - an incomplete `chk-<id>` or savepoint directory goes once all it holds
+//!   goes.
+//!
+//! It reads the host filesystem directly (it is an operator's tool, like
+//! `inspect`); run it while the tenant's writers are idle or rely on the grace.
+
+use crate::manifest::{CheckpointManifest, ManifestError};
+use checkpoint_storage_core::layout::{
+    GUEST_MOUNT, METADATA_FILE_NAME, SAVEPOINT_DIR_PREFIX, is_job_id, is_temp_metadata_name, parse_checkpoint_dir_name,
+};
+use checkpoint_storage_core::paths::GuestPath;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Default grace period: well above Flink's default checkpoint timeout
+/// (10 minutes), so no file of a checkpoint still in progress qualifies.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(60 * 60);
+
+/// Largest `_metadata` read (as the checkpoint store).
+const MAX_MANIFEST_BYTES: u64 = crate::checkpoint_store::MAX_MANIFEST_BYTES;
+
+/// What to do.
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// Files and directories younger than this are kept.
+    pub grace: Duration,
+    /// Delete the orphans (otherwise: a dry run that only reports).
+    pub delete: bool,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            grace: DEFAULT_GRACE,
+            delete: false,
+        }
+    }
+}
+
+/// Why something is an orphan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrphanKind {
+    /// A `._metadata_temp-*` file of a metadata stream that never finished.
+    TempMetadata,
+    /// A state file no manifest references.
+    UnreferencedFile,
+    /// A `chk-<id>` or savepoint directory without `_metadata` that is
+    /// empty once its orphans are gone.
+    IncompleteDirectory,
+}
+
+/// One thing to collect. Paths are relative to the tenant directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Orphan {
+    #[serde(skip)]
+    pub path: PathBuf,
+    /// The path for people, non-printable characters escaped.
+    pub display: String,
+    pub kind: OrphanKind,
+    /// Bytes (0 for a directory).
+    pub size: u64,
+}
+
+/// What a run found and did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcReport {
+    /// Manifests read (the roots).
+    pub manifests: usize,
+    /// Files a manifest references (kept).
+    pub referenced: usize,
+    pub orphans: Vec<Orphan>,
+    /// Unreferenced files kept because they are younger than the grace.
+    pub young: Vec<Orphan>,
+    /// Symbolic links met (never followed, never deleted).
+    pub symlinks: Vec<String>,
+    /// Whether the orphans were deleted (not a dry run).
+    pub deleted: bool,
+    /// Deletions that failed: path and reason.
+    pub failures: Vec<(String, String)>,
+}
+
+impl GcReport {
+    /// Bytes of the orphans.
+    pub fn orphan_bytes(&self) -> u64 {
+        self.orphans.iter().map(|o| o.size).sum()
+    }
+}
+
+/// Why the collection could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GcError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "cannot read the manifest {}: {source}; gc stops because it cannot know what that checkpoint references (move it away or fix it, then run gc again)",
+        .path.display()
+    )]
+    Manifest { path: PathBuf, source: ManifestError },
+    #[error("the manifest {} is {size} bytes, more than a manifest may have; gc stops (move it away, then run gc again)", .path.display())]
+    ManifestTooLarge { path: PathBuf, size: u64 },
+}
+
+/// A path for people: UTF-8 with control characters escaped, other bytes
+/// as `\xNN`.
+pub fn escape(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+        Err(_) => bytes.escape_ascii().to_string(),
+    }
+}
+
+struct Scan {
+    /// Regular files in managed directories: relative path, size, mtime.
+    files: Vec<(PathBuf, u64, SystemTime)>,
+    /// Incomplete `chk-<id>` / savepoint directories: path, mtime.
+    incomplete_dirs: Vec<(PathBuf, SystemTime)>,
+    /// Relative paths of directories holding something that is not a
+    /// regular file (a sub-directory, a symlink, a device).
+    dirs_with_other: BTreeSet<PathBuf>,
+    manifests: Vec<PathBuf>,
+    symlinks: Vec<String>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> GcError + '_ {
+    move |source| GcError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn scan(root: &Path) -> Result<Scan, GcError> {
+    let mut s = Scan {
+        files: vec![],
+        incomplete_dirs: vec![],
+        dirs_with_other: BTreeSet::new(),
+        manifests: vec![],
+        symlinks: vec![],
+    };
+    // (relative dir, inside a managed tree); an explicit stack, no recursion.
+    let mut stack = vec![(PathBuf::new(), false)];
+    while let Some((rel, managed)) = stack.pop() {
+        let dir = root.join(&rel);
+        let mut has_metadata = false;
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let child = rel.join(entry.file_name());
+            let meta = entry.metadata().map_err(io_err(&root.join(&child)))?; // lstat
+            let name = entry.file_name();
+            let name = name.to_str().unwrap_or("");
+            if meta.file_type().is_symlink() {
+                s.symlinks.push(escape(&child));
+                s.dirs_with_other.insert(rel.clone());
+            } else if meta.is_dir() {
+                s.dirs_with_other.insert(rel.clone());
+                stack.push((
+                    child,
+                    managed || is_job_id(name) || name.starts_with(SAVEPOINT_DIR_PREFIX),
+                ));
+            } else if meta.is_file() {
+                if name == METADATA_FILE_NAME {
+                    s.manifests.push(child);
+                    has_metadata = true;
+                } else if managed {
+                    let mtime = meta.modified().map_err(io_err(&root.join(&child)))?;
+                    s.files.push((child, meta.len(), mtime));
+                }
+            } else {
+                s.dirs_with_other.insert(rel.clone());
+            }
+        }
+        let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let is_checkpoint_dir = parse_checkpoint_dir_name(name).is_some()
+            && rel
+                .parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+                .is_some_and(is_job_id);
+        if managed && !has_metadata && (is_checkpoint_dir || name.starts_with(SAVEPOINT_DIR_PREFIX)) {
+            let meta = std::fs::symlink_metadata(&dir).map_err(io_err(&dir))?;
+            s.incomplete_dirs.push((rel, meta.modified().map_err(io_err(&dir))?));
+        }
+    }
+    Ok(s)
+}
+
+/// The relative host path of a guest path inside the tenant, if it is one.
+fn relative_of(guest: &str) -> Option<PathBuf> {
+    let path = GuestPath::parse(guest).ok()?;
+    let rest = path.as_str().strip_prefix(GUEST_MOUNT)?.strip_prefix('/')?;
+    Some(PathBuf::from(rest))
+}
+
+/// The files (relative paths) the manifests reference.
+fn referenced(root: &Path, manifests: &[PathBuf]) -> Result<BTreeSet<PathBuf>, GcError> {
+    let mut out = BTreeSet::new();
+    for rel in manifests {
+        let path = root.join(rel);
+        let size = std::fs::symlink_metadata(&path).map_err(io_err(&path))?.len();
+        if size > MAX_MANIFEST_BYTES {
+            return Err(GcError::ManifestTooLarge { path, size });
+        }
+        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+        let dir = rel.parent().unwrap_or(Path::new(""));
+        let guest_dir = format!("{GUEST_MOUNT}/{}", dir.to_string_lossy());
+        let manifest = CheckpointManifest::from_json_in(&bytes, &guest_dir).map_err(|source| GcError::Manifest {
+            path: path.clone(),
+            source,
+        })?;
+        out.extend(
+            manifest
+                .states
+                .iter()
+                .filter_map(|s| s.handle.file_path())
+                .filter_map(relative_of),
+        );
+    }
+    Ok(out)
+}
+
+/// Finds the orphans of a tenant directory and, with `options.delete`,
+/// deletes them (files first, then the directories they leave empty).
+pub fn collect(root: &Path, options: &GcOptions) -> Result<GcReport, GcError> {
+    let now = SystemTime::now();
+    let old = |mtime: SystemTime| now.duration_since(mtime).is_ok_and(|age| age >= options.grace);
+    let scan = scan(root)?;
+    let referenced = referenced(root, &scan.manifests)?;
+    let mut report = GcReport {
+        manifests: scan.manifests.len(),
+        symlinks: scan.symlinks,
+        deleted: options.delete,
+        ..Default::default()
+    };
+    let mut kept_in: BTreeSet<PathBuf> = BTreeSet::new();
+    for (path, size, mtime) in scan.files {
+        if referenced.contains(&path) {
+            report.referenced += 1;
+            kept_in.extend(path.parent().map(Path::to_path_buf));
+            continue;
+        }
+        let kind = match path.file_name().and_then(|n| n.to_str()) {
+            Some(n) if is_temp_metadata_name(n) => OrphanKind::TempMetadata,
+            _ => OrphanKind::UnreferencedFile,
+        };
+        let orphan = Orphan {
+            display: escape(&path),
+            path,
+            kind,
+            size,
+        };
+        if old(mtime) {
+            report.orphans.push(orphan);
+        } else {
+            kept_in.extend(orphan.path.parent().map(Path::to_path_buf));
+            report.young.push(orphan);
+        }
+    }
+    for (dir, mtime) in scan.incomplete_dirs {
+        if old(mtime) && !kept_in.contains(&dir) && !scan.dirs_with_other.contains(&dir) {
+            report.orphans.push(Orphan {
+                display: escape(&dir),
+                path: dir,
+                kind: OrphanKind::IncompleteDirectory,
+                size: 0,
+            });
+        }
+    }
+    report.orphans.sort_by(|a, b| {
+        (a.kind == OrphanKind::IncompleteDirectory, &a.path).cmp(&(b.kind == OrphanKind::IncompleteDirectory, &b.path))
+    });
+    report.young.sort_by(|a, b| a.path.cmp(&b.path));
+    if options.delete {
+        for o in &report.orphans {
+            let path = root.join(&o.path);
+            // `remove_file` unlinks a name (never a symlink's target);
+            // `remove_dir` removes only an empty directory.
+            let r = match o.kind {
+                OrphanKind::IncompleteDirectory => std::fs::remove_dir(&path),
+                _ => std::fs::remove_file(&path),
+            };
+            match r {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => report.failures.push((o.display.clone(), e.to_string())),
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The report for people.
+pub fn render(report: &GcReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let verb = if report.deleted { "deleted" } else { "would delete" };
+    for o in &report.orphans {
+        let what = match o.kind {
+            OrphanKind::TempMetadata => "unfinished metadata",
+            OrphanKind::UnreferencedFile => "unreferenced",
+            OrphanKind::IncompleteDirectory => "incomplete checkpoint directory",
+        };
+        let _ = writeln!(out, "{verb} {:>12} B  {}  ({what})", o.size, o.display);
+    }
+    for (path, why) in &report.failures {
+        let _ = writeln!(out, "FAILED to delete {path}: {why}");
+    }
+    for l in &report.symlinks {
+        let _ = writeln!(out, "symlink (not followed, kept): {l}");
+    }
+    let _ = writeln!(
+        out,
+        "{} manifests, {} referenced files kept; {} orphans, {} B {}; {} unreferenced files younger than the grace period kept ({} B)",
+        report.manifests,
+        report.referenced,
+        report.orphans.len(),
+        report.orphan_bytes(),
+        if report.deleted {
+            "deleted"
+        } else {
+            "to delete (dry run: pass --delete)"
+        },
+        report.young.len(),
+        report.young.iter().map(|o| o.size).sum::<u64>(),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::NamedState;
+    use crate::types::{FileHandle, RelativeFileHandle, StateHandle};
+    use std::fs::File;
+
+    const JOB: &str = "0123456789abcdef0123456789abcdef";
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    struct Dir(tempfile::TempDir);
+
+    impl Dir {
+        fn new() -> Self {
+            Dir(tempfile::tempdir().unwrap())
+        }
+        fn root(&self) -> &Path {
+            self.0.path()
+        }
+        /// Writes a file `age` old (its directory made as old too).
+        fn file(&self, rel: &str, len: usize, age: Duration) {
+            let p = self.root().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, vec![7; len]).unwrap();
+            self.age(rel, age);
+        }
+        fn age(&self, rel: &str, age: Duration) {
+            let p = self.root().join(rel);
+            let f = File::options().read(true).open(&p).unwrap();
+            f.set_modified(SystemTime::now() - age).unwrap();
+            if let Some(parent) = Path::new(rel).parent().filter(|p| !p.as_os_str().is_empty()) {
+                File::open(self.root().join(parent))
+                    .unwrap()
+                    .set_modified(SystemTime::now() - age)
+                    .unwrap();
+            }
+        }
+        fn exists(&self, rel: &str) -> bool {
+            self.root().join(rel).symlink_metadata().is_ok()
+        }
+        /// A manifest in `dir` naming shared `shared` and exclusive `exclusive` files.
+        fn manifest(&self, dir: &str, id: u64, shared: &[&str], exclusive: &[&str]) {
+            let mut states = vec![];
+            for s in shared {
+                states.push(NamedState {
+                    name: s.to_string(),
+                    handle: StateHandle::File(FileHandle {
+                        path: format!("/checkpoints/{s}"),
+                        size: 1,
+                    }),
+                });
+            }
+            for e in exclusive {
+                states.push(NamedState {
+                    name: e.to_string(),
+                    // Written elsewhere: relocated to where it is found.
+                    handle: StateHandle::RelativeFile(RelativeFileHandle {
+                        path: format!("/old/place/{e}"),
+                        relative_path: e.to_string(),
+                        size: 1,
+                    }),
+                });
+            }
+            let m = CheckpointManifest {
+                job_id: JOB.into(),
+                checkpoint_id: id,
+                states,
+            };
+            let p = self.root().join(dir).join(METADATA_FILE_NAME);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, m.to_json()).unwrap();
+            self.age(&format!("{dir}/{METADATA_FILE_NAME}"), 2 * HOUR);
+        }
+    }
+
+    fn paths(orphans: &[Orphan]) -> Vec<String> {
+        orphans.iter().map(|o| o.display.clone()).collect()
+    }
+
+    fn layout() -> Dir {
+        let d = Dir::new();
+        let old = 2 * HOUR;
+        d.file(&format!("{JOB}/chk-1/a"), 10, old);
+        d.file(&format!("{JOB}/chk-1/stray"), 11, old);
+        d.file(&format!("{JOB}/shared/s1"), 12, old);
+        d.file(&format!("{JOB}/shared/s2"), 13, old);
+        d.file(&format!("{JOB}/chk-2/b"), 14, old);
+        d.file(&format!("{JOB}/chk-2/._metadata_temp-1234"), 15, old);
+        d.manifest(&format!("{JOB}/chk-1"), 1, &[&format!("{JOB}/shared/s1")], &["a"]);
+        d.file("sp/savepoint-012345-abcdefabcdef/x", 16, old);
+        d.manifest("sp/savepoint-012345-abcdefabcdef", 3, &[], &["x"]);
+        d.file("notes.txt", 17, old); // not the storage's
+        d
+    }
+
+    #[test]
+    fn a_dry_run_lists_exactly_the_orphans_and_deletes_nothing() {
+        let d = layout();
+        let r = collect(
+            d.root(),
+            &GcOptions {
+                grace: HOUR,
+                delete: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            paths(&r.orphans),
+            vec![
+                format!("{JOB}/chk-1/stray"),
+                format!("{JOB}/chk-2/._metadata_temp-1234"),
+                format!("{JOB}/chk-2/b"),
+                format!("{JOB}/shared/s2"),
+                format!("{JOB}/chk-2"),
+            ]
+        );
+        assert_eq!(r.orphans[4].kind, OrphanKind::IncompleteDirectory);
+        assert_eq!(r.orphans[1].kind, OrphanKind::TempMetadata);
+        assert_eq!(r.orphan_bytes(), 11 + 15 + 14 + 13);
+        assert_eq!((r.manifests, r.referenced), (2, 3));
+        assert!(d.exists(&format!("{JOB}/chk-2/b")), "dry run");
+        let text = render(&r);
+        assert!(text.contains("would delete"), "{text}");
+        assert!(text.contains("dry run"), "{text}");
+    }
+
+    #[test]
+    fn delete_removes_exactly_the_orphans() {
+        let d = layout();
+        // chk-2's directory (old, no `_metadata`) goes once its files go.
+        let r = collect(
+            d.root(),
+            &GcOptions {
+                grace: HOUR,
+                delete: true,
+            },
+        )
+        .unwrap();
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        assert_eq!(r.orphans.last().unwrap().kind, OrphanKind::IncompleteDirectory);
+        for gone in ["chk-1/stray", "chk-2", "shared/s2"] {
+            assert!(!d.exists(&format!("{JOB}/{gone}")), "{gone}");
+        }
+        for kept in ["chk-1/a", "chk-1/_metadata", "shared/s1"] {
+            assert!(d.exists(&format!("{JOB}/{kept}")), "{kept}");
+        }
+        assert!(d.exists("sp/savepoint-012345-abcdefabcdef/x"));
+        assert!(d.exists("notes.txt"));
+        let again = collect(
+            d.root(),
+            &GcOptions {
+                grace: Duration::ZERO,
+                delete: true,
+            },
+        )
+        .unwrap();
+        assert!(again.orphans.is_empty(), "{:?}", again.orphans);
+    }
+
+    #[test]
+    fn files_younger_than_the_grace_are_kept() {
+        let d = layout();
+        d.file(&format!("{JOB}/chk-4/in-progress"), 20, Duration::from_secs(60));
+        let r = collect(
+            d.root(),
+            &GcOptions {
+                grace: HOUR,
+                delete: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(paths(&r.young), vec![format!("{JOB}/chk-4/in-progress")]);
+        assert!(d.exists(&format!("{JOB}/chk-4/in-progress")));
+        assert!(!r.orphans.iter().any(|o| o.path.starts_with(format!("{JOB}/chk-4"))));
+        // Default options: an hour of grace, and a dry run.
+        let r = collect(d.root(), &GcOptions::default()).unwrap();
+        assert!(!r.deleted);
+        assert_eq!(r.young.len(), 1);
+    }
+
+    #[test]
+    fn symlinks_are_never_followed_nor_deleted() {
+        let d = layout();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("precious"), b"keep").unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.root().join(format!("{JOB}/chk-2/link-dir"))).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("precious"),
+            d.root().join(format!("{JOB}/shared/link-file")),
+        )
+        .unwrap();
+        let r = collect(
+            d.root(),
+            &GcOptions {
+                grace: Duration::ZERO,
+                delete: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(r.symlinks.len(), 2, "{:?}", r.symlinks);
+        assert_eq!(std::fs::read(outside.path().join("precious")).unwrap(), b"keep");
+        assert!(d.exists(&format!("{JOB}/shared/link-file")));
+        assert!(
+            d.exists(&format!("{JOB}/chk-2/link-dir")),
+            "the directory holding a link stays"
+        );
+        assert!(!d.exists(&format!("{JOB}/chk-2/b")));
+    }
+
+    #[test]
+    fn an_unreadable_manifest_stops_the_collection() {
+        let d = layout();
+        d.file(&format!("{JOB}/chk-9/_metadata"), 3, 2 * HOUR);
+        let e = collect(
+            d.root(),
+            &GcOptions {
+                grace: Duration::ZERO,
+                delete: true,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(e, GcError::Manifest { .. }), "{e}");
+        assert!(e.to_string().contains("chk-9"), "{e}");
+        assert!(d.exists(&format!("{JOB}/chk-1/stray")), "nothing deleted");
+    }
+
+    #[test]
+    fn names_are_escaped_for_display() {
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(escape(Path::new("a\nb\u{7}")), "a\\nb\\u{7}");
+        assert_eq!(escape(Path::new("é")), "é");
+        let raw = std::ffi::OsStr::from_bytes(b"x\xff\n");
+        assert_eq!(escape(Path::new(raw)), "x\\xff\\n");
+        let d = layout();
+        d.file(&format!("{JOB}/shared/evil\nname"), 1, 2 * HOUR);
+        let r = collect(
+            d.root(),
+            &GcOptions {
+                grace: HOUR,
+                delete: false,
+            },
+        )
+        .unwrap();
+        assert!(render(&r).contains("shared/evil\\nname"), "{}", render(&r));
+    }
+}

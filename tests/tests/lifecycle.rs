@@ -1,0 +1,468 @@
+//! The checkpoint lifecycle on the coordinator side, through the host
+//! library: the completed-checkpoint store (retain `num-retained`, subsume,
+//! recover), the shared-state registry, savepoints, and the refusal to
+//! dispose a completed checkpoint. Cases ported from Flink's
+//! `StandaloneCompletedCheckpointStoreTest` / `CompletedCheckpointStoreTest`,
+//! `DefaultCompletedCheckpointStoreTest`, `SharedStateRegistryTest` and
+//! `CheckpointsCleanerTest` where they apply.
+
+use checkpoint_storage_host::checkpoint_store::{
+    CheckpointKind, CompletedCheckpointStore, DEFAULT_NUM_RETAINED, JobStatus, StoreError,
+};
+use checkpoint_storage_host::manifest::{CheckpointManifest, NamedState};
+use checkpoint_storage_tests::*;
+
+/// Bytes of a state that becomes a file (above the 20 KiB inline threshold).
+const FILE_STATE: usize = 30_000;
+const SAVEPOINTS: &str = "/checkpoints/savepoints";
+
+/// What one checkpoint wrote: named states and their bytes.
+struct Written {
+    completed: CompletedCheckpoint,
+    states: Vec<(NamedState, Vec<u8>)>,
+}
+
+/// Writes checkpoint `id`: one exclusive file state, the shared states
+/// `new_shared` (fresh files, seeded by name) and the already written
+/// shared states `reused` (incremental checkpoints reference earlier
+/// shared files), then its manifest as `_metadata`.
+fn checkpoint(t: &TestTenant, id: u64, new_shared: &[u8], reused: &[&(NamedState, Vec<u8>)]) -> Written {
+    let coordinator = t
+        .tenant
+        .open_coordinator_view(&StorageConfig::filesystem(&t.job), Some(SAVEPOINTS))
+        .unwrap();
+    coordinator.initialize_base_locations_for_checkpoint().unwrap();
+    let location = coordinator.initialize_location_for_checkpoint(id).unwrap();
+    write_into(t, &location, id, new_shared, reused)
+}
+
+fn savepoint(t: &TestTenant, id: u64) -> Written {
+    let coordinator = t
+        .tenant
+        .open_coordinator_view(&StorageConfig::filesystem(&t.job), Some(SAVEPOINTS))
+        .unwrap();
+    let location = coordinator.initialize_location_for_savepoint(id, None).unwrap();
+    write_into(t, &location, id, &[id as u8 + 100], &[])
+}
+
+fn write_into(
+    t: &TestTenant,
+    location: &CheckpointStorageLocation,
+    id: u64,
+    new_shared: &[u8],
+    reused: &[&(NamedState, Vec<u8>)],
+) -> Written {
+    let factory = t
+        .view()
+        .resolve_checkpoint_storage_location(id, &location.location_reference().unwrap())
+        .unwrap();
+    let mut states = vec![];
+    let data = bytes(FILE_STATE, id as u8);
+    let handle = factory.write_state(StateScope::Exclusive, &data).unwrap().unwrap();
+    states.push((
+        NamedState {
+            name: format!("exclusive-{id}"),
+            handle,
+        },
+        data,
+    ));
+    for seed in new_shared {
+        let data = bytes(FILE_STATE, *seed);
+        let handle = factory.write_state(StateScope::Shared, &data).unwrap().unwrap();
+        states.push((
+            NamedState {
+                name: format!("shared-{seed}"),
+                handle,
+            },
+            data,
+        ));
+    }
+    states.extend(reused.iter().map(|s| (*s).clone()));
+    let manifest = CheckpointManifest {
+        job_id: t.job.clone(),
+        checkpoint_id: id,
+        states: states.iter().map(|(s, _)| s.clone()).collect(),
+    };
+    let stream = location.create_metadata_output_stream().unwrap();
+    stream.write(&manifest.to_json()).unwrap();
+    Written {
+        completed: stream.close_and_finalize_checkpoint().unwrap(),
+        states,
+    }
+}
+
+fn store(t: &TestTenant, num_retained: u32) -> CompletedCheckpointStore {
+    CompletedCheckpointStore::recover(
+        &t.tenant,
+        &StorageConfig::filesystem(&t.job),
+        Some(SAVEPOINTS),
+        num_retained,
+    )
+    .unwrap()
+}
+
+/// Every state of a retained checkpoint reads back, through the component,
+/// exactly as written.
+fn assert_restores(t: &TestTenant, store: &CompletedCheckpointStore, written: &Written) {
+    let retained = store
+        .checkpoints()
+        .into_iter()
+        .find(|c| c.checkpoint.external_pointer == written.completed.external_pointer)
+        .expect("retained");
+    assert_eq!(retained.manifest.states.len(), written.states.len());
+    for (state, (expected, data)) in retained.manifest.states.iter().zip(&written.states) {
+        assert_eq!(state.name, expected.name);
+        assert_eq!(&t.tenant.read_state(&state.handle).unwrap(), data, "{}", state.name);
+    }
+}
+
+fn exists(t: &TestTenant, handle: &StateHandle) -> bool {
+    t.tenant.host_path(handle.file_path().unwrap()).unwrap().exists()
+}
+
+fn chk_dir_exists(t: &TestTenant, id: u64) -> bool {
+    t.host(&format!("{}/chk-{id}", t.job)).exists()
+}
+
+// Flink: testExceptionOnNoRetainedCheckpoints.
+#[test]
+fn retaining_no_checkpoint_is_refused() {
+    let t = TestTenant::new();
+    let e = CompletedCheckpointStore::recover(&t.tenant, &StorageConfig::filesystem(&t.job), None, 0).unwrap_err();
+    assert!(matches!(e, StoreError::NumRetained(0)), "{e}");
+    assert!(e.to_string().contains("execution.checkpointing.num-retained"), "{e}");
+    assert_eq!(DEFAULT_NUM_RETAINED, 1, "Flink's default");
+}
+
+// Flink: testEmptyState / testAddAndGetLatestCheckpoint.
+#[test]
+fn an_empty_store_has_no_latest_and_the_latest_is_the_last_added() {
+    let t = TestTenant::new();
+    let mut s = store(&t, 4);
+    assert!(s.latest().is_none() && s.checkpoints().is_empty());
+    let one = checkpoint(&t, 1, &[1], &[]);
+    s.add(&one.completed).unwrap();
+    assert_eq!(s.latest().unwrap().checkpoint_id, 1);
+    let two = checkpoint(&t, 2, &[2], &[]);
+    s.add(&two.completed).unwrap();
+    assert_eq!(s.latest().unwrap().checkpoint, two.completed);
+    assert_eq!(s.checkpoint_ids(), vec![1, 2]);
+    let listed: Vec<u64> = s.checkpoints().iter().map(|c| c.checkpoint_id).collect();
+    assert_eq!(listed, vec![2, 1], "newest first");
+}
+
+// Flink: testAddCheckpointMoreThanMaxRetained, with the registry: the
+// subsumed checkpoint's exclusive files and the shared files only it used
+// are gone; the retained ones restore every byte.
+#[test]
+fn three_checkpoints_retaining_two_subsume_the_first() {
+    let t = TestTenant::new();
+    let mut s = store(&t, 2);
+    let one = checkpoint(&t, 1, &[1, 2], &[]);
+    let kept_shared = &one.states[2]; // shared-2, reused by checkpoint 2
+    let two = checkpoint(&t, 2, &[3], &[kept_shared]);
+    let three = checkpoint(&t, 3, &[4], &[]);
+    assert!(s.add(&one.completed).unwrap().subsumed.is_empty());
+    assert!(s.add(&two.completed).unwrap().subsumed.is_empty());
+    let outcome = s.add(&three.completed).unwrap();
+    assert_eq!(outcome.subsumed, vec![1]);
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert_eq!(outcome.discarded_shared.len(), 1);
+    assert!(!chk_dir_exists(&t, 1), "exclusive directory gone");
+    assert!(!exists(&t, &one.states[1].0.handle), "shared-1 only used by 1: gone");
+    assert!(exists(&t, &kept_shared.0.handle), "shared-2 still used by 2");
+    assert_eq!(s.checkpoint_ids(), vec![2, 3]);
+    assert_restores(&t, &s, &two);
+    assert_restores(&t, &s, &three);
+    // Nothing of the subsumed checkpoint is listed any more.
+    let listed = s.coordinator_view().list_completed_checkpoints().unwrap();
+    assert_eq!(listed.iter().map(|l| l.checkpoint_id).collect::<Vec<_>>(), vec![3, 2]);
+}
+
+// Flink's SharedStateRegistryTest: a shared file goes exactly when the last
+// retained checkpoint that references it goes, never earlier.
+#[test]
+fn a_shared_file_is_deleted_exactly_with_its_last_user() {
+    let t = TestTenant::new();
+    let mut s = store(&t, 1);
+    let one = checkpoint(&t, 1, &[1], &[]);
+    let shared = one.states[1].clone();
+    s.add(&one.completed).unwrap();
+    let two = checkpoint(&t, 2, &[], &[&shared]);
+    assert_eq!(s.add(&two.completed).unwrap().subsumed, vec![1]);
+    assert!(exists(&t, &shared.0.handle), "still used by 2");
+    assert_eq!(s.registry().users(shared.0.handle.file_path().unwrap()), 1);
+    assert_restores(&t, &s, &two);
+    let three = checkpoint(&t, 3, &[3], &[]);
+    let outcome = s.add(&three.completed).unwrap();
+    assert_eq!(outcome.subsumed, vec![2]);
+    assert!(!exists(&t, &shared.0.handle), "its last user is gone");
+    assert_eq!(s.registry().len(), 1);
+}
+
+// Flink: testRecoverSortedCheckpoints; the registry is rebuilt from the
+// retained manifests, so the next subsumption deletes the right files.
+#[test]
+fn a_restarted_store_recovers_checkpoints_and_registry_from_storage() {
+    let t = TestTenant::new();
+    let mut s = store(&t, 3);
+    let one = checkpoint(&t, 1, &[1], &[]);
+    let two = checkpoint(&t, 2, &[2], &[&one.states[1]]);
+    let three = checkpoint(&t, 3, &[3], &[]);
+    for w in [&one, &two, &three] {
+        s.add(&w.completed).unwrap();
+    }
+    drop(s);
+    // A fresh process: a new tenant of the same directory, a new store that
+    // retains fewer; recovery keeps all, the next add subsumes down.
+    let fresh = TestTenant {
+        tenant: plugin().tenant(TenantConfig::new(t.dir.path())).unwrap(),
+        job: t.job.clone(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let mut s = store(&fresh, 1);
+    assert_eq!(s.checkpoint_ids(), vec![1, 2, 3]);
+    assert_eq!(s.latest().unwrap().checkpoint_id, 3);
+    assert_eq!(s.registry().users(one.states[1].0.handle.file_path().unwrap()), 2);
+    for w in [&one, &two, &three] {
+        assert_restores(&fresh, &s, w);
+    }
+    let four = checkpoint(&fresh, 4, &[4], &[&three.states[1]]);
+    let outcome = s.add(&four.completed).unwrap();
+    assert_eq!(outcome.subsumed, vec![1, 2, 3]);
+    assert!(!exists(&fresh, &one.states[1].0.handle));
+    assert!(!exists(&fresh, &two.states[1].0.handle));
+    assert!(exists(&fresh, &three.states[1].0.handle), "reused by 4");
+    assert_restores(&fresh, &s, &four);
+}
+
+// Savepoints are never subsumed and keep the shared files they name; the
+// latest includes savepoints (Flink's getLatestCheckpoint).
+#[test]
+fn savepoints_are_never_subsumed() {
+    let t = TestTenant::new();
+    let mut s = store(&t, 1);
+    let one = checkpoint(&t, 1, &[1], &[]);
+    s.add(&one.completed).unwrap();
+    let sp = savepoint(&t, 2);
+    assert!(s.add(&sp.completed).unwrap().subsumed.is_empty());
+    assert_eq!(s.latest().unwrap().kind, CheckpointKind::Savepoint);
+    assert_eq!(s.latest_checkpoint().unwrap().checkpoint_id, 1);
+    for id in 3..=5 {
+        let w = checkpoint(&t, id, &[id as u8], &[]);
+        s.add(&w.completed).unwrap();
+    }
+    assert_eq!(s.checkpoint_ids(), vec![5]);
+    let all: Vec<_> = s.checkpoints().iter().map(|c| (c.checkpoint_id, c.kind)).collect();
+    assert_eq!(
+        all,
+        vec![(5, CheckpointKind::Checkpoint), (2, CheckpointKind::Savepoint)]
+    );
+    assert_restores(&t, &s, &sp);
+    // A restarted store finds the savepoint again.
+    let again = store(&t, 1);
+    assert!(again.checkpoints().iter().any(|c| c.checkpoint == sp.completed));
+    assert_restores(&t, &again, &sp);
+    // Shutting down a finished job keeps it too.
+    let outcome = again.shutdown(JobStatus::Finished);
+    assert_eq!(outcome.subsumed, vec![5]);
+    assert!(
+        t.tenant
+            .host_path(&sp.completed.external_pointer)
+            .unwrap()
+            .join("_metadata")
+            .exists()
+    );
+}
+
+// Flink's DefaultCompletedCheckpointStoreTest: shutdown discards in a
+// globally terminal state only.
+#[test]
+fn shutdown_discards_when_finished_and_keeps_when_suspended() {
+    let t = TestTenant::new();
+    let mut s = store(&t, 2);
+    let one = checkpoint(&t, 1, &[1], &[]);
+    let two = checkpoint(&t, 2, &[2], &[&one.states[1]]);
+    s.add(&one.completed).unwrap();
+    s.add(&two.completed).unwrap();
+    let outcome = s.shutdown(JobStatus::Suspended);
+    assert!(outcome.subsumed.is_empty());
+    let s = store(&t, 2);
+    assert_restores(&t, &s, &one);
+    assert_restores(&t, &s, &two);
+    let outcome = s.shutdown(JobStatus::Finished);
+    assert_eq!(outcome.subsumed, vec![1, 2]);
+    assert!(!chk_dir_exists(&t, 1) && !chk_dir_exists(&t, 2));
+    assert!(files_in(&t.host(&format!("{}/shared", t.job))).is_empty());
+    assert!(store(&t, 2).checkpoints().is_empty());
+}
+
+// Flink's testAddCheckpointWithFailedRemove / CheckpointsCleaner: a failed
+// discard does not fail the add; the failure is reported.
+#[test]
+fn a_failed_discard_is_reported_and_does_not_fail_the_add() {
+    let t = TestTenant::new();
+    let mut s = store(&t, 1);
+    let one = checkpoint(&t, 1, &[1], &[]);
+    s.add(&one.completed).unwrap();
+    // The shared file is replaced by a directory: discard-state refuses it.
+    let shared = t.tenant.host_path(one.states[1].0.handle.file_path().unwrap()).unwrap();
+    std::fs::remove_file(&shared).unwrap();
+    std::fs::create_dir(&shared).unwrap();
+    let two = checkpoint(&t, 2, &[2], &[]);
+    let outcome = s.add(&two.completed).unwrap();
+    assert_eq!(outcome.subsumed, vec![1]);
+    assert_eq!(outcome.failures.len(), 1);
+    assert_eq!(
+        outcome.failures[0].code(),
+        Some(ErrorCode::InvalidArgument),
+        "{}",
+        outcome.failures[0]
+    );
+    assert!(!chk_dir_exists(&t, 1));
+    assert_eq!(s.checkpoint_ids(), vec![2]);
+}
+
+#[test]
+fn adding_a_checkpoint_twice_or_of_another_job_is_refused() {
+    let t = TestTenant::new();
+    let mut s = store(&t, 2);
+    let one = checkpoint(&t, 1, &[1], &[]);
+    s.add(&one.completed).unwrap();
+    assert!(matches!(s.add(&one.completed), Err(StoreError::Duplicate(1))));
+    let other = TestTenant {
+        tenant: t.tenant.clone(),
+        job: job_id(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let foreign = checkpoint(&other, 2, &[2], &[]);
+    let e = s.add(&foreign.completed).unwrap_err();
+    assert!(matches!(e, StoreError::NotOfThisJob { .. }), "{e}");
+    assert_eq!(s.checkpoint_ids(), vec![1]);
+}
+
+#[test]
+fn a_manifest_that_does_not_match_its_directory_is_refused() {
+    let t = TestTenant::new();
+    let coordinator = t
+        .tenant
+        .open_coordinator_view(&StorageConfig::filesystem(&t.job), None)
+        .unwrap();
+    let location = coordinator.initialize_location_for_checkpoint(7).unwrap();
+    let stream = location.create_metadata_output_stream().unwrap();
+    let manifest = CheckpointManifest {
+        job_id: t.job.clone(),
+        checkpoint_id: 8,
+        states: vec![],
+    };
+    stream.write(&manifest.to_json()).unwrap();
+    stream.close_and_finalize_checkpoint().unwrap();
+    let e = CompletedCheckpointStore::recover(&t.tenant, &StorageConfig::filesystem(&t.job), None, 1).unwrap_err();
+    assert!(matches!(e, StoreError::Mismatch { .. }), "{e}");
+    assert!(
+        e.to_string().contains("checkpoint 8") && e.to_string().contains("checkpoint 7"),
+        "{e}"
+    );
+    // Fix the directory, then try a file that is not a manifest.
+    std::fs::remove_dir_all(t.host(&format!("{}/chk-7", t.job))).unwrap();
+    let mut s = store(&t, 1);
+    let location = coordinator.initialize_location_for_checkpoint(9).unwrap();
+    let stream = location.create_metadata_output_stream().unwrap();
+    stream.write(b"not json").unwrap();
+    let garbage = stream.close_and_finalize_checkpoint().unwrap();
+    let e = s.add(&garbage).unwrap_err();
+    assert!(matches!(e, StoreError::Manifest { .. }), "{e}");
+    assert!(e.to_string().contains("chk-9"), "{e}");
+    assert!(s.checkpoints().is_empty());
+}
+
+// A savepoint whose manifest names another job is refused by `add`, and
+// skipped when recovering (six characters of a job id do not tell jobs apart).
+#[test]
+fn a_savepoint_of_another_job_is_refused_and_skipped_on_recovery() {
+    let t = TestTenant::new();
+    let coordinator = t
+        .tenant
+        .open_coordinator_view(&StorageConfig::filesystem(&t.job), Some(SAVEPOINTS))
+        .unwrap();
+    let location = coordinator.initialize_location_for_savepoint(3, None).unwrap();
+    let stream = location.create_metadata_output_stream().unwrap();
+    let manifest = CheckpointManifest {
+        job_id: job_id(),
+        checkpoint_id: 3,
+        states: vec![],
+    };
+    stream.write(&manifest.to_json()).unwrap();
+    let foreign = stream.close_and_finalize_checkpoint().unwrap();
+    let mut s = store(&t, 1);
+    assert!(s.checkpoints().is_empty(), "skipped on recovery");
+    let e = s.add(&foreign).unwrap_err();
+    assert!(matches!(e, StoreError::OtherJob { .. }), "{e}");
+    assert!(e.to_string().contains(&t.job), "{e}");
+}
+
+// Issue 11: disposing a completed checkpoint through dispose-on-failure was
+// accepted without a word; now it is refused and nothing is deleted.
+#[test]
+fn dispose_on_failure_refuses_a_completed_checkpoint() {
+    let t = TestTenant::new();
+    let one = checkpoint(&t, 1, &[1], &[]);
+    let coordinator = t
+        .tenant
+        .open_coordinator_view(&StorageConfig::filesystem(&t.job), None)
+        .unwrap();
+    let location = coordinator.initialize_location_for_checkpoint(1).unwrap();
+    let e = storage_error(location.dispose_on_failure());
+    assert_eq!(e.code, ErrorCode::AlreadyExists);
+    assert!(e.message.contains("discard-completed-checkpoint"), "{}", e.message);
+    let s = store(&t, 1);
+    assert_restores(&t, &s, &one);
+    // A checkpoint that did not complete is still disposed.
+    let failed = coordinator.initialize_location_for_checkpoint(2).unwrap();
+    failed.dispose_on_failure().unwrap();
+    assert!(!chk_dir_exists(&t, 2));
+}
+
+#[test]
+fn the_coordinator_lists_and_discards_through_the_component() {
+    let t = TestTenant::new();
+    let coordinator = t
+        .tenant
+        .open_coordinator_view(&StorageConfig::filesystem(&t.job), Some(SAVEPOINTS))
+        .unwrap();
+    assert!(coordinator.list_completed_checkpoints().unwrap().is_empty());
+    assert!(coordinator.list_savepoints(None).unwrap().is_empty());
+    let one = checkpoint(&t, 1, &[1], &[]);
+    let two = checkpoint(&t, 2, &[2], &[]);
+    coordinator.initialize_location_for_checkpoint(3).unwrap(); // in progress
+    let sp = savepoint(&t, 4);
+    let listed = coordinator.list_completed_checkpoints().unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            ListedCheckpoint {
+                checkpoint_id: 2,
+                checkpoint: two.completed.clone()
+            },
+            ListedCheckpoint {
+                checkpoint_id: 1,
+                checkpoint: one.completed.clone()
+            },
+        ]
+    );
+    assert_eq!(
+        coordinator.list_savepoints(Some(SAVEPOINTS)).unwrap(),
+        vec![sp.completed]
+    );
+    let e = storage_error(coordinator.list_savepoints(Some("/elsewhere")));
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    coordinator.discard_completed_checkpoint(1).unwrap();
+    assert!(!chk_dir_exists(&t, 1));
+    assert!(exists(&t, &one.states[1].0.handle), "shared state is the caller's");
+    coordinator.discard_completed_checkpoint(1).unwrap();
+    assert_eq!(
+        code(coordinator.discard_completed_checkpoint(u64::MAX)),
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(coordinator.list_completed_checkpoints().unwrap().len(), 1);
+}
