@@ -173,6 +173,7 @@ impl<S: Sandbox> CoordinatorView<S> {
     /// Deletes the directory of a completed checkpoint, `_metadata` first.
     pub fn discard_completed_checkpoint(&self, checkpoint_id: u64) -> Result<()> {
         check_checkpoint_id(checkpoint_id)?;
+        crate::access::refuse_if_read_only(&*self.sandbox, "discard a completed checkpoint")?;
         completed::discard_completed_checkpoint(&*self.sandbox, &self.job_dir, checkpoint_id)
     }
 }
