@@ -50,6 +50,8 @@ mod error;
 mod in_place_write;
 pub mod inspect;
 mod limits;
+#[cfg(feature = "tokio")]
+pub mod nonblocking;
 pub mod manifest;
 mod plugin;
 mod resource;
