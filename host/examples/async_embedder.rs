@@ -21,7 +21,9 @@ async fn one_tenant(plugin: Plugin, dir: std::path::PathBuf, seed: u8) -> checkp
         .resolve_checkpoint_storage_location(1, location.location_reference().await?)
         .await?;
     let state = vec![seed; 200_000];
-    let stream = factory.create_checkpoint_state_output_stream(StateScope::Exclusive).await?;
+    let stream = factory
+        .create_checkpoint_state_output_stream(StateScope::Exclusive)
+        .await?;
     stream.write(state.clone()).await?;
     stream.sync().await?;
     let handle = stream.close_and_get_handle().await?.expect("bytes were written");

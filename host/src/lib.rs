@@ -40,8 +40,6 @@
 //! # Ok::<(), checkpoint_storage_host::Error>(())
 //! ```
 
-
-
 mod bindings;
 mod buffered;
 mod cache;
@@ -50,9 +48,9 @@ mod error;
 mod in_place_write;
 pub mod inspect;
 mod limits;
+pub mod manifest;
 #[cfg(feature = "tokio")]
 pub mod nonblocking;
-pub mod manifest;
 mod plugin;
 mod resource;
 mod restore;

@@ -4,8 +4,8 @@
 //! closes discard), and many tenants on two worker threads without blocking
 //! the executor.
 
-use checkpoint_storage_host::nonblocking::*;
 use checkpoint_storage_host::manifest::{CheckpointManifest, NamedState};
+use checkpoint_storage_host::nonblocking::*;
 use checkpoint_storage_tests::*;
 use std::future::Future;
 use std::pin::pin;
@@ -132,19 +132,29 @@ fn threshold_edge_with_flinks_defaults_through_streams_and_write_state() {
         let t = TestTenant::new();
         t.init_job_dirs(&[1]);
         let f = factory(&t, StorageConfig::filesystem(&t.job), 1).await;
-        let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).await.unwrap();
+        let s = f
+            .create_checkpoint_state_output_stream(StateScope::Exclusive)
+            .await
+            .unwrap();
         s.write(bytes(20_480, 1)).await.unwrap();
         let inline = s.close_and_get_handle().await.unwrap().unwrap();
         assert!(matches!(&inline, StateHandle::ByteStream(b) if b.data == bytes(20_480, 1)));
         assert!(chk_files(&t, 1).is_empty(), "inline state has no file");
 
-        let file = f.write_state(StateScope::Exclusive, bytes(20_481, 2)).await.unwrap().unwrap();
+        let file = f
+            .write_state(StateScope::Exclusive, bytes(20_481, 2))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(matches!(&file, StateHandle::RelativeFile(r) if r.size == 20_481));
         assert_eq!(chk_files(&t, 1).len(), 1);
         assert_eq!(t.read_handle(&file).unwrap(), bytes(20_481, 2));
 
         assert_eq!(f.write_state(StateScope::Shared, Vec::new()).await.unwrap(), None);
-        let s = f.create_checkpoint_state_output_stream(StateScope::Shared).await.unwrap();
+        let s = f
+            .create_checkpoint_state_output_stream(StateScope::Shared)
+            .await
+            .unwrap();
         assert_eq!(s.close_and_get_handle().await.unwrap(), None, "empty state: no handle");
         assert!(files_in(&t.host(&format!("{}/shared", t.job))).is_empty());
     });
@@ -157,7 +167,10 @@ fn flush_and_sync_create_the_file_only_above_the_threshold() {
         t.init_job_dirs(&[1]);
         let config = StorageConfig::filesystem(&t.job).with_file_state_threshold(100);
         let f = factory(&t, config, 1).await;
-        let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).await.unwrap();
+        let s = f
+            .create_checkpoint_state_output_stream(StateScope::Exclusive)
+            .await
+            .unwrap();
         s.write(bytes(100, 1)).await.unwrap();
         s.flush().await.unwrap();
         assert!(chk_files(&t, 1).is_empty(), "still small enough to be inline");
@@ -177,7 +190,10 @@ fn a_discarded_stream_leaves_no_file_and_frees_its_slot() {
         let t = TestTenant::new();
         t.init_job_dirs(&[1]);
         let f = factory(&t, StorageConfig::filesystem(&t.job).with_file_state_threshold(0), 1).await;
-        let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).await.unwrap();
+        let s = f
+            .create_checkpoint_state_output_stream(StateScope::Exclusive)
+            .await
+            .unwrap();
         s.write(vec![1, 2, 3, 4, 5]).await.unwrap();
         s.sync().await.unwrap();
         assert_eq!(chk_files(&t, 1).len(), 1, "the file exists while the stream is open");
@@ -194,7 +210,10 @@ fn a_stream_dropped_on_the_runtime_is_discarded_on_the_blocking_pool() {
     t.init_job_dirs(&[1]);
     serial_runtime().block_on(async {
         let f = factory(&t, StorageConfig::filesystem(&t.job).with_file_state_threshold(0), 1).await;
-        let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).await.unwrap();
+        let s = f
+            .create_checkpoint_state_output_stream(StateScope::Exclusive)
+            .await
+            .unwrap();
         s.write(bytes(1000, 1)).await.unwrap();
         s.flush().await.unwrap();
         assert_eq!(chk_files(&t, 1).len(), 1);
@@ -216,7 +235,10 @@ fn a_stream_dropped_outside_a_runtime_is_discarded_at_once() {
     t.init_job_dirs(&[1]);
     let s = runtime().block_on(async {
         let f = factory(&t, StorageConfig::filesystem(&t.job).with_file_state_threshold(0), 1).await;
-        let s = f.create_checkpoint_state_output_stream(StateScope::Shared).await.unwrap();
+        let s = f
+            .create_checkpoint_state_output_stream(StateScope::Shared)
+            .await
+            .unwrap();
         s.write(bytes(1000, 1)).await.unwrap();
         s.flush().await.unwrap();
         s
@@ -234,7 +256,10 @@ fn a_cancelled_close_discards_the_state_it_made() {
     t.init_job_dirs(&[1]);
     serial_runtime().block_on(async {
         let f = factory(&t, StorageConfig::filesystem(&t.job), 1).await;
-        let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).await.unwrap();
+        let s = f
+            .create_checkpoint_state_output_stream(StateScope::Exclusive)
+            .await
+            .unwrap();
         s.write(bytes(50_000, 1)).await.unwrap();
         let open = hold_the_blocking_thread();
         poll_once_and_cancel(s.close_and_get_handle()).await;
@@ -252,7 +277,11 @@ fn a_cancelled_close_discards_the_state_it_made() {
         fence().await;
         assert!(chk_files(&t, 1).is_empty(), "{:?}", chk_files(&t, 1));
 
-        let kept = f.write_state(StateScope::Exclusive, bytes(30_000, 3)).await.unwrap().unwrap();
+        let kept = f
+            .write_state(StateScope::Exclusive, bytes(30_000, 3))
+            .await
+            .unwrap()
+            .unwrap();
         let open = hold_the_blocking_thread();
         poll_once_and_cancel(f.duplicate(vec![kept.clone()], StateScope::Shared)).await;
         open.send(()).unwrap();
@@ -278,26 +307,48 @@ fn default_savepoint_and_task_owned_locations() {
             .resolve_checkpoint_storage_location(3, LocationReference::Default)
             .await
             .unwrap();
-        assert_eq!(f.checkpoint_directory().await.unwrap(), format!("{}/chk-3", t.job_guest_dir()));
-        assert_eq!(f.shared_state_directory().await.unwrap(), format!("{}/shared", t.job_guest_dir()));
+        assert_eq!(
+            f.checkpoint_directory().await.unwrap(),
+            format!("{}/chk-3", t.job_guest_dir())
+        );
+        assert_eq!(
+            f.shared_state_directory().await.unwrap(),
+            format!("{}/shared", t.job_guest_dir())
+        );
 
         std::fs::create_dir_all(t.host("savepoints/sp-1")).unwrap();
         let sp = view
             .resolve_checkpoint_storage_location(4, LocationReference::encode_path("/checkpoints/savepoints/sp-1"))
             .await
             .unwrap();
-        let h = sp.write_state(StateScope::Shared, bytes(25_000, 4)).await.unwrap().unwrap();
-        assert_eq!(files_in(&t.host("savepoints/sp-1")).len(), 1, "savepoint state in one directory");
+        let h = sp
+            .write_state(StateScope::Shared, bytes(25_000, 4))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            files_in(&t.host("savepoints/sp-1")).len(),
+            1,
+            "savepoint state in one directory"
+        );
         assert_eq!(t.read_handle(&h).unwrap(), bytes(25_000, 4));
 
         let owned = view.create_task_owned_state_stream().await.unwrap();
         owned.write(bytes(30_000, 5)).await.unwrap();
         let h = owned.close_and_get_handle().await.unwrap().unwrap();
-        assert!(h.file_path().unwrap().starts_with(&format!("{}/taskowned/", t.job_guest_dir())));
+        assert!(
+            h.file_path()
+                .unwrap()
+                .starts_with(&format!("{}/taskowned/", t.job_guest_dir()))
+        );
         assert_eq!(t.read_handle(&h).unwrap(), bytes(30_000, 5));
 
         let toolset = view.create_task_owned_checkpoint_state_toolset().await.unwrap();
-        let file = f.write_state(StateScope::Shared, bytes(40_000, 6)).await.unwrap().unwrap();
+        let file = f
+            .write_state(StateScope::Shared, bytes(40_000, 6))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(toolset.can_fast_duplicate(file.clone()).await.unwrap());
         let copies = toolset.duplicate(vec![file.clone()]).await.unwrap();
         assert_eq!(copies.len(), 1);
@@ -320,7 +371,10 @@ fn escapes_are_refused_with_exact_codes() {
             let e = storage_error(tenant.open_worker_view(c).await);
             assert_eq!(e.code, ErrorCode::InvalidArgument, "{dir}: {}", e.message);
         }
-        let view = tenant.open_worker_view(StorageConfig::filesystem(&t.job)).await.unwrap();
+        let view = tenant
+            .open_worker_view(StorageConfig::filesystem(&t.job))
+            .await
+            .unwrap();
         for path in ["/etc", "/checkpoints/../etc"] {
             assert_eq!(
                 async_code(
@@ -350,13 +404,21 @@ fn escapes_are_refused_with_exact_codes() {
                 path: path.clone(),
                 size: 6,
             });
-            assert_eq!(async_code(tenant.read_state(h.clone()).await), ErrorCode::InvalidArgument, "{path}");
+            assert_eq!(
+                async_code(tenant.read_state(h.clone()).await),
+                ErrorCode::InvalidArgument,
+                "{path}"
+            );
             assert_eq!(
                 async_code(tenant.open_input_stream(h.clone()).await),
                 ErrorCode::InvalidArgument,
                 "{path}"
             );
-            assert_eq!(async_code(tenant.discard_state(h).await), ErrorCode::InvalidArgument, "{path}");
+            assert_eq!(
+                async_code(tenant.discard_state(h).await),
+                ErrorCode::InvalidArgument,
+                "{path}"
+            );
         }
         assert_eq!(std::fs::read(outside.path()).unwrap(), b"secret");
 
@@ -380,7 +442,10 @@ fn escapes_are_refused_with_exact_codes() {
                 "{bad}"
             );
         }
-        assert!(!tenant.is_poisoned().await.unwrap(), "refusals are not failures of the tenant");
+        assert!(
+            !tenant.is_poisoned().await.unwrap(),
+            "refusals are not failures of the tenant"
+        );
     });
 }
 
@@ -401,7 +466,10 @@ fn metadata_is_invisible_until_finalized_and_a_discarded_stream_leaves_nothing()
         s.sync().await.unwrap();
         assert!(!dir.join("_metadata").exists());
         let pointer = loc.checkpoint_directory().await.unwrap();
-        assert_eq!(async_code(c.resolve_checkpoint(pointer.clone()).await), ErrorCode::NotFound);
+        assert_eq!(
+            async_code(c.resolve_checkpoint(pointer.clone()).await),
+            ErrorCode::NotFound
+        );
         s.discard().await.unwrap();
         assert!(files_in(&dir).is_empty(), "the temporary file is gone");
 
@@ -418,7 +486,10 @@ fn metadata_is_invisible_until_finalized_and_a_discarded_stream_leaves_nothing()
         assert_eq!(async_tenant(&t).read_state(found.metadata).await.unwrap(), b"ok");
 
         // Metadata is written once: no second writer.
-        assert_eq!(async_code(loc.create_metadata_output_stream().await), ErrorCode::AlreadyExists);
+        assert_eq!(
+            async_code(loc.create_metadata_output_stream().await),
+            ErrorCode::AlreadyExists
+        );
         assert_eq!(std::fs::read(dir.join("_metadata")).unwrap(), b"ok");
     });
 }
@@ -429,7 +500,10 @@ fn savepoints_and_dispose_on_failure() {
         let t = TestTenant::new();
         let tenant = async_tenant(&t);
         let c = tenant
-            .open_coordinator_view(StorageConfig::filesystem(&t.job), Some("/checkpoints/savepoints".into()))
+            .open_coordinator_view(
+                StorageConfig::filesystem(&t.job),
+                Some("/checkpoints/savepoints".into()),
+            )
             .await
             .unwrap();
         assert!(c.has_default_savepoint_location().await.unwrap());
@@ -447,11 +521,23 @@ fn savepoints_and_dispose_on_failure() {
             .resolve_checkpoint_storage_location(2, loc.location_reference().await.unwrap())
             .await
             .unwrap();
-        let exclusive = f.write_state(StateScope::Exclusive, bytes(30_000, 1)).await.unwrap().unwrap();
-        let shared = f.write_state(StateScope::Shared, bytes(30_000, 2)).await.unwrap().unwrap();
+        let exclusive = f
+            .write_state(StateScope::Exclusive, bytes(30_000, 1))
+            .await
+            .unwrap()
+            .unwrap();
+        let shared = f
+            .write_state(StateScope::Shared, bytes(30_000, 2))
+            .await
+            .unwrap()
+            .unwrap();
         loc.dispose_on_failure().await.unwrap();
         assert!(!t.host(&format!("{}/chk-2", t.job)).exists(), "exclusive state is gone");
-        assert!(t.tenant.host_path(exclusive.file_path().unwrap()).is_some_and(|p| !p.exists()));
+        assert!(
+            t.tenant
+                .host_path(exclusive.file_path().unwrap())
+                .is_some_and(|p| !p.exists())
+        );
         assert_eq!(t.read_handle(&shared).unwrap(), bytes(30_000, 2), "shared state stays");
     });
 }
@@ -464,7 +550,11 @@ fn input_streams_seek_and_read_like_flinks() {
         let tenant = async_tenant(&t);
         let f = factory(&t, StorageConfig::filesystem(&t.job), 1).await;
         let inline = f.write_state(StateScope::Shared, bytes(300, 1)).await.unwrap().unwrap();
-        let file = f.write_state(StateScope::Shared, bytes(30_000, 2)).await.unwrap().unwrap();
+        let file = f
+            .write_state(StateScope::Shared, bytes(30_000, 2))
+            .await
+            .unwrap()
+            .unwrap();
         for (h, data) in [(inline, bytes(300, 1)), (file.clone(), bytes(30_000, 2))] {
             let s = tenant.open_input_stream(h).await.unwrap();
             let len = data.len() as u64;
@@ -502,7 +592,10 @@ async fn write_checkpoint(t: &TestTenant, id: u64) -> (String, Vec<(String, Vec<
         .unwrap();
     c.initialize_base_locations_for_checkpoint().await.unwrap();
     let loc = c.initialize_location_for_checkpoint(id).await.unwrap();
-    let view = tenant.open_worker_view(StorageConfig::filesystem(&t.job)).await.unwrap();
+    let view = tenant
+        .open_worker_view(StorageConfig::filesystem(&t.job))
+        .await
+        .unwrap();
     let f = view
         .resolve_checkpoint_storage_location(id, loc.location_reference().await.unwrap())
         .await
@@ -515,13 +608,20 @@ async fn write_checkpoint(t: &TestTenant, id: u64) -> (String, Vec<(String, Vec<
         let (name, stream) = match i % 3 {
             0 => (
                 format!("op-{i}/exclusive"),
-                f.create_checkpoint_state_output_stream(StateScope::Exclusive).await.unwrap(),
+                f.create_checkpoint_state_output_stream(StateScope::Exclusive)
+                    .await
+                    .unwrap(),
             ),
             1 => (
                 format!("op-{i}/shared"),
-                f.create_checkpoint_state_output_stream(StateScope::Shared).await.unwrap(),
+                f.create_checkpoint_state_output_stream(StateScope::Shared)
+                    .await
+                    .unwrap(),
             ),
-            _ => (format!("op-{i}/task-owned"), view.create_task_owned_state_stream().await.unwrap()),
+            _ => (
+                format!("op-{i}/task-owned"),
+                view.create_task_owned_state_stream().await.unwrap(),
+            ),
         };
         for part in data.chunks(100_000) {
             stream.write(part).await.unwrap();
@@ -556,7 +656,9 @@ fn a_whole_checkpoint_finalizes_resolves_and_restores_in_a_fresh_tenant() {
         assert_eq!(expected.len(), 15, "three of 18 states were empty");
 
         // A new instance on the same directory, as after a restart.
-        let fresh = AsyncTenant::new(plugin(), TenantConfig::new(t.tenant.dir())).await.unwrap();
+        let fresh = AsyncTenant::new(plugin(), TenantConfig::new(t.tenant.dir()))
+            .await
+            .unwrap();
         let c = fresh
             .open_coordinator_view(StorageConfig::filesystem(&t.job), None)
             .await
@@ -593,7 +695,10 @@ fn the_executor_runs_while_a_tenant_call_is_pending() {
     t.init_job_dirs(&[1]);
     serial_runtime().block_on(async {
         let f = factory(&t, StorageConfig::filesystem(&t.job), 1).await;
-        let stream = f.create_checkpoint_state_output_stream(StateScope::Exclusive).await.unwrap();
+        let stream = f
+            .create_checkpoint_state_output_stream(StateScope::Exclusive)
+            .await
+            .unwrap();
         let (started, finished) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         let open = hold_the_blocking_thread();
         let job = tokio::spawn({
@@ -636,8 +741,12 @@ fn thirty_two_tenants_on_two_worker_threads_every_byte_back_while_a_ticker_ticks
     let rt = runtime();
     let (max_gap, ticks) = rt.block_on(async {
         let ticker = tokio::spawn({
-            let (in_flight, ticks_in_flight, stop, halfway) =
-                (in_flight.clone(), ticks_in_flight.clone(), stop.clone(), halfway.clone());
+            let (in_flight, ticks_in_flight, stop, halfway) = (
+                in_flight.clone(),
+                ticks_in_flight.clone(),
+                stop.clone(),
+                halfway.clone(),
+            );
             async move {
                 let mut interval = tokio::time::interval(Duration::from_millis(1));
                 let (mut last, mut max_gap, mut ticks, mut met) = (Instant::now(), Duration::ZERO, 0u64, false);
@@ -676,7 +785,11 @@ fn thirty_two_tenants_on_two_worker_threads_every_byte_back_while_a_ticker_ticks
                         .unwrap();
                     let mut streams = Vec::new();
                     for (i, size) in sizes.iter().enumerate().take(STREAMS) {
-                        let scope = if i % 2 == 0 { StateScope::Exclusive } else { StateScope::Shared };
+                        let scope = if i % 2 == 0 {
+                            StateScope::Exclusive
+                        } else {
+                            StateScope::Shared
+                        };
                         let s = f.create_checkpoint_state_output_stream(scope).await.unwrap();
                         let data = bytes(*size, (n * STREAMS + i) as u8);
                         for part in data.chunks(64 * 1024) {
@@ -701,7 +814,10 @@ fn thirty_two_tenants_on_two_worker_threads_every_byte_back_while_a_ticker_ticks
         stop.store(true, Ordering::SeqCst);
         ticker.await.unwrap()
     });
-    assert!(ticks_in_flight.load(Ordering::SeqCst) >= 1, "the ticker ran while tenants wrote");
+    assert!(
+        ticks_in_flight.load(Ordering::SeqCst) >= 1,
+        "the ticker ran while tenants wrote"
+    );
     for t in &tenants {
         assert_eq!(t.tenant.open_streams(), 0);
         let files = all_files(t.tenant.dir()).len();

@@ -37,7 +37,10 @@ impl AsyncCoordinatorView {
 
     /// Creates `<job>/chk-<id>`
     /// ([`CoordinatorView::initialize_location_for_checkpoint`]).
-    pub async fn initialize_location_for_checkpoint(&self, checkpoint_id: u64) -> Result<AsyncCheckpointStorageLocation> {
+    pub async fn initialize_location_for_checkpoint(
+        &self,
+        checkpoint_id: u64,
+    ) -> Result<AsyncCheckpointStorageLocation> {
         let location = self
             .0
             .call(move |c| c.initialize_location_for_checkpoint(checkpoint_id))

@@ -202,10 +202,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
     }
 
     /// One call on the value, on the blocking pool.
-    pub(crate) async fn call<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&T) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
+    pub(crate) async fn call<R: Send + 'static>(&self, f: impl FnOnce(&T) -> Result<R> + Send + 'static) -> Result<R> {
         let value = self.arc();
         run(move || f(&value)).await
     }

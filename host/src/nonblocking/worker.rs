@@ -163,9 +163,7 @@ impl AsyncStateOutputStream {
     /// dropped before it returns, the state's file is discarded.
     pub async fn close_and_get_handle(self) -> Result<Option<StateHandle>> {
         let tenant = self.tenant.clone();
-        self.inner
-            .finish_handing_out(&tenant, |s| s.close_shared())
-            .await
+        self.inner.finish_handing_out(&tenant, |s| s.close_shared()).await
     }
 
     /// Discards the stream (its file is deleted) and waits until it is done.
