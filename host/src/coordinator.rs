@@ -193,6 +193,12 @@ impl MetadataOutputStream {
 
     /// Publishes `_metadata` and returns the completed checkpoint.
     pub fn close_and_finalize_checkpoint(self) -> Result<CompletedCheckpoint> {
+        self.finalize_shared()
+    }
+
+    /// [`close_and_finalize_checkpoint`](Self::close_and_finalize_checkpoint)
+    /// of a stream that is shared (the async API holds it in an `Arc`).
+    pub(crate) fn finalize_shared(&self) -> Result<CompletedCheckpoint> {
         call(&self.0, |g, i, r| {
             g.metadata_output_stream()
                 .call_close_and_finalize_checkpoint(&mut i.store, r)

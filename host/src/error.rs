@@ -32,6 +32,11 @@ pub enum Error {
     /// Setting up a tenant or the engine failed.
     #[error("host setup failed: {0:#}")]
     Setup(wasmtime::Error),
+    /// A call of the async API (feature `tokio`) did not run to its end on
+    /// tokio's blocking pool.
+    #[cfg(feature = "tokio")]
+    #[error("tenant call on the blocking pool did not finish: {0}")]
+    Blocking(crate::nonblocking::BlockingFailure),
 }
 
 impl From<StorageError> for Error {

@@ -52,6 +52,8 @@ mod in_place_write;
 pub mod inspect;
 mod limits;
 pub mod manifest;
+#[cfg(feature = "tokio")]
+pub mod nonblocking;
 mod open_at;
 mod plugin;
 mod resource;

@@ -159,6 +159,13 @@ impl StateOutputStream {
 
     /// Finishes the stream; `None` if nothing was written.
     pub fn close_and_get_handle(self) -> Result<Option<StateHandle>> {
+        self.close_shared()
+    }
+
+    /// [`close_and_get_handle`](Self::close_and_get_handle) of a stream that
+    /// is shared (the async API holds it in an `Arc`); later calls on it get
+    /// `closed` from the component.
+    pub(crate) fn close_shared(&self) -> Result<Option<StateHandle>> {
         self.0
             .call(|g, i, r| g.state_output_stream().call_close_and_get_handle(&mut i.store, r))
     }
