@@ -24,12 +24,16 @@ impl WasiSandbox {
             .into_iter()
             .filter_map(|(d, mount)| GuestPath::parse(&mount).ok().map(|p| (d, p)))
             .collect::<Vec<_>>();
-        // A preopen the host gave read permission only reports no
-        // `mutate-directory` flag; the tenant is read-only if none has it.
-        let read_only = preopens.iter().all(|(d, _): &(Descriptor, GuestPath)| {
-            d.get_flags()
-                .map_or(true, |f| !f.contains(DescriptorFlags::MUTATE_DIRECTORY))
-        });
+        // A preopen the host gave read permission only reports `read`
+        // without `mutate-directory`; the tenant is read-only if every
+        // preopen says so. A host that reports no flags at all (jco's
+        // preview2-shim gives none for a preopen) has said nothing: the
+        // filesystem itself then refuses what is not allowed.
+        let read_only = !preopens.is_empty()
+            && preopens.iter().all(|(d, _): &(Descriptor, GuestPath)| {
+                d.get_flags()
+                    .is_ok_and(|f| f.contains(DescriptorFlags::READ) && !f.contains(DescriptorFlags::MUTATE_DIRECTORY))
+            });
         WasiSandbox { preopens, read_only }
     }
 

@@ -325,7 +325,11 @@ test('the rest of the contract under jco: savepoints, duplicates, task-owned sta
   metaOut.closeAndFinalizeCheckpoint();
   assert.equal(storageError(() => location.createMetadataOutputStream()).code, 'already-exists');
   assert.equal(storageError(() => coord.resolveCheckpoint(`${GUEST_MOUNT}/nothing-here`)).code, 'not-found');
-  location.disposeOnFailure();
+  // A completed checkpoint is not a failed one: dispose-on-failure refuses it
+  // and deletes nothing; discard-completed-checkpoint removes it.
+  assert.equal(storageError(() => location.disposeOnFailure()).code, 'already-exists');
+  assert.ok(existsSync(join(dir, job, 'chk-2', '_metadata')), 'the refused dispose deleted nothing');
+  coord.discardCompletedCheckpoint(2n);
   assert.ok(!existsSync(join(dir, job, 'chk-2')), 'the checkpoint directory is gone');
   assert.deepEqual(readState(tenant.exports, shared), Buffer.from(bytes(LARGE, 12)), 'shared state stays');
 
