@@ -7,7 +7,8 @@
 //! - [`config`]: Flink's options, defaults and validation;
 //! - [`output_stream`]: the buffering, threshold and inline-vs-file policy;
 //! - [`access`], [`coordinator`], [`restore`], [`toolset`]: the worker view,
-//!   the coordinator view, reading back, duplication.
+//!   the coordinator view, reading back, duplication;
+//! - [`file_merging`]: task-side file merging (FLIP-306).
 //!
 //! Everything that touches files goes through the [`sandbox::Sandbox`]
 //! trait: the component implements it over `wasi:filesystem`, native unit
@@ -18,6 +19,7 @@ pub mod access;
 pub mod config;
 pub mod coordinator;
 pub mod error;
+pub mod file_merging;
 pub mod handle;
 pub mod layout;
 pub mod output_stream;
