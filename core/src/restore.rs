@@ -13,7 +13,11 @@ pub const MAX_READ: u64 = 16 * 1024 * 1024;
 enum Source<R> {
     Inline(Vec<u8>),
     /// `base` is where the state starts in the file (a segment's offset).
-    File { reader: R, path: String, base: u64 },
+    File {
+        reader: R,
+        path: String,
+        base: u64,
+    },
 }
 
 /// A readable, seekable view of one handle's bytes.

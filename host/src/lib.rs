@@ -7,7 +7,8 @@
 //! only thing it can see. The typed API mirrors the WIT interfaces, one
 //! module each: `types`, `worker` ([`WorkerView`], [`StreamFactory`],
 //! [`StateOutputStream`], [`CheckpointStateToolset`]), `coordinator`
-//! ([`CoordinatorView`]) and `restore` ([`StateInputStream`]).
+//! ([`CoordinatorView`]), `restore` ([`StateInputStream`]) and
+//! `file-merging` ([`FileMergingSnapshotManager`], FLIP-306).
 //!
 //! The component is embedded in the library (default feature
 //! `embedded-component`): [`Plugin::load`] needs no file. Without the
@@ -45,6 +46,7 @@ mod buffered;
 mod cache;
 mod coordinator;
 mod error;
+mod file_merging;
 mod in_place_write;
 pub mod inspect;
 mod limits;
@@ -60,6 +62,7 @@ pub use buffered::{BufferedStateOutputStream, DEFAULT_BATCH_SIZE};
 pub use cache::{CACHE_STALE_AFTER, CacheStatus};
 pub use coordinator::{CheckpointStorageLocation, CompletedCheckpoint, CoordinatorView, MetadataOutputStream};
 pub use error::{Error, ErrorCode, Result, StorageError};
+pub use file_merging::{FileMergingOptions, FileMergingSnapshotManager, MergingStreamFactory, SpaceStat, SubtaskKey};
 pub use limits::{DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, LimitExceeded};
 #[cfg(feature = "embedded-component")]
 pub use plugin::EMBEDDED_COMPONENT;

@@ -7,6 +7,7 @@
 //! directory, and resident memory per idle tenant against its target.
 
 mod chart;
+pub mod file_merging;
 mod machine;
 mod memory;
 pub mod native;

@@ -196,7 +196,9 @@ impl<S: Sandbox + 'static> FileMergingSnapshotManager<S> {
         reference: &LocationReference,
     ) -> Result<MergingStreamFactory<S>> {
         subtask.validate()?;
-        let plain = self.view.resolve_checkpoint_storage_location(checkpoint_id, reference)?;
+        let plain = self
+            .view
+            .resolve_checkpoint_storage_location(checkpoint_id, reference)?;
         if !self.is_merging() || *reference != LocationReference::Default {
             return Ok(MergingStreamFactory(Kind::Plain(plain)));
         }
@@ -282,7 +284,12 @@ impl<S: Sandbox + 'static> FileMergingSnapshotManager<S> {
         let mut st = self.state.borrow_mut();
         let mut segments = Vec::new();
         for (i, handle) in handles.iter().enumerate() {
-            let StateHandle::Segment { offset, size, scope, .. } = handle else { continue };
+            let StateHandle::Segment {
+                offset, size, scope, ..
+            } = handle
+            else {
+                continue;
+            };
             let path = checked_file_path(&*st.sandbox, handle)
                 .map_err(|e| StorageError::new(e.code, format!("Handle #{i}: {}", e.message)))?
                 .expect("segments have paths");
@@ -318,7 +325,12 @@ fn create_managed_dir<S: Sandbox + ?Sized>(sandbox: &S, dir: &GuestPath) -> Resu
             ));
         }
         Err(e) if e.kind == FsErrorKind::NotFound => {}
-        Err(e) => return Err(StorageError::from_fs(format!("Cannot create directory {dir} for file-merging"), &e)),
+        Err(e) => {
+            return Err(StorageError::from_fs(
+                format!("Cannot create directory {dir} for file-merging"),
+                &e,
+            ));
+        }
     }
     sandbox
         .create_dir_all(dir)
@@ -354,7 +366,12 @@ impl<S: Sandbox> State<S> {
 
     /// A physical file for the next segment: an idle one from the pool, or
     /// a new one in the managed directory. It stays busy until returned.
-    pub(crate) fn acquire(&mut self, subtask: &SubtaskKey, checkpoint_id: u64, scope: StateScope) -> Result<(u64, GuestPath, u64)> {
+    pub(crate) fn acquire(
+        &mut self,
+        subtask: &SubtaskKey,
+        checkpoint_id: u64,
+        scope: StateScope,
+    ) -> Result<(u64, GuestPath, u64)> {
         let key = self.pool_key(subtask, checkpoint_id, scope);
         while let Some(id) = self.pools.get_mut(&key).and_then(Vec::pop) {
             let max = self.options.max_file_size;
@@ -407,7 +424,9 @@ impl<S: Sandbox> State<S> {
             }
         }
         Err(StorageError::from_fs(
-            format!("Could not open output stream for state file merging: {CREATE_ATTEMPTS} random file names in {dir} were all taken"),
+            format!(
+                "Could not open output stream for state file merging: {CREATE_ATTEMPTS} random file names in {dir} were all taken"
+            ),
             &last.expect("at least one attempt"),
         ))
     }
@@ -479,7 +498,11 @@ impl<S: Sandbox> State<S> {
     fn return_for_reuse(&mut self, id: u64) {
         let max = self.options.max_file_size;
         let p = self.physical.get(&id).expect("file exists");
-        if p.file.is_some() && p.reusable && p.size < max && let Some(key) = p.pool.clone() {
+        if p.file.is_some()
+            && p.reusable
+            && p.size < max
+            && let Some(key) = p.pool.clone()
+        {
             self.pools.entry(key).or_default().push(id);
         } else {
             // Nothing to delete: the file just got a live segment.
@@ -500,7 +523,9 @@ impl<S: Sandbox> State<S> {
     }
 
     fn close_physical(&mut self, id: u64) -> Result<()> {
-        let Some(p) = self.physical.get_mut(&id) else { return Ok(()) };
+        let Some(p) = self.physical.get_mut(&id) else {
+            return Ok(());
+        };
         p.file = None;
         if let Some(key) = p.pool.take()
             && let Some(pool) = self.pools.get_mut(&key)
@@ -552,7 +577,10 @@ impl<S: Sandbox> State<S> {
             for set in self.uploaded.values_mut() {
                 set.remove(&lid);
             }
-            let p = self.physical.get_mut(&l.physical).expect("a logical file's physical file exists");
+            let p = self
+                .physical
+                .get_mut(&l.physical)
+                .expect("a logical file's physical file exists");
             self.by_segment.remove(&(p.path.to_string(), l.offset));
             p.refs -= 1;
             p.live -= l.length;
@@ -587,7 +615,9 @@ impl<S: Sandbox> State<S> {
     /// waste most stop taking segments until the goal is met; the next
     /// writes go to new files.
     fn control_space(&mut self, errors: &mut Errors) {
-        let Some(amp) = self.options.max_space_amplification else { return };
+        let Some(amp) = self.options.max_space_amplification else {
+            return;
+        };
         let stat = self.space_stat();
         let goal = stat.logical_file_size as f64 * amp as f64;
         if stat.physical_file_size as f64 <= goal {

@@ -41,9 +41,7 @@ impl FileMergingOptions {
                 "The file-merging max-file-size must be positive; got 0. Leave it unset for Flink's default of 32 MiB.",
             ));
         }
-        let amplification = self
-            .max_space_amplification
-            .unwrap_or(DEFAULT_MAX_SPACE_AMPLIFICATION);
+        let amplification = self.max_space_amplification.unwrap_or(DEFAULT_MAX_SPACE_AMPLIFICATION);
         if !amplification.is_finite() {
             return Err(StorageError::invalid_argument(format!(
                 "The file-merging max-space-amplification must be a finite number; got {amplification}. Use a value below 1 to turn space control off."
@@ -155,7 +153,13 @@ mod tests {
         };
         assert!(key("op", 0, 1).validate().is_ok());
         assert_eq!(key("op", 1, 1).to_string(), "op(1/1)");
-        for bad in [key("", 0, 1), key("op", 1, 1), key("op", 0, 0), key("a\0b", 0, 1), key(&"x".repeat(129), 0, 1)] {
+        for bad in [
+            key("", 0, 1),
+            key("op", 1, 1),
+            key("op", 0, 0),
+            key("a\0b", 0, 1),
+            key(&"x".repeat(129), 0, 1),
+        ] {
             assert_eq!(bad.validate().unwrap_err().code, ErrorCode::InvalidArgument, "{bad:?}");
         }
     }

@@ -67,7 +67,13 @@ fn manager(s: &Rc<MemSandbox>, options: FileMergingOptions) -> FileMergingSnapsh
 }
 
 /// Writes `data` as one state of `subtask` in checkpoint `cp`.
-fn write(m: &FileMergingSnapshotManager<MemSandbox>, k: &SubtaskKey, cp: u64, scope: StateScope, data: &[u8]) -> StateHandle {
+fn write(
+    m: &FileMergingSnapshotManager<MemSandbox>,
+    k: &SubtaskKey,
+    cp: u64,
+    scope: StateScope,
+    data: &[u8],
+) -> StateHandle {
     let f = m
         .resolve_checkpoint_storage_location(k, cp, &LocationReference::Default)
         .unwrap();
@@ -114,7 +120,9 @@ fn managed_path_taken_by_a_file_is_refused() {
         crate::paths::GuestPath::parse(&format!("/checkpoints/{JOB}/taskowned/job_{JOB}_tm_{TM}")).unwrap(),
         Default::default(),
     );
-    let e = FileMergingSnapshotManager::open(s.clone(), &config(), TM, &within()).err().unwrap();
+    let e = FileMergingSnapshotManager::open(s.clone(), &config(), TM, &within())
+        .err()
+        .unwrap();
     assert_eq!(e.code, ErrorCode::AlreadyExists);
     assert!(e.message.contains("occupied by another file"), "{e:?}");
 }
@@ -129,12 +137,19 @@ fn unregistered_subtask_and_bad_ids_are_refused() {
         .unwrap();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     assert!(e.message.contains("register-subtask"), "{e:?}");
-    assert_eq!(m.register_subtask(&key("", 0)).unwrap_err().code, ErrorCode::InvalidArgument);
-    let e = FileMergingSnapshotManager::open(s.clone(), &config(), "", &within()).err().unwrap();
+    assert_eq!(
+        m.register_subtask(&key("", 0)).unwrap_err().code,
+        ErrorCode::InvalidArgument
+    );
+    let e = FileMergingSnapshotManager::open(s.clone(), &config(), "", &within())
+        .err()
+        .unwrap();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     let mut memory = config();
     memory.backend = Backend::Memory;
-    let e = FileMergingSnapshotManager::open(s.clone(), &memory, TM, &within()).err().unwrap();
+    let e = FileMergingSnapshotManager::open(s.clone(), &memory, TM, &within())
+        .err()
+        .unwrap();
     assert_eq!(e.code, ErrorCode::Unsupported);
 }
 
@@ -203,13 +218,19 @@ fn dropped_stream_keeps_a_file_with_live_segments_but_stops_reusing_it() {
     let m = manager(&s, within());
     let k = key("op", 0);
     let kept = write(&m, &k, 1, Shared, b"kept");
-    let f = m.resolve_checkpoint_storage_location(&k, 1, &LocationReference::Default).unwrap();
+    let f = m
+        .resolve_checkpoint_storage_location(&k, 1, &LocationReference::Default)
+        .unwrap();
     let mut stream = f.create_checkpoint_state_output_stream(Shared).unwrap();
     stream.write(&[1; 1500]).unwrap();
     drop(stream);
     assert_eq!(read_back(&s, &kept), b"kept");
     let next = write(&m, &k, 1, Shared, b"next");
-    assert_ne!(segment(&next).0, segment(&kept).0, "the file with failed bytes takes no more segments");
+    assert_ne!(
+        segment(&next).0,
+        segment(&kept).0,
+        "the file with failed bytes takes no more segments"
+    );
 }
 
 /// `testWritingToClosedStream`.
@@ -262,7 +283,9 @@ fn segment_positions_are_relative_to_its_start() {
     let k = key("op", 0);
     write(&m, &k, 1, Shared, &[9; 10]);
     for cp in 2..10u64 {
-        let f = m.resolve_checkpoint_storage_location(&k, cp, &LocationReference::Default).unwrap();
+        let f = m
+            .resolve_checkpoint_storage_location(&k, cp, &LocationReference::Default)
+            .unwrap();
         let mut stream = f.create_checkpoint_state_output_stream(Shared).unwrap();
         stream.write(&[cp as u8; 64]).unwrap();
         let values: Vec<u64> = (0..10).map(|i| cp * 100 + i).collect();
@@ -300,7 +323,11 @@ fn within_checkpoint_reuses_files_only_inside_a_checkpoint() {
     m.notify_checkpoint_complete(&k, 1).unwrap();
     assert!(exists(&s, &a1));
     let c1 = write(&m, &k, 1, Shared, b"late");
-    assert_ne!(segment(&c1).0, segment(&a1).0, "a completed checkpoint's files are closed");
+    assert_ne!(
+        segment(&c1).0,
+        segment(&a1).0,
+        "a completed checkpoint's files are closed"
+    );
     m.notify_checkpoint_subsumed(&k, 1).unwrap();
     assert!(!exists(&s, &a1));
     assert!(!exists(&s, &c1));
@@ -348,10 +375,18 @@ fn across_checkpoint_reuses_files_until_max_file_size() {
     let k = key("op", 0);
     let a = write(&m, &k, 1, Shared, &[1; 60]);
     let b = write(&m, &k, 2, Shared, &[2; 60]);
-    assert_eq!(segment(&a).0, segment(&b).0, "checkpoint 2 appends to checkpoint 1's file");
+    assert_eq!(
+        segment(&a).0,
+        segment(&b).0,
+        "checkpoint 2 appends to checkpoint 1's file"
+    );
     assert_eq!(segment(&b).1, 60);
     let c = write(&m, &k, 3, Shared, &[3; 10]);
-    assert_ne!(segment(&c).0, segment(&a).0, "the file reached max-file-size (soft: it holds 120 bytes)");
+    assert_ne!(
+        segment(&c).0,
+        segment(&a).0,
+        "the file reached max-file-size (soft: it holds 120 bytes)"
+    );
     m.notify_checkpoint_subsumed(&k, 1).unwrap();
     assert!(exists(&s, &a));
     m.notify_checkpoint_subsumed(&k, 2).unwrap();
@@ -418,7 +453,10 @@ fn space_amplification_above_the_limit_sends_writes_to_new_files() {
     let next = write(&m, &k, 3, Shared, &[3; 10]);
     assert_ne!(segment(&next).0, segment(&big).0);
     m.notify_checkpoint_subsumed(&k, 2).unwrap();
-    assert!(!exists(&s, &big), "closed by space control, so it goes with its last segment");
+    assert!(
+        !exists(&s, &big),
+        "closed by space control, so it goes with its last segment"
+    );
     assert!(exists(&s, &next));
 }
 
@@ -450,7 +488,10 @@ fn savepoints_are_not_merged() {
         .resolve_checkpoint_storage_location(&key("op", 0), 5, &LocationReference::encode_path("/checkpoints/sp"))
         .unwrap();
     assert!(!f.is_merging());
-    assert!(matches!(f.write_state(Exclusive, b"small").unwrap(), Some(StateHandle::ByteStream { .. })));
+    assert!(matches!(
+        f.write_state(Exclusive, b"small").unwrap(),
+        Some(StateHandle::ByteStream { .. })
+    ));
     let big = f.write_state(Exclusive, &[1; 30_000]).unwrap().unwrap();
     assert!(matches!(big, StateHandle::RelativeFile { ref path, .. } if path.starts_with("/checkpoints/sp/")));
 }
@@ -608,7 +649,10 @@ fn sync_failure_at_close_returns_no_handle() {
         .unwrap();
     s.faults.fail_sync.set(true);
     let e = f.write_state(Shared, b"abc").unwrap_err();
-    assert!(e.message.contains("in order to obtain the stream state handle"), "{e:?}");
+    assert!(
+        e.message.contains("in order to obtain the stream state handle"),
+        "{e:?}"
+    );
     assert_eq!(s.files.borrow().len(), 0);
     assert_eq!(m.space_stat(), SpaceStat::default());
 }
