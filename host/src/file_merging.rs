@@ -19,11 +19,22 @@ fn call<T>(owned: &Owned, f: impl FnOnce(&FileMergingGuest, &mut Inner, Resource
 }
 
 impl FileMergingOptions {
+    /// Every option absent: Flink's defaults (merging off).
+    pub fn flink_defaults() -> Self {
+        FileMergingOptions {
+            enabled: None,
+            across_checkpoint_boundary: None,
+            max_file_size: None,
+            pool_blocking: None,
+            max_space_amplification_percent: None,
+        }
+    }
+
     /// Merging on, every other option at Flink's default.
     pub fn enabled() -> Self {
         FileMergingOptions {
             enabled: Some(true),
-            ..Self::default()
+            ..Self::flink_defaults()
         }
     }
 
@@ -41,19 +52,6 @@ impl FileMergingOptions {
     pub fn with_max_space_amplification_percent(mut self, percent: u32) -> Self {
         self.max_space_amplification_percent = Some(percent);
         self
-    }
-}
-
-/// Every option absent: Flink's defaults (merging off).
-impl Default for FileMergingOptions {
-    fn default() -> Self {
-        FileMergingOptions {
-            enabled: None,
-            across_checkpoint_boundary: None,
-            max_file_size: None,
-            pool_blocking: None,
-            max_space_amplification_percent: None,
-        }
     }
 }
 

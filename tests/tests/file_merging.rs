@@ -223,7 +223,11 @@ fn savepoints_and_merging_off_are_plain() {
 
     let off = t
         .tenant
-        .open_file_merging_manager(&StorageConfig::filesystem(&t.job), TM, &FileMergingOptions::default())
+        .open_file_merging_manager(
+            &StorageConfig::filesystem(&t.job),
+            TM,
+            &FileMergingOptions::flink_defaults(),
+        )
         .unwrap();
     assert!(!off.is_merging().unwrap());
     off.register_subtask(&subtask(0)).unwrap();

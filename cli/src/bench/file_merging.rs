@@ -118,7 +118,13 @@ pub fn measure(plugin: &Plugin, root: &Path, checkpoints: u64) -> Result<Vec<Mer
         return Err(BenchError::Invalid("file merging needs at least one checkpoint".into()));
     }
     Ok(vec![
-        measure_variant(plugin, root, "unmerged", FileMergingOptions::default(), checkpoints)?,
+        measure_variant(
+            plugin,
+            root,
+            "unmerged",
+            FileMergingOptions::flink_defaults(),
+            checkpoints,
+        )?,
         measure_variant(plugin, root, "merged", FileMergingOptions::enabled(), checkpoints)?,
     ])
 }
