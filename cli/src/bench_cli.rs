@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Also write a chart of the results (SVG) to this path.
     #[arg(long)]
     chart: Option<PathBuf>,
+    /// Instead: file merging (FLIP-306) against no merging, over this many
+    /// checkpoints of 1,000 states of 100 B to 64 KiB.
+    #[arg(long, value_name = "CHECKPOINTS")]
+    file_merging: Option<u64>,
 }
 
 /// A parser of a whole number from `min` to `max`, whose error says so in
@@ -57,6 +61,9 @@ fn mib(max_bytes: u64) -> impl Fn(&str) -> Result<u64, String> + Clone {
 pub fn run(args: BenchArgs) -> Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build measures the debug host; use `cargo run --release`");
+    }
+    if let Some(checkpoints) = args.file_merging {
+        return file_merging(args.dir, checkpoints, args.json);
     }
     let mut options = if args.quick {
         BenchOptions::quick()
@@ -94,6 +101,24 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(path) = args.chart {
         bench::write_chart(&report, &path)?;
         eprintln!("chart written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// `bench --file-merging N`.
+fn file_merging(dir: Option<PathBuf>, checkpoints: u64, json: bool) -> Result<()> {
+    let parent = dir.unwrap_or_else(std::env::temp_dir);
+    let root = tempfile::Builder::new()
+        .prefix("checkpoint-storage-bench-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a directory in {}", parent.display()))?;
+    let plugin = checkpoint_storage_host::Plugin::load()?;
+    let rows = bench::file_merging::measure(&plugin, root.path(), checkpoints)?;
+    if json {
+        eprint!("{}", bench::file_merging::table(&rows));
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", bench::file_merging::table(&rows));
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 mod bench_cli;
 mod demo_lifecycle;
 mod gc_cli;
+mod demo_file_merging;
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +33,10 @@ enum Command {
         /// Number of tenants.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
         tenants: u32,
+        /// Instead: one checkpoint of 1,000 small states written with file
+        /// merging (FLIP-306) into a handful of files, then restored.
+        #[arg(long)]
+        file_merging: bool,
     },
     /// Lists the checkpoints and savepoints of a tenant directory: ids,
     /// files, bytes, whether `_metadata` is present.
@@ -59,7 +64,11 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Demo { dir, tenants } => demo(dir, tenants),
+        Command::Demo {
+            dir,
+            tenants,
+            file_merging,
+        } => demo(dir, tenants, file_merging),
         Command::Inspect { dir, json } => {
             let root = inspect::check_root(&dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
             let inventory = inspect::inspect(&root).with_context(|| format!("reading {}", root.display()))?;
@@ -75,7 +84,7 @@ fn main() -> Result<()> {
     }
 }
 
-fn demo(dir: Option<PathBuf>, tenants: u32) -> Result<()> {
+fn demo(dir: Option<PathBuf>, tenants: u32, file_merging: bool) -> Result<()> {
     let root = match dir {
         Some(d) => {
             std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
@@ -89,6 +98,13 @@ fn demo(dir: Option<PathBuf>, tenants: u32) -> Result<()> {
     let started = std::time::Instant::now();
     let plugin = Plugin::load()?;
     println!("component loaded and compiled in {:.0?}", started.elapsed());
+    if file_merging {
+        let tenant = plugin.tenant(TenantConfig::new(&root))?;
+        demo_file_merging::run(&plugin, &tenant)?;
+        print_tree(tenant.dir())?;
+        println!("\nEverything is kept under {}", root.display());
+        return Ok(());
+    }
     for i in 1..=tenants {
         let tenant_dir = root.join(format!("tenant-{i}"));
         std::fs::create_dir_all(&tenant_dir)?;

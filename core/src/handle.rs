@@ -1,6 +1,8 @@
 //! State handles: how to find a finished state's bytes again (Flink's
-//! `ByteStreamStateHandle`, `FileStateHandle`, `RelativeFileStateHandle`).
+//! `ByteStreamStateHandle`, `FileStateHandle`, `RelativeFileStateHandle`,
+//! `SegmentFileStateHandle`).
 
+use crate::access::StateScope;
 use crate::error::{Result, StorageError};
 use crate::paths::GuestPath;
 use crate::sandbox::Sandbox;
@@ -21,6 +23,13 @@ pub enum StateHandle {
         relative_path: String,
         size: u64,
     },
+    /// Bytes `offset .. offset + size` of a merged physical file.
+    Segment {
+        path: String,
+        offset: u64,
+        size: u64,
+        scope: StateScope,
+    },
 }
 
 impl StateHandle {
@@ -28,7 +37,9 @@ impl StateHandle {
     pub fn file_path(&self) -> Option<&str> {
         match self {
             StateHandle::ByteStream { .. } => None,
-            StateHandle::File { path, .. } | StateHandle::RelativeFile { path, .. } => Some(path),
+            StateHandle::File { path, .. }
+            | StateHandle::RelativeFile { path, .. }
+            | StateHandle::Segment { path, .. } => Some(path),
         }
     }
 }

@@ -9,6 +9,10 @@
 //! <checkpoints-dir>/<job-id>/shared/<uuid>      shared (incremental) state
 //! <checkpoints-dir>/<job-id>/taskowned/<uuid>   task-owned state
 //! <savepoint-dir>/savepoint-<job[..6]>-<12 hex>/ a savepoint
+//! <checkpoints-dir>/<job-id>/taskowned/job_<job>_tm_<tm-id>/<uuid>
+//!                                      merged exclusive state (FLIP-306)
+//! <checkpoints-dir>/<job-id>/shared/job_<job>_op_<op>_<index>_<parallelism>/<uuid>
+//!                                      merged shared state of one subtask
 //! ```
 
 /// Where a host mounts a tenant's directory inside the sandbox, by
@@ -58,6 +62,27 @@ pub fn is_temp_metadata_name(name: &str) -> bool {
     name.starts_with(TEMP_METADATA_FILE_PREFIX)
 }
 
+/// Name of a file-merging manager's directory for exclusive state, below
+/// `taskowned/`: `job_<job-id>_tm_<task-manager-id>`, with each of
+/// `;/?:@&=+$,[]` in the task manager id replaced by `-` (as Flink).
+pub fn file_merging_manager_dir_name(job_id: &str, task_manager_id: &str) -> String {
+    let tm: String = task_manager_id
+        .chars()
+        .map(|c| if ";/?:@&=+$,[]".contains(c) { '-' } else { c })
+        .collect();
+    format!("job_{job_id}_tm_{tm}")
+}
+
+/// Name of a subtask's directory for merged shared state, below `shared/`:
+/// `job_<job-id>_op_<operator-id>_<index>_<parallelism>`, with every
+/// character outside `[a-zA-Z0-9-]` replaced by `_` (as Flink).
+pub fn subtask_shared_dir_name(job_id: &str, operator_id: &str, subtask_index: u32, parallelism: u32) -> String {
+    format!("job_{job_id}_op_{operator_id}_{subtask_index}_{parallelism}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +110,19 @@ mod tests {
         ] {
             assert_eq!(parse_checkpoint_dir_name(name), None, "{name}");
         }
+    }
+
+    #[test]
+    fn file_merging_dir_names_are_flinks() {
+        let job = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            file_merging_manager_dir_name(job, "tm:1/a[b]"),
+            format!("job_{job}_tm_tm-1-a-b-")
+        );
+        assert_eq!(
+            subtask_shared_dir_name(job, "op.x/../y", 3, 8),
+            format!("job_{job}_op_op_x____y_3_8")
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`access`], [`coordinator`], [`restore`], [`toolset`]: the worker view,
 //!   the coordinator view, reading back, duplication;
 //! - [`completed`]: finding and discarding completed checkpoints.
+//! - [`file_merging`]: task-side file merging (FLIP-306).
 //!
 //! Everything that touches files goes through the [`sandbox::Sandbox`]
 //! trait: the component implements it over `wasi:filesystem`, native unit
@@ -20,6 +21,7 @@ pub mod completed;
 pub mod config;
 pub mod coordinator;
 pub mod error;
+pub mod file_merging;
 pub mod handle;
 pub mod layout;
 pub mod output_stream;

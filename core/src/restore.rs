@@ -12,7 +12,12 @@ pub const MAX_READ: u64 = 16 * 1024 * 1024;
 
 enum Source<R> {
     Inline(Vec<u8>),
-    File { reader: R, path: String },
+    /// `base` is where the state starts in the file (a segment's offset).
+    File {
+        reader: R,
+        path: String,
+        base: u64,
+    },
 }
 
 /// A readable, seekable view of one handle's bytes.
@@ -44,11 +49,25 @@ impl<R: ReadFile> StateInputStream<R> {
             .map_err(|e| StorageError::from_fs(context(), &e))?;
         // The size of the file opened, not of a path looked at before: the
         // name may have been pointed at another file in between.
-        let size = reader.size().map_err(|e| StorageError::from_fs(context(), &e))?;
+        let file_size = reader.size().map_err(|e| StorageError::from_fs(context(), &e))?;
+        let (base, size) = match handle {
+            StateHandle::Segment { offset, size, .. } => {
+                // A segment must lie inside its file: reading past the end
+                // would return fewer bytes than the handle promises.
+                if offset.checked_add(size).is_none_or(|end| end > file_size) {
+                    return Err(StorageError::invalid_argument(format!(
+                        "The segment at offset {offset} with {size} bytes does not fit in {path}, which has {file_size} bytes; the handle does not belong to this file."
+                    )));
+                }
+                (offset, size)
+            }
+            _ => (0, file_size),
+        };
         Ok(StateInputStream {
             source: Source::File {
                 reader,
                 path: path.to_string(),
+                base,
             },
             size,
             pos: 0,
@@ -80,8 +99,8 @@ impl<R: ReadFile> StateInputStream<R> {
         let len = len.min(MAX_READ).min(self.size - self.pos);
         let data = match &self.source {
             Source::Inline(data) => data[self.pos as usize..(self.pos + len) as usize].to_vec(),
-            Source::File { reader, path } => reader
-                .read_at(len, self.pos)
+            Source::File { reader, path, base } => reader
+                .read_at(len, base + self.pos)
                 .map_err(|e| StorageError::from_fs(format!("Could not read state file {path}"), &e))?,
         };
         self.pos += data.len() as u64;
@@ -90,12 +109,17 @@ impl<R: ReadFile> StateInputStream<R> {
 }
 
 /// Deletes a handle's file (never its directory). Inline state and a file
-/// that is already gone are no-ops, as in newer Flink.
+/// that is already gone are no-ops, as in newer Flink. A segment is a no-op
+/// too (Flink's `SegmentFileStateHandle`): its physical file holds other
+/// states, and the file-merging manager's reference counts decide when it goes.
 pub fn discard_state<S: Sandbox>(sandbox: &S, handle: &StateHandle) -> Result<()> {
     crate::access::refuse_if_read_only(sandbox, "discard state")?;
     let Some(path) = checked_file_path(sandbox, handle)? else {
         return Ok(());
     };
+    if matches!(handle, StateHandle::Segment { .. }) {
+        return Ok(());
+    }
     let context = || format!("Could not discard state file {path}");
     match sandbox.stat(&path) {
         Err(e) if e.kind == FsErrorKind::NotFound => return Ok(()),

@@ -16,6 +16,13 @@ pub struct Toolset {
 
 /// A file handle's source path, checked to be a file path inside the sandbox.
 fn source_path<S: Sandbox>(sandbox: &S, index: usize, handle: &StateHandle) -> Result<GuestPath> {
+    if matches!(handle, StateHandle::Segment { .. }) {
+        // As Flink's merging location: a segment shares its physical file
+        // with other states, so duplicating the file would duplicate them too.
+        return Err(StorageError::invalid_argument(format!(
+            "Handle #{index} is a segment of a merged physical file, which cannot be duplicated on its own; read the segment and write it as a new state instead."
+        )));
+    }
     match checked_file_path(sandbox, handle) {
         Ok(Some(path)) => Ok(path),
         Ok(None) => Err(StorageError::invalid_argument(format!(
@@ -76,7 +83,7 @@ impl Toolset {
                     size: *size,
                 },
                 StateHandle::File { size, .. } => StateHandle::File { path, size: *size },
-                StateHandle::ByteStream { .. } => unreachable!("refused by source_path"),
+                StateHandle::ByteStream { .. } | StateHandle::Segment { .. } => unreachable!("refused by source_path"),
             });
         }
         Ok(out)

@@ -7,7 +7,7 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, Eq],
 });
 
-use exports::flink::checkpoint_storage::{coordinator, restore, worker};
+use exports::flink::checkpoint_storage::{coordinator, file_merging, restore, worker};
 use std::sync::Arc;
 use wasmtime::component::{Instance, InstancePre};
 
@@ -17,6 +17,7 @@ pub(crate) struct ExportIndices {
     worker: worker::GuestIndices,
     coordinator: coordinator::GuestIndices,
     restore: restore::GuestIndices,
+    file_merging: file_merging::GuestIndices,
 }
 
 impl ExportIndices {
@@ -25,6 +26,7 @@ impl ExportIndices {
             worker: worker::GuestIndices::new(pre)?,
             coordinator: coordinator::GuestIndices::new(pre)?,
             restore: restore::GuestIndices::new(pre)?,
+            file_merging: file_merging::GuestIndices::new(pre)?,
         }))
     }
 }
@@ -38,6 +40,7 @@ pub(crate) struct Exports {
     worker: Option<worker::Guest>,
     coordinator: Option<coordinator::Guest>,
     restore: Option<restore::Guest>,
+    file_merging: Option<file_merging::Guest>,
 }
 
 impl Exports {
@@ -48,6 +51,7 @@ impl Exports {
             worker: None,
             coordinator: None,
             restore: None,
+            file_merging: None,
         }
     }
 
@@ -64,6 +68,13 @@ impl Exports {
     pub(crate) fn restore(&mut self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<restore::Guest> {
         let (indices, instance) = (&self.indices.restore, &self.instance);
         cached(&mut self.restore, || indices.load(store, instance))
+    }
+}
+
+impl Exports {
+    pub(crate) fn file_merging(&mut self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<file_merging::Guest> {
+        let (indices, instance) = (&self.indices.file_merging, &self.instance);
+        cached(&mut self.file_merging, || indices.load(store, instance))
     }
 }
 

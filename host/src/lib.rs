@@ -7,7 +7,8 @@
 //! only thing it can see. The typed API mirrors the WIT interfaces, one
 //! module each: `types`, `worker` ([`WorkerView`], [`StreamFactory`],
 //! [`StateOutputStream`], [`CheckpointStateToolset`]), `coordinator`
-//! ([`CoordinatorView`]) and `restore` ([`StateInputStream`]).
+//! ([`CoordinatorView`]), `restore` ([`StateInputStream`]) and
+//! `file-merging` ([`FileMergingSnapshotManager`], FLIP-306).
 //!
 //! The component is embedded in the library (default feature
 //! `embedded-component`): [`Plugin::load`] needs no file. Without the
@@ -48,6 +49,7 @@ mod config_check;
 mod coordinator;
 mod error;
 pub mod gc;
+mod file_merging;
 mod in_place_write;
 pub mod inspect;
 mod limits;
@@ -70,6 +72,7 @@ pub use coordinator::{
     CheckpointStorageLocation, CompletedCheckpoint, CoordinatorView, ListedCheckpoint, MetadataOutputStream,
 };
 pub use error::{Error, ErrorCode, Result, StorageError};
+pub use file_merging::{FileMergingOptions, FileMergingSnapshotManager, MergingStreamFactory, SpaceStat, SubtaskKey};
 pub use limits::{
     DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_READ_STATE_BYTES,
     LimitExceeded,

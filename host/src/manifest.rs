@@ -13,7 +13,8 @@
 //!   "states": [
 //!     { "name": "op/keyed", "handle": { "kind": "byte-stream", "name": "/checkpoints/..", "data_base64": "AAEC" } },
 //!     { "name": "op/shared", "handle": { "kind": "file", "path": "/checkpoints/..", "size": 30000 } },
-//!     { "name": "op/exclusive", "handle": { "kind": "relative-file", "path": "/checkpoints/..", "relative_path": "<uuid>", "size": 30000 } }
+//!     { "name": "op/exclusive", "handle": { "kind": "relative-file", "path": "/checkpoints/..", "relative_path": "<uuid>", "size": 30000 } },
+//!     { "name": "op/merged", "handle": { "kind": "segment", "path": "/checkpoints/..", "offset": 4096, "size": 100, "scope": "shared" } }
 //!   ]
 //! }
 //! ```
@@ -26,7 +27,7 @@
 //! be moved or copied as a whole and still be restored; `file` handles
 //! (shared state) keep their absolute paths.
 
-use crate::types::{ByteStreamHandle, FileHandle, RelativeFileHandle, StateHandle};
+use crate::types::{ByteStreamHandle, FileHandle, RelativeFileHandle, SegmentHandle, StateHandle, StateScope};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
@@ -97,6 +98,19 @@ enum WireHandle {
         relative_path: String,
         size: u64,
     },
+    Segment {
+        path: String,
+        offset: u64,
+        size: u64,
+        scope: WireScope,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum WireScope {
+    Exclusive,
+    Shared,
 }
 
 impl CheckpointManifest {
@@ -125,6 +139,15 @@ impl CheckpointManifest {
                             path: r.path.clone(),
                             relative_path: r.relative_path.clone(),
                             size: r.size,
+                        },
+                        StateHandle::Segment(g) => WireHandle::Segment {
+                            path: g.path.clone(),
+                            offset: g.offset,
+                            size: g.size,
+                            scope: match g.scope {
+                                StateScope::Exclusive => WireScope::Exclusive,
+                                StateScope::Shared => WireScope::Shared,
+                            },
                         },
                     },
                 })
@@ -192,6 +215,20 @@ impl CheckpointManifest {
                         relative_path,
                         size,
                     }),
+                    WireHandle::Segment {
+                        path,
+                        offset,
+                        size,
+                        scope,
+                    } => StateHandle::Segment(SegmentHandle {
+                        path,
+                        offset,
+                        size,
+                        scope: match scope {
+                            WireScope::Exclusive => StateScope::Exclusive,
+                            WireScope::Shared => StateScope::Shared,
+                        },
+                    }),
                 };
                 Ok(NamedState { name: s.name, handle })
             })
@@ -235,6 +272,15 @@ mod tests {
                         size: 3,
                     }),
                 },
+                NamedState {
+                    name: "d".into(),
+                    handle: StateHandle::Segment(SegmentHandle {
+                        path: "/checkpoints/j/shared/s/p".into(),
+                        offset: 4096,
+                        size: 100,
+                        scope: StateScope::Shared,
+                    }),
+                },
             ],
         }
     }
@@ -253,6 +299,9 @@ mod tests {
         assert_eq!(v["states"][0]["handle"]["kind"], "byte-stream");
         assert_eq!(v["states"][0]["handle"]["data_base64"], "AAH/");
         assert_eq!(v["states"][2]["handle"]["relative_path"], "r");
+        assert_eq!(v["states"][3]["handle"]["kind"], "segment");
+        assert_eq!(v["states"][3]["handle"]["offset"], 4096);
+        assert_eq!(v["states"][3]["handle"]["scope"], "shared");
     }
 
     #[test]

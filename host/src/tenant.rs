@@ -172,6 +172,12 @@ impl Inner {
     pub(crate) fn restore(&mut self) -> wasmtime::Result<RestoreGuest> {
         self.exports.restore(&mut self.store)
     }
+
+    pub(crate) fn file_merging(
+        &mut self,
+    ) -> wasmtime::Result<crate::bindings::exports::flink::checkpoint_storage::file_merging::Guest> {
+        self.exports.file_merging(&mut self.store)
+    }
 }
 
 /// A tenant's sandbox. Cheap to clone (shared); calls are serialised.

@@ -3,8 +3,8 @@
 //! encoding and `toString`s). The reference codec itself is the core's.
 
 pub use crate::bindings::exports::flink::checkpoint_storage::types::{
-    Backend, ByteStreamHandle, FileHandle, LocationReference, RelativeFileHandle, StateHandle, StateScope,
-    StorageConfig,
+    Backend, ByteStreamHandle, FileHandle, LocationReference, RelativeFileHandle, SegmentHandle, StateHandle,
+    StateScope, StorageConfig,
 };
 use checkpoint_storage_core::layout::GUEST_MOUNT;
 use checkpoint_storage_core::reference;
@@ -99,6 +99,7 @@ impl StateHandle {
             StateHandle::ByteStream(_) => None,
             StateHandle::File(f) => Some(&f.path),
             StateHandle::RelativeFile(r) => Some(&r.path),
+            StateHandle::Segment(g) => Some(&g.path),
         }
     }
 
@@ -108,6 +109,7 @@ impl StateHandle {
             StateHandle::ByteStream(b) => b.data.len() as u64,
             StateHandle::File(f) => f.size,
             StateHandle::RelativeFile(r) => r.size,
+            StateHandle::Segment(g) => g.size,
         }
     }
 }
@@ -130,6 +132,11 @@ impl fmt::Display for StateHandle {
                     h.path, h.relative_path, h.size
                 )
             }
+            StateHandle::Segment(h) => write!(
+                f,
+                "Segment File State: {} [Starting Position: {}, {} bytes]",
+                h.path, h.offset, h.size
+            ),
         }
     }
 }

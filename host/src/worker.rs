@@ -128,6 +128,11 @@ impl StreamFactory {
 pub struct StateOutputStream(Owned, StreamPermit);
 
 impl StateOutputStream {
+    /// A stream resource of the worker interface made by another interface.
+    pub(crate) fn from_parts(owned: Owned, permit: StreamPermit) -> Self {
+        StateOutputStream(owned, permit)
+    }
+
     /// Appends `data` (in calls of at most [`MAX_BYTES_PER_CALL`] bytes).
     pub fn write(&self, data: &[u8]) -> Result<()> {
         self.1.metered_write(data.len(), || {

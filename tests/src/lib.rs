@@ -92,7 +92,15 @@ impl TestTenant {
                     .tenant
                     .host_path(guest)
                     .with_context(|| format!("{guest} is outside the tenant"))?;
-                let data = std::fs::read(&host).with_context(|| format!("reading {}", host.display()))?;
+                let mut data = std::fs::read(&host).with_context(|| format!("reading {}", host.display()))?;
+                if let StateHandle::Segment(g) = other {
+                    // A segment is a range of its physical file.
+                    let end = g.offset.saturating_add(g.size);
+                    if end > data.len() as u64 {
+                        bail!("segment ends at {end}, file has {} bytes", data.len());
+                    }
+                    data = data[g.offset as usize..end as usize].to_vec();
+                }
                 if data.len() as u64 != other.state_size() {
                     bail!("handle says {} bytes, file has {}", other.state_size(), data.len());
                 }

@@ -8,6 +8,7 @@
 
 mod chart;
 mod dir_sync;
+pub mod file_merging;
 mod machine;
 mod memory;
 pub mod native;

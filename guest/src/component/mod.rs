@@ -1,8 +1,9 @@
 //! The wit-bindgen glue, one file per WIT interface (`types`, `worker`,
-//! `coordinator`, `restore`): each converts between WIT types and the core
+//! `coordinator`, `restore`, `file-merging`): each converts between WIT types and the core
 //! logic's types and calls it, nothing else (wasm32 only).
 
 mod coordinator;
+mod file_merging;
 mod restore;
 mod types;
 mod worker;

@@ -36,6 +36,13 @@ pub(crate) fn scope(s: wit::StateScope) -> StateScope {
     }
 }
 
+pub(crate) fn to_wit_scope(s: StateScope) -> wit::StateScope {
+    match s {
+        StateScope::Exclusive => wit::StateScope::Exclusive,
+        StateScope::Shared => wit::StateScope::Shared,
+    }
+}
+
 pub(crate) fn from_wit_handle(h: wit::StateHandle) -> StateHandle {
     match h {
         wit::StateHandle::ByteStream(b) => StateHandle::ByteStream {
@@ -50,6 +57,12 @@ pub(crate) fn from_wit_handle(h: wit::StateHandle) -> StateHandle {
             path: r.path,
             relative_path: r.relative_path,
             size: r.size,
+        },
+        wit::StateHandle::Segment(g) => StateHandle::Segment {
+            path: g.path,
+            offset: g.offset,
+            size: g.size,
+            scope: scope(g.scope),
         },
     }
 }
@@ -66,6 +79,17 @@ pub(crate) fn to_wit_handle(h: StateHandle) -> wit::StateHandle {
             path,
             relative_path,
             size,
+        }),
+        StateHandle::Segment {
+            path,
+            offset,
+            size,
+            scope,
+        } => wit::StateHandle::Segment(wit::SegmentHandle {
+            path,
+            offset,
+            size,
+            scope: to_wit_scope(scope),
         }),
     }
 }

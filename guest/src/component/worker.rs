@@ -94,7 +94,7 @@ impl GuestStreamFactory for StreamFactoryImpl {
 }
 
 /// Resource methods take `&self`; the stream needs `&mut`.
-pub struct StreamImpl(RefCell<BoxedStream>);
+pub struct StreamImpl(pub(super) RefCell<BoxedStream>);
 
 impl GuestStateOutputStream for StreamImpl {
     fn write(&self, data: Vec<u8>) -> WitResult<()> {
