@@ -7,9 +7,9 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 mod bench_cli;
+mod demo_file_merging;
 mod demo_lifecycle;
 mod gc_cli;
-mod demo_file_merging;
 
 #[derive(Parser)]
 #[command(

@@ -54,7 +54,9 @@ impl NativeStream {
         let handle = self.stream.close_and_get_handle().map_err(io::Error::other)?;
         Ok(handle.map(|h| match h {
             StateHandle::ByteStream { name, data } => NativeHandle::Inline { name, data },
-            StateHandle::File { path, size } | StateHandle::RelativeFile { path, size, .. } => NativeHandle::File {
+            StateHandle::File { path, size }
+            | StateHandle::RelativeFile { path, size, .. }
+            | StateHandle::Segment { path, size, .. } => NativeHandle::File {
                 path: self
                     .sandbox
                     .host(&GuestPath::parse(&path).expect("the stream's own path")),

@@ -1,8 +1,8 @@
 //! Most integration tests, in one binary: each file is a module. One binary
 //! links wasmtime once instead of once per file (link time and disk).
-//! `ticker` (counts the threads of its process), `faults` and
-//! `lifecycle_crash` (they re-run themselves in child processes by test
-//! name) stay binaries of their own.
+//! `ticker` (counts the threads of its process), and `faults`,
+//! `file_merging` and `lifecycle_crash` (they re-run themselves in child
+//! processes by test name) stay binaries of their own.
 
 mod adversarial;
 mod buffered_stream;
