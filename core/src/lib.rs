@@ -7,7 +7,8 @@
 //! - [`config`]: Flink's options, defaults and validation;
 //! - [`output_stream`]: the buffering, threshold and inline-vs-file policy;
 //! - [`access`], [`coordinator`], [`restore`], [`toolset`]: the worker view,
-//!   the coordinator view, reading back, duplication.
+//!   the coordinator view, reading back, duplication;
+//! - [`preopen`]: when a component instance reads its host's preopens.
 //!
 //! Everything that touches files goes through the [`sandbox::Sandbox`]
 //! trait: the component implements it over `wasi:filesystem`, native unit
@@ -22,6 +23,7 @@ pub mod handle;
 pub mod layout;
 pub mod output_stream;
 pub mod paths;
+pub mod preopen;
 pub mod reference;
 pub mod restore;
 pub mod sandbox;

@@ -17,12 +17,14 @@ pub struct WasiSandbox {
 }
 
 impl WasiSandbox {
-    pub fn from_preopens() -> Self {
-        let preopens = get_directories()
+    /// The host's preopens with an absolute guest path; `None` if there
+    /// is none (the host has not preopened the tenant's directory yet).
+    pub fn from_preopens() -> Option<Self> {
+        let preopens: Vec<_> = get_directories()
             .into_iter()
             .filter_map(|(d, mount)| GuestPath::parse(&mount).ok().map(|p| (d, p)))
             .collect();
-        WasiSandbox { preopens }
+        (!preopens.is_empty()).then_some(WasiSandbox { preopens })
     }
 
     /// The preopen holding `path` and the path relative to it.

@@ -99,8 +99,8 @@ fn write_at(descriptor: Option<&Descriptor>, bytes: &[u8], offset: u64) -> Resul
 mod tests {
     use super::{ErrorCode, FILESYSTEM_TYPES, WRITE, add_to_linker, defines, write_at};
     use crate::tenant::TenantState;
-    use wasmtime::component::Linker;
     use crate::{LocationReference, Plugin, StateHandle, StateScope, StorageConfig, TenantConfig};
+    use wasmtime::component::Linker;
     use wasmtime_wasi::filesystem::{Descriptor, Dir, File, FsPerms, OpenMode};
 
     fn file_descriptor(file: std::fs::File, perms: FsPerms) -> Descriptor {
@@ -147,7 +147,10 @@ mod tests {
         let e = add_to_linker(&mut linker).unwrap_err();
         assert!(e.to_string().contains("does not define"), "{e}");
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
-        assert!(defines(&linker, FILESYSTEM_TYPES, WRITE), "wasmtime-wasi's name is {FILESYSTEM_TYPES}");
+        assert!(
+            defines(&linker, FILESYSTEM_TYPES, WRITE),
+            "wasmtime-wasi's name is {FILESYSTEM_TYPES}"
+        );
         assert!(!defines(&linker, "wasi:filesystem/types@0.3.0", WRITE));
         add_to_linker(&mut linker).unwrap();
     }

@@ -40,8 +40,6 @@
 //! # Ok::<(), checkpoint_storage_host::Error>(())
 //! ```
 
-
-
 mod bindings;
 mod buffered;
 mod cache;
@@ -52,10 +50,13 @@ pub mod inspect;
 mod limits;
 pub mod manifest;
 mod plugin;
+#[cfg(test)]
+mod preopen_tests;
 mod resource;
 mod restore;
 mod tenant;
 mod types;
+mod wit_section;
 mod worker;
 
 pub use buffered::{BufferedStateOutputStream, DEFAULT_BATCH_SIZE};
@@ -72,4 +73,5 @@ pub use resource::MAX_BYTES_PER_CALL;
 pub use restore::StateInputStream;
 pub use tenant::{GUEST_MOUNT, Tenant, TenantConfig, TenantState};
 pub use types::*;
+pub use wit_section::WIT_PACKAGE_SECTION;
 pub use worker::{CheckpointStateToolset, StateOutputStream, StreamFactory, WorkerView};

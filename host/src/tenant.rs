@@ -157,6 +157,30 @@ impl Tenant {
         ticker: &Arc<EpochTicker>,
         config: TenantConfig,
     ) -> Result<Self> {
+        Self::instantiate(engine, pre, indices, ticker, config, true)
+    }
+
+    /// A tenant whose instance has no preopened directory at all (how the
+    /// component answers a host that forgot it).
+    #[cfg(test)]
+    pub(crate) fn without_preopen(
+        engine: &Engine,
+        pre: &InstancePre<TenantState>,
+        indices: &Arc<ExportIndices>,
+        ticker: &Arc<EpochTicker>,
+        config: TenantConfig,
+    ) -> Result<Self> {
+        Self::instantiate(engine, pre, indices, ticker, config, false)
+    }
+
+    fn instantiate(
+        engine: &Engine,
+        pre: &InstancePre<TenantState>,
+        indices: &Arc<ExportIndices>,
+        ticker: &Arc<EpochTicker>,
+        config: TenantConfig,
+        preopen: bool,
+    ) -> Result<Self> {
         if config.max_call_time.is_zero() {
             return Err(Error::Setup(wasmtime::format_err!(
                 "max_call_time must be longer than zero (instantiation runs guest code too)"
@@ -173,14 +197,16 @@ impl Tenant {
         // Must come before `preopened_dir`: it is captured per preopen. It lets
         // file I/O run on the calling thread (no spawn_blocking per write).
         wasi.allow_blocking_current_thread(true);
-        wasi.preopened_dir(&dir, GUEST_MOUNT, FsPerms::ReadWrite)
-            .with_context(|| {
-                format!(
-                    "opening tenant directory {}: it must be an existing directory this process can read and write",
-                    dir.display()
-                )
-            })
-            .map_err(Error::Setup)?;
+        if preopen {
+            wasi.preopened_dir(&dir, GUEST_MOUNT, FsPerms::ReadWrite)
+                .with_context(|| {
+                    format!(
+                        "opening tenant directory {}: it must be an existing directory this process can read and write",
+                        dir.display()
+                    )
+                })
+                .map_err(Error::Setup)?;
+        }
         let state = TenantState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
