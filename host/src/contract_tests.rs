@@ -1,6 +1,7 @@
-//! A host that preopens nothing gets a clear error from every call that
-//! needs the tenant's directory, not a misleading "outside the tenant's
-//! directory", and the instance stays usable.
+//! What the component asks of any host (`docs/host-contract.md`): the
+//! imports it needs, and a clear error from every call that needs the
+//! tenant's directory when the host preopened none (not a misleading
+//! "outside the tenant's directory"), the instance staying usable.
 
 use crate::{ByteStreamHandle, Error, ErrorCode, Plugin, StateHandle, StorageConfig, TenantConfig};
 
@@ -45,4 +46,35 @@ fn every_entry_point_names_the_missing_preopen() {
     let tenant = plugin.tenant(TenantConfig::new(dir.path())).unwrap();
     let view = tenant.open_worker_view(&config).unwrap();
     drop(view);
+}
+
+/// The component's imports, exactly: the contract lists them for hosts
+/// other than this library. A change here is a change of the contract.
+#[test]
+fn the_component_imports_exactly_the_documented_wasi_interfaces() {
+    let plugin = Plugin::load().unwrap();
+    let mut imports = plugin.import_names();
+    imports.sort();
+    assert_eq!(
+        imports,
+        [
+            "wasi:cli/environment@0.2.12",
+            "wasi:cli/exit@0.2.12",
+            "wasi:cli/stderr@0.2.12",
+            "wasi:cli/stdin@0.2.12",
+            "wasi:cli/stdout@0.2.12",
+            "wasi:cli/terminal-input@0.2.12",
+            "wasi:cli/terminal-output@0.2.12",
+            "wasi:cli/terminal-stderr@0.2.12",
+            "wasi:cli/terminal-stdin@0.2.12",
+            "wasi:cli/terminal-stdout@0.2.12",
+            "wasi:clocks/wall-clock@0.2.12",
+            "wasi:filesystem/preopens@0.2.12",
+            "wasi:filesystem/types@0.2.12",
+            "wasi:io/error@0.2.12",
+            "wasi:io/poll@0.2.12",
+            "wasi:io/streams@0.2.12",
+            "wasi:random/random@0.2.12",
+        ]
+    );
 }

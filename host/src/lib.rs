@@ -51,7 +51,7 @@ mod limits;
 pub mod manifest;
 mod plugin;
 #[cfg(test)]
-mod preopen_tests;
+mod contract_tests;
 mod resource;
 mod restore;
 mod tenant;
