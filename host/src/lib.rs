@@ -43,6 +43,8 @@
 mod bindings;
 mod buffered;
 mod cache;
+#[cfg(test)]
+mod contract_tests;
 mod coordinator;
 mod error;
 mod in_place_write;
@@ -50,8 +52,6 @@ pub mod inspect;
 mod limits;
 pub mod manifest;
 mod plugin;
-#[cfg(test)]
-mod contract_tests;
 mod resource;
 mod restore;
 mod tenant;
