@@ -7,6 +7,10 @@
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use wasm_encoder::{CustomSection, Section};
+
+#[path = "src/wit_section.rs"]
+mod wit_section;
 
 const GUEST: &str = "checkpoint-storage-guest";
 const TARGET: &str = "wasm32-wasip2";
@@ -58,9 +62,31 @@ fn main() {
     let out = target_dir.join(TARGET).join(PROFILE);
     let wasm = out.join("checkpoint_storage_guest.wasm");
     assert!(wasm.exists(), "guest artefact missing: {}", wasm.display());
-    println!("cargo:rustc-env=CHECKPOINT_STORAGE_COMPONENT={}", wasm.display());
+    let embedded = PathBuf::from(env::var("OUT_DIR").unwrap()).join("checkpoint_storage.wasm");
+    with_wit_package(&wasm, &workspace.join("wit"), &embedded);
+    println!("cargo:rustc-env=CHECKPOINT_STORAGE_COMPONENT={}", embedded.display());
 
     rerun_from_dep_info(&out.join("checkpoint_storage_guest.d"), &workspace);
+}
+
+/// Writes the component at `wasm` to `out` with the WIT package of
+/// `wit_dir` appended as a custom section (see `src/wit_section.rs`).
+fn with_wit_package(wasm: &Path, wit_dir: &Path, out: &Path) {
+    let mut resolve = wit_parser::Resolve::new();
+    let (package, _) = resolve
+        .push_dir(wit_dir)
+        .unwrap_or_else(|e| panic!("parsing {}: {e:#}", wit_dir.display()));
+    let encoded =
+        wit_component::encode(&resolve, package).unwrap_or_else(|e| panic!("encoding the WIT package: {e:#}"));
+    let mut component = std::fs::read(wasm).unwrap_or_else(|e| panic!("reading {}: {e}", wasm.display()));
+    // A custom section is encoded alike in modules and components (id 0),
+    // so the core encoder serves; appended last, it is valid there.
+    CustomSection {
+        name: wit_section::WIT_PACKAGE_SECTION.into(),
+        data: encoded.into(),
+    }
+    .append_to(&mut component);
+    std::fs::write(out, component).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
 }
 
 /// Emits `rerun-if-changed` for every source file the guest build read.

@@ -115,3 +115,32 @@ fn a_stream_larger_than_the_size_is_refused() {
         "{stderr}"
     );
 }
+
+/// The installed binary needs nothing of the build tree: copied alone to
+/// an empty directory and run from there, `demo` loads the component
+/// embedded in it and restores everything.
+#[test]
+fn a_copied_binary_runs_the_demo_from_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("checkpoint-storage");
+    std::fs::copy(BIN, &bin).unwrap();
+    let out = Command::new(&bin)
+        .current_dir(dir.path())
+        .args(["demo", "--tenants", "1", "--dir", "out"])
+        .env_remove("CARGO_MANIFEST_DIR")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.matches("all equal").count(),
+        2,
+        "one tenant restores a checkpoint and a savepoint: {stdout}"
+    );
+    assert!(dir.path().join("out/tenant-1").is_dir(), "the demo wrote below the cwd");
+}

@@ -10,6 +10,7 @@
 //!   the coordinator view, reading back, duplication;
 //! - [`completed`]: finding and discarding completed checkpoints.
 //! - [`file_merging`]: task-side file merging (FLIP-306).
+//! - [`preopen`]: when a component instance reads its host's preopens.
 //!
 //! Everything that touches files goes through the [`sandbox::Sandbox`]
 //! trait: the component implements it over `wasi:filesystem`, native unit
@@ -26,6 +27,7 @@ pub mod handle;
 pub mod layout;
 pub mod output_stream;
 pub mod paths;
+pub mod preopen;
 pub mod reference;
 pub mod restore;
 pub mod sandbox;

@@ -19,8 +19,10 @@ pub struct WasiSandbox {
 }
 
 impl WasiSandbox {
-    pub fn from_preopens() -> Self {
-        let preopens = get_directories()
+    /// The host's preopens with an absolute guest path; `None` if there
+    /// is none (the host has not preopened the tenant's directory yet).
+    pub fn from_preopens() -> Option<Self> {
+        let preopens: Vec<_> = get_directories()
             .into_iter()
             .filter_map(|(d, mount)| GuestPath::parse(&mount).ok().map(|p| (d, p)))
             .collect::<Vec<_>>();
@@ -34,7 +36,7 @@ impl WasiSandbox {
                 d.get_flags()
                     .is_ok_and(|f| f.contains(DescriptorFlags::READ) && !f.contains(DescriptorFlags::MUTATE_DIRECTORY))
             });
-        WasiSandbox { preopens, read_only }
+        (!preopens.is_empty()).then_some(WasiSandbox { preopens, read_only })
     }
 
     /// The preopen holding `path` and the path relative to it.

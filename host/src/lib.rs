@@ -46,6 +46,8 @@ mod buffered;
 mod cache;
 pub mod checkpoint_store;
 mod config_check;
+#[cfg(test)]
+mod contract_tests;
 mod coordinator;
 mod error;
 mod file_merging;
@@ -63,6 +65,7 @@ mod restore;
 pub mod shared_registry;
 mod tenant;
 mod types;
+mod wit_section;
 mod worker;
 
 pub use buffered::{BufferedStateOutputStream, DEFAULT_BATCH_SIZE};
@@ -86,4 +89,5 @@ pub use resource::MAX_BYTES_PER_CALL;
 pub use restore::StateInputStream;
 pub use tenant::{GUEST_MOUNT, Tenant, TenantConfig, TenantState};
 pub use types::*;
+pub use wit_section::WIT_PACKAGE_SECTION;
 pub use worker::{CheckpointStateToolset, StateOutputStream, StreamFactory, WorkerView};

@@ -246,6 +246,12 @@ impl Plugin {
         crate::config_check::check(&config, max_memory, allocator)?;
         Tenant::new(&self.engine, &self.pre, &self.indices, &self.ticker, config)
     }
+
+    /// A tenant whose instance has no preopened directory (tests only).
+    #[cfg(test)]
+    pub(crate) fn tenant_without_preopen(&self, config: TenantConfig) -> Result<Tenant> {
+        Tenant::without_preopen(&self.engine, &self.pre, &self.indices, &self.ticker, config)
+    }
 }
 
 /// Core instances, memories and tables one instance of our component holds

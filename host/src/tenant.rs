@@ -208,6 +208,35 @@ impl Tenant {
         ticker: &Arc<EpochTicker>,
         config: TenantConfig,
     ) -> Result<Self> {
+        Self::instantiate(engine, pre, indices, ticker, config, true)
+    }
+
+    /// A tenant whose instance has no preopened directory at all (how the
+    /// component answers a host that forgot it).
+    #[cfg(test)]
+    pub(crate) fn without_preopen(
+        engine: &Engine,
+        pre: &InstancePre<TenantState>,
+        indices: &Arc<ExportIndices>,
+        ticker: &Arc<EpochTicker>,
+        config: TenantConfig,
+    ) -> Result<Self> {
+        Self::instantiate(engine, pre, indices, ticker, config, false)
+    }
+
+    fn instantiate(
+        engine: &Engine,
+        pre: &InstancePre<TenantState>,
+        indices: &Arc<ExportIndices>,
+        ticker: &Arc<EpochTicker>,
+        config: TenantConfig,
+        preopen: bool,
+    ) -> Result<Self> {
+        if config.max_call_time.is_zero() {
+            return Err(Error::Setup(wasmtime::format_err!(
+                "max_call_time must be longer than zero (instantiation runs guest code too)"
+            )));
+        }
         // Made absolute without resolving symbolic links: `canonicalize` costs
         // a readlink per path component (~3 us of a ~20 us tenant start), and
         // the preopen below resolves the path once anyway; after that the
@@ -224,14 +253,16 @@ impl Tenant {
         } else {
             FsPerms::ReadWrite
         };
-        wasi.preopened_dir(&dir, GUEST_MOUNT, perms)
-            .with_context(|| {
-                format!(
-                    "opening tenant directory {}: it must be an existing directory this process can read and write",
-                    dir.display()
-                )
-            })
-            .map_err(Error::Setup)?;
+        if preopen {
+            wasi.preopened_dir(&dir, GUEST_MOUNT, perms)
+                .with_context(|| {
+                    format!(
+                        "opening tenant directory {}: it must be an existing directory this process can read and write",
+                        dir.display()
+                    )
+                })
+                .map_err(Error::Setup)?;
+        }
         let state = TenantState {
             wasi: wasi.build(),
             table: ResourceTable::new(),

@@ -20,7 +20,7 @@ pub struct CoordinatorViewImpl(coordinator_logic::CoordinatorView<WasiSandbox>);
 impl coord::GuestCoordinatorView for CoordinatorViewImpl {
     fn open(config: wit::StorageConfig, default_savepoint_dir: Option<String>) -> WitResult<coord::CoordinatorView> {
         let view = coordinator_logic::CoordinatorView::open(
-            sandbox(),
+            sandbox()?,
             &from_wit_config(config),
             default_savepoint_dir.as_deref(),
         )

@@ -8,7 +8,10 @@ mod restore;
 mod types;
 mod worker;
 
+use types::WitResult;
+
 use crate::wasi_sandbox::WasiSandbox;
+use checkpoint_storage_core::preopen::SandboxSlot;
 use std::rc::Rc;
 
 wit_bindgen::generate!({
@@ -21,10 +24,15 @@ struct Component;
 export!(Component);
 
 thread_local! {
-    /// The preopens are the same for the whole instance: read them once.
-    static SANDBOX: Rc<WasiSandbox> = Rc::new(WasiSandbox::from_preopens());
+    /// The preopens, read at the first call that finds any (see
+    /// `checkpoint_storage_core::preopen`).
+    static SANDBOX: SandboxSlot<WasiSandbox> = const { SandboxSlot::new() };
 }
 
-pub(crate) fn sandbox() -> Rc<WasiSandbox> {
-    SANDBOX.with(Rc::clone)
+/// The instance's sandbox; a clear `not-found` while the host has
+/// preopened no directory.
+pub(crate) fn sandbox() -> WitResult<Rc<WasiSandbox>> {
+    SANDBOX
+        .with(|slot| slot.get_or_open(WasiSandbox::from_preopens))
+        .map_err(types::to_wit_error)
 }

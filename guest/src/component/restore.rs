@@ -12,7 +12,7 @@ impl restore::Guest for Component {
     type StateInputStream = InputStreamImpl;
 
     fn discard_state(handle: wit::StateHandle) -> WitResult<()> {
-        restore_logic::discard_state(&*sandbox(), &from_wit_handle(handle)).map_err(to_wit_error)
+        restore_logic::discard_state(&*sandbox()?, &from_wit_handle(handle)).map_err(to_wit_error)
     }
 }
 
@@ -21,7 +21,7 @@ pub struct InputStreamImpl(RefCell<restore_logic::StateInputStream<WasiReader>>)
 impl restore::GuestStateInputStream for InputStreamImpl {
     fn open(handle: wit::StateHandle) -> WitResult<restore::StateInputStream> {
         let stream =
-            restore_logic::StateInputStream::open(&*sandbox(), from_wit_handle(handle)).map_err(to_wit_error)?;
+            restore_logic::StateInputStream::open(&*sandbox()?, from_wit_handle(handle)).map_err(to_wit_error)?;
         Ok(restore::StateInputStream::new(InputStreamImpl(RefCell::new(stream))))
     }
 

@@ -23,7 +23,7 @@ pub struct WorkerViewImpl(access::WorkerView<WasiSandbox>);
 
 impl GuestWorkerView for WorkerViewImpl {
     fn open(config: wit::StorageConfig) -> WitResult<WorkerView> {
-        let view = access::WorkerView::open(sandbox(), &from_wit_config(config)).map_err(to_wit_error)?;
+        let view = access::WorkerView::open(sandbox()?, &from_wit_config(config)).map_err(to_wit_error)?;
         Ok(WorkerView::new(WorkerViewImpl(view)))
     }
 

@@ -1,0 +1,120 @@
+//! The host library as an outside crate takes it: `tests/outside-crate` (not
+//! a workspace member, its own lock file, a path dependency on `host/`) is
+//! built with cargo, its binary is copied alone into an empty directory
+//! (nothing of a build tree is reachable from there) and run twice from it:
+//! one process writes three tenants' checkpoints, a second restores them.
+//!
+//! The build shares this workspace's target directory, so the dependencies
+//! the workspace already compiled (wasmtime above all) are reused and only
+//! the outside crate is compiled. Cargo holds the target directory's lock
+//! while it compiles, not while test binaries run; should a cargo hold it
+//! now (another build running), the build moves to a directory of its own
+//! instead of waiting for it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Three tenants, three checkpoints, each 100 inline bytes and two files of 48 KiB.
+const STATE_BYTES: usize = 3 * 3 * (100 + 2 * 48 * 1024);
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The target directory this test binary was built in (`<target>/debug/deps/<test>`).
+fn own_target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors()
+        .nth(3)
+        .expect("<target>/<profile>/deps/<binary>")
+        .to_path_buf()
+}
+
+/// `cargo build` of the outside crate into `target_dir`; `None` if cargo
+/// had to wait for that directory's lock (the build was stopped).
+fn cargo_build(target_dir: &Path) -> Option<PathBuf> {
+    let manifest = workspace().join("tests/outside-crate/Cargo.toml");
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.args(["build", "--offline", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // What the outer cargo set for this test must not steer the inner build.
+    for var in [
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+        "CARGO_PRIMARY_PACKAGE",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd.spawn().expect("cargo runs");
+    let mut log = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        // The package cache's lock is held briefly; a build directory's for a whole build.
+        if line.contains("Blocking waiting for file lock") && !line.contains("package cache") {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "building the outside crate failed:\n{log}");
+    Some(target_dir.join("debug/outside-embedder"))
+}
+
+fn run(bin: &Path, cwd: &Path, mode: &str) -> String {
+    let out = Command::new(bin)
+        .current_dir(cwd)
+        .args([mode, "data"])
+        .env_remove("CARGO_MANIFEST_DIR")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{mode} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn an_outside_crate_writes_and_a_second_process_restores() {
+    let shared = own_target_dir();
+    let built = cargo_build(&shared)
+        .or_else(|| cargo_build(&shared.join("outside-crate")))
+        .expect("a build in a directory of its own does not wait");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("outside-embedder");
+    std::fs::copy(&built, &bin).unwrap();
+
+    let written = run(&bin, dir.path(), "write");
+    assert!(
+        written.contains(&format!("wrote {STATE_BYTES} bytes of state")),
+        "{written}"
+    );
+    assert_eq!(written.matches("completed at /checkpoints/").count(), 9, "{written}");
+    for t in 1..=3 {
+        assert!(dir.path().join(format!("data/tenant-{t}")).is_dir());
+    }
+
+    let restored = run(&bin, dir.path(), "restore");
+    assert!(
+        restored.contains(&format!("restored {STATE_BYTES} bytes of state, all equal")),
+        "{restored}"
+    );
+    assert_eq!(restored.matches(", equal").count(), 9, "{restored}");
+    assert!(
+        restored.contains("Hit"),
+        "the second process loads the compiled component from the cache: {restored}"
+    );
+}
