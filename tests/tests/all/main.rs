@@ -17,6 +17,7 @@ mod load;
 mod location_reference;
 mod memory_backend;
 mod nonblocking;
+mod outside_crate;
 mod output_stream;
 mod restore;
 mod sandbox;
