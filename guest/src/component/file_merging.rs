@@ -45,8 +45,9 @@ impl fm::GuestFileMergingSnapshotManager for ManagerImpl {
             pool_blocking: options.pool_blocking,
             max_space_amplification: options.max_space_amplification_percent.map(|p| p as f32 / 100.0),
         };
-        let manager = FileMergingSnapshotManager::open(sandbox(), &from_wit_config(config), &task_manager_id, &options)
-            .map_err(to_wit_error)?;
+        let manager =
+            FileMergingSnapshotManager::open(sandbox()?, &from_wit_config(config), &task_manager_id, &options)
+                .map_err(to_wit_error)?;
         Ok(fm::FileMergingSnapshotManager::new(ManagerImpl(manager)))
     }
 
