@@ -74,6 +74,7 @@ fn the_component_imports_exactly_the_documented_wasi_interfaces() {
             "wasi:io/error@0.2.12",
             "wasi:io/poll@0.2.12",
             "wasi:io/streams@0.2.12",
+            "wasi:random/insecure-seed@0.2.12",
             "wasi:random/random@0.2.12",
         ]
     );
