@@ -43,7 +43,7 @@ pub fn run(plugin: &Plugin, tenant: &Tenant) -> Result<()> {
     let mut total = 0;
     for i in 0..STATES {
         // Every subtask writes both scopes: one shared file each, one exclusive file for all.
-        let scope = if (i / SUBTASKS as usize) % 2 == 0 {
+        let scope = if (i / SUBTASKS as usize).is_multiple_of(2) {
             StateScope::Shared
         } else {
             StateScope::Exclusive
