@@ -42,7 +42,8 @@ pub fn run(plugin: &Plugin, tenant: &Tenant) -> Result<()> {
     let mut states = vec![];
     let mut total = 0;
     for i in 0..STATES {
-        let scope = if i % 2 == 0 {
+        // Every subtask writes both scopes: one shared file each, one exclusive file for all.
+        let scope = if (i / SUBTASKS as usize).is_multiple_of(2) {
             StateScope::Shared
         } else {
             StateScope::Exclusive

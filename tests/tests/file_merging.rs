@@ -55,7 +55,7 @@ fn write_states(m: &FileMergingSnapshotManager, id: u64, n: usize) -> Vec<NamedS
         .collect();
     (0..n)
         .map(|i| {
-            let scope = if i % 2 == 0 {
+            let scope = if i.is_multiple_of(2) {
                 StateScope::Shared
             } else {
                 StateScope::Exclusive

@@ -67,7 +67,7 @@ pub fn measure_variant(
         let factory = manager.resolve_checkpoint_storage_location(&subtask, id, &LocationReference::Default)?;
         let started = Instant::now();
         for i in 0..STATES {
-            let scope = if i % 2 == 0 {
+            let scope = if i.is_multiple_of(2) {
                 StateScope::Shared
             } else {
                 StateScope::Exclusive
