@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 mod bench_cli;
+mod s3_cli;
 
 #[derive(Parser)]
 #[command(
@@ -30,15 +31,20 @@ enum Command {
         /// Number of tenants.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
         tenants: u32,
+        #[command(flatten)]
+        s3: s3_cli::S3Args,
     },
     /// Lists the checkpoints and savepoints of a tenant directory: ids,
     /// files, bytes, whether `_metadata` is present.
     Inspect {
         /// The tenant directory (what the tenant sees as /checkpoints).
-        dir: PathBuf,
+        #[arg(required_unless_present = "s3")]
+        dir: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        s3: s3_cli::S3Args,
     },
     /// What the sandbox costs against native Rust, in one run: stream
     /// throughput, small states, tenant start and idle memory (use a
@@ -52,8 +58,11 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Demo { dir, tenants } => demo(dir, tenants),
-        Command::Inspect { dir, json } => {
+        Command::Demo { s3, .. } if s3.s3.is_some() => s3_cli::demo(&s3),
+        Command::Demo { dir, tenants, .. } => demo(dir, tenants),
+        Command::Inspect { s3, json, .. } if s3.s3.is_some() => s3_cli::inspect(&s3, json),
+        Command::Inspect { dir, json, .. } => {
+            let dir = dir.context("a directory or --s3 is required")?;
             let root = inspect::check_root(&dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
             let inventory = inspect::inspect(&root).with_context(|| format!("reading {}", root.display()))?;
             if json {
@@ -89,20 +98,40 @@ fn demo(dir: Option<PathBuf>, tenants: u32) -> Result<()> {
             "\n=== tenant-{i}: {} (seen inside as /checkpoints)",
             tenant.dir().display()
         );
-        demo_tenant(&plugin, &tenant, i)?;
+        let fresh = || -> Result<Tenant> { Ok(plugin.tenant(TenantConfig::new(tenant.dir()))?) };
+        let dirs = DemoDirs {
+            checkpoints: "/checkpoints".into(),
+            savepoints: "/checkpoints/savepoints".into(),
+        };
+        demo_tenant(&tenant, &fresh, i, &dirs)?;
         print_tree(tenant.dir())?;
     }
     println!("\nEverything is kept under {}", root.display());
     Ok(())
 }
 
-fn demo_tenant(plugin: &Plugin, tenant: &Tenant, index: u32) -> Result<()> {
+/// Where the demo's checkpoints and savepoints go.
+pub(crate) struct DemoDirs {
+    pub(crate) checkpoints: String,
+    pub(crate) savepoints: String,
+}
+
+/// The demo of one tenant; `fresh` makes a new instance of it for restore.
+pub(crate) fn demo_tenant(
+    tenant: &Tenant,
+    fresh: &dyn Fn() -> Result<Tenant>,
+    index: u32,
+    dirs: &DemoDirs,
+) -> Result<()> {
     let job = uuid::Uuid::new_v4().simple().to_string();
-    let config = StorageConfig::filesystem(&job);
+    let config = StorageConfig {
+        checkpoints_dir: dirs.checkpoints.clone(),
+        ..StorageConfig::filesystem(&job)
+    };
     println!("job {job}");
 
     // Job manager side: create the locations and hand out references.
-    let coordinator = tenant.open_coordinator_view(&config, Some("/checkpoints/savepoints"))?;
+    let coordinator = tenant.open_coordinator_view(&config, Some(&dirs.savepoints))?;
     coordinator.initialize_base_locations_for_checkpoint()?;
     let checkpoint = coordinator.initialize_location_for_checkpoint(1)?;
     let savepoint = coordinator.initialize_location_for_savepoint(2, None)?;
@@ -173,7 +202,7 @@ fn demo_tenant(plugin: &Plugin, tenant: &Tenant, index: u32) -> Result<()> {
 
     // Restore in a fresh instance: find each checkpoint from its pointer,
     // load its manifest, read every state back through the component.
-    let fresh = plugin.tenant(TenantConfig::new(tenant.dir()))?;
+    let fresh = fresh()?;
     let coordinator = fresh.open_coordinator_view(&config, None)?;
     println!("\nrestore in a fresh instance:");
     for (pointer, written) in completed {

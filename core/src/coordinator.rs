@@ -321,6 +321,11 @@ impl<S: Sandbox> MetadataOutputStream<S> {
     /// (atomic and never overwriting), then removes the temporary name.
     pub fn close_and_finalize_checkpoint(&mut self) -> Result<CompletedCheckpoint> {
         self.sync()?;
+        let r = self.open_file()?.complete();
+        r.map_err(|e| {
+            let e = StorageError::from_fs(format!("Could not complete {}", self.temp), &e);
+            self.fail(e)
+        })?;
         self.file = None;
         if let Err(e) = self.sandbox.hard_link(&self.temp, &self.target) {
             let _ = self.sandbox.remove_file(&self.temp);

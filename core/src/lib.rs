@@ -15,11 +15,13 @@
 //! all three run the same policy.
 
 pub mod access;
+pub mod blob_error;
 pub mod config;
 pub mod coordinator;
 pub mod error;
 pub mod handle;
 pub mod layout;
+pub mod object_uri;
 pub mod output_stream;
 pub mod paths;
 pub mod reference;

@@ -190,6 +190,9 @@ impl<S: Sandbox> FsOutputStream<S> {
         f.file
             .sync_data()
             .map_err(|e| StorageError::from_fs(format!("Could not sync {}", f.path), &e))?;
+        f.file
+            .complete()
+            .map_err(|e| StorageError::from_fs(format!("Could not complete {}", f.path), &e))?;
         let linked = f
             .file
             .is_linked()

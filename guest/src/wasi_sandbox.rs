@@ -17,7 +17,7 @@ pub struct WasiSandbox {
 }
 
 impl WasiSandbox {
-    pub fn from_preopens() -> Self {
+    pub fn from_host() -> Self {
         let preopens = get_directories()
             .into_iter()
             .filter_map(|(d, mount)| GuestPath::parse(&mount).ok().map(|p| (d, p)))

@@ -41,6 +41,8 @@
 //! ```
 
 mod bindings;
+#[cfg(feature = "blobstore")]
+pub mod blobstore;
 mod buffered;
 mod cache;
 mod coordinator;
@@ -56,11 +58,15 @@ mod tenant;
 mod types;
 mod worker;
 
+#[cfg(feature = "blobstore")]
+pub use blobstore::BlobGrant;
 pub use buffered::{BufferedStateOutputStream, DEFAULT_BATCH_SIZE};
 pub use cache::{CACHE_STALE_AFTER, CacheStatus};
 pub use coordinator::{CheckpointStorageLocation, CompletedCheckpoint, CoordinatorView, MetadataOutputStream};
 pub use error::{Error, ErrorCode, Result, StorageError};
 pub use limits::{DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, LimitExceeded};
+#[cfg(all(feature = "embedded-component", feature = "blobstore"))]
+pub use plugin::EMBEDDED_BLOBSTORE_COMPONENT;
 #[cfg(feature = "embedded-component")]
 pub use plugin::EMBEDDED_COMPONENT;
 pub use plugin::{

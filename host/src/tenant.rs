@@ -45,6 +45,11 @@ pub struct TenantConfig {
     /// tenant's life (`None`: unbounded); a write beyond it is refused with
     /// [`LimitExceeded::BytesWritten`].
     pub max_bytes_written: Option<u64>,
+    /// Object storage build only: the containers the tenant may use (see
+    /// [`crate::BlobGrant`]). A tenant of the blobstore plugin has grants and
+    /// no directory (`dir` is empty); a filesystem tenant has none.
+    #[cfg(feature = "blobstore")]
+    pub blob_grants: Vec<crate::blobstore::BlobGrant>,
 }
 
 impl TenantConfig {
@@ -56,6 +61,17 @@ impl TenantConfig {
             max_call_time: DEFAULT_MAX_CALL_TIME,
             max_open_streams: DEFAULT_MAX_OPEN_STREAMS,
             max_bytes_written: None,
+            #[cfg(feature = "blobstore")]
+            blob_grants: Vec::new(),
+        }
+    }
+
+    /// A tenant of the blobstore plugin using `grants`, with the default limits.
+    #[cfg(feature = "blobstore")]
+    pub fn object_store(grants: Vec<crate::blobstore::BlobGrant>) -> Self {
+        TenantConfig {
+            blob_grants: grants,
+            ..Self::new(PathBuf::new())
         }
     }
 
@@ -85,6 +101,8 @@ pub struct TenantState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    #[cfg(feature = "blobstore")]
+    blob: Option<crate::blobstore::BlobTenant>,
     /// `descriptor.write` calls served from guest memory in place (only
     /// tests read it: it shows the override is wired).
     #[cfg(test)]
@@ -94,6 +112,16 @@ pub struct TenantState {
 impl TenantState {
     pub(crate) fn table(&self) -> &ResourceTable {
         &self.table
+    }
+
+    /// The blobstore host's view (only tenants of the blobstore plugin are
+    /// linked to it, and each of them has blob state).
+    #[cfg(feature = "blobstore")]
+    pub(crate) fn blob_view(&mut self) -> crate::blobstore::BlobView<'_> {
+        crate::blobstore::BlobView {
+            table: &mut self.table,
+            blob: self.blob.as_ref().expect("blobstore tenants have blob state"),
+        }
     }
 }
 
@@ -113,6 +141,15 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Starts the wall-clock deadline of host I/O for one call (epoch
+    /// interruption bounds guest code, not a host waiting on the network).
+    fn begin_call(&mut self) {
+        #[cfg(feature = "blobstore")]
+        if let Some(blob) = &self.store.data().blob {
+            blob.deadline.begin_call();
+        }
+    }
+
     pub(crate) fn worker(&mut self) -> wasmtime::Result<WorkerGuest> {
         self.exports.worker(&mut self.store)
     }
@@ -151,6 +188,7 @@ impl Tenant {
         pre: &InstancePre<TenantState>,
         indices: &Arc<ExportIndices>,
         ticker: &Arc<EpochTicker>,
+        #[cfg(feature = "blobstore")] blob_runtime: Option<&Arc<crate::blobstore::BlobRuntime>>,
         config: TenantConfig,
     ) -> Result<Self> {
         if config.max_call_time.is_zero() {
@@ -158,29 +196,61 @@ impl Tenant {
                 "max_call_time must be longer than zero (instantiation runs guest code too)"
             )));
         }
-        // Made absolute without resolving symbolic links: `canonicalize` costs
-        // a readlink per path component (~3 us of a ~20 us tenant start), and
-        // the preopen below resolves the path once anyway; after that the
-        // tenant holds the directory itself, not its name.
-        let dir = std::path::absolute(&config.dir)
-            .with_context(|| format!("tenant directory {}", config.dir.display()))
-            .map_err(Error::Setup)?;
+        #[cfg(feature = "blobstore")]
+        let blob = match (blob_runtime, config.blob_grants.is_empty()) {
+            (Some(runtime), false) => {
+                let deadline = crate::blobstore::Deadline::new(config.max_call_time);
+                Some(
+                    crate::blobstore::BlobTenant::new(&config.blob_grants, runtime.clone(), deadline)
+                        .map_err(|e| Error::Setup(wasmtime::format_err!("blob grants: {e}")))?,
+                )
+            }
+            (Some(_), true) => {
+                return Err(Error::Setup(wasmtime::format_err!(
+                    "a tenant of the blobstore plugin needs at least one container grant (TenantConfig::object_store)"
+                )));
+            }
+            (None, false) => {
+                return Err(Error::Setup(wasmtime::format_err!(
+                    "container grants need the blobstore plugin (Plugin::load_blobstore); this plugin uses directories"
+                )));
+            }
+            (None, true) => None,
+        };
+        #[cfg(feature = "blobstore")]
+        let uses_dir = blob.is_none();
+        #[cfg(not(feature = "blobstore"))]
+        let uses_dir = true;
         let mut wasi = WasiCtxBuilder::new();
         // Must come before `preopened_dir`: it is captured per preopen. It lets
         // file I/O run on the calling thread (no spawn_blocking per write).
         wasi.allow_blocking_current_thread(true);
-        wasi.preopened_dir(&dir, GUEST_MOUNT, FsPerms::ReadWrite)
-            .with_context(|| {
-                format!(
-                    "opening tenant directory {}: it must be an existing directory this process can read and write",
-                    dir.display()
-                )
-            })
-            .map_err(Error::Setup)?;
+        let dir = if uses_dir {
+            // Made absolute without resolving symbolic links: `canonicalize` costs
+            // a readlink per path component (~3 us of a ~20 us tenant start), and
+            // the preopen below resolves the path once anyway; after that the
+            // tenant holds the directory itself, not its name.
+            let dir = std::path::absolute(&config.dir)
+                .with_context(|| format!("tenant directory {}", config.dir.display()))
+                .map_err(Error::Setup)?;
+            wasi.preopened_dir(&dir, GUEST_MOUNT, FsPerms::ReadWrite)
+                .with_context(|| {
+                    format!(
+                        "opening tenant directory {}: it must be an existing directory this process can read and write",
+                        dir.display()
+                    )
+                })
+                .map_err(Error::Setup)?;
+            dir
+        } else {
+            PathBuf::new()
+        };
         let state = TenantState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(config.max_memory_bytes),
+            #[cfg(feature = "blobstore")]
+            blob,
             #[cfg(test)]
             in_place_writes: 0,
         };
@@ -254,6 +324,7 @@ impl Tenant {
             return Err(Error::Poisoned);
         }
         inner.store.set_epoch_deadline(self.deadline);
+        inner.begin_call();
         match f(&mut inner) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::Storage(e)),
@@ -299,6 +370,7 @@ impl Tenant {
             return;
         }
         inner.store.set_epoch_deadline(self.deadline);
+        inner.begin_call();
         if let Err(e) = resource.resource_drop(&mut inner.store) {
             inner.poisoned = true;
             tracing::warn!(dir = %self.dir.display(), "dropping a resource trapped: {e:#}");
