@@ -266,7 +266,11 @@ impl Sandbox for BlobSandbox {
                 size: 0,
             });
         }
-        if self.has_object(&c, &key, path)? {
+        // Objects first (one request); a "directory" needs a listing. Some
+        // S3 servers fail (rather than miss) the object check of a key that
+        // is also a prefix, so a failed check falls back to the listing too.
+        let checked = self.has_object(&c, &key, path);
+        if let Ok(true) = checked {
             let info = c
                 .object_info(&key)
                 .map_err(|e| host_error(format_args!("stat {path}"), e))?;
@@ -282,6 +286,7 @@ impl Sandbox for BlobSandbox {
                 size: 0,
             });
         }
+        checked?;
         Err(FsError::new(FsErrorKind::NotFound, format!("{path} does not exist")))
     }
 
