@@ -49,7 +49,7 @@ impl BlobSandbox {
         if let Some(c) = self.containers.borrow().get(name) {
             return Ok(c.clone());
         }
-        let c = Rc::new(get_container(&name.to_string()).map_err(|e| {
+        let c = Rc::new(get_container(name).map_err(|e| {
             let mut e = host_error(format_args!("container '{name}'"), e);
             if e.kind == FsErrorKind::NotFound {
                 e.kind = FsErrorKind::PermissionDenied;
@@ -101,7 +101,7 @@ impl BlobSandbox {
     }
 
     fn has_object(&self, c: &Container, key: &str, path: &GuestPath) -> Result<bool, FsError> {
-        c.has_object(&key.to_string())
+        c.has_object(key)
             .map_err(|e| host_error(format_args!("checking {path}"), e))
     }
 
