@@ -106,11 +106,11 @@ impl Upload {
             return Err(BlobError::io("the value is already finished"));
         }
         self.buf.extend_from_slice(bytes);
-        if self.buf.len() >= PART_SIZE {
-            if let Err(e) = self.spill() {
-                self.fail(e.clone());
-                return Err(e);
-            }
+        if self.buf.len() >= PART_SIZE
+            && let Err(e) = self.spill()
+        {
+            self.fail(e.clone());
+            return Err(e);
         }
         Ok(())
     }
@@ -151,13 +151,12 @@ impl Upload {
             Some(mut mp) => {
                 let last_part = (!last.is_empty()).then(|| mp.put_part(PutPayload::from(last)));
                 let what = format!("completing the upload of {path}");
-                let result = self.runtime.run(&self.deadline, async move {
+                self.runtime.run(&self.deadline, async move {
                     if let Some(part) = last_part {
                         part.await.map_err(|e| BlobError::store(&what, e))?;
                     }
                     mp.complete().await.map(|_| ()).map_err(|e| BlobError::store(&what, e))
-                });
-                result
+                })
             }
         }
     }
