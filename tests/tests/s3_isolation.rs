@@ -110,10 +110,10 @@ proptest! {
             }
             let _ = a.tenant.discard_state(&handle);
             let config = StorageConfig { checkpoints_dir: path.clone(), ..a.config() };
-            if let Ok(view) = a.tenant.open_worker_view(&config) {
-                if let Ok(f) = view.resolve_checkpoint_storage_location(1, &LocationReference::Default) {
-                    let _ = f.write_state(StateScope::Exclusive, &bytes(30_000, 1));
-                }
+            if let Ok(view) = a.tenant.open_worker_view(&config)
+                && let Ok(f) = view.resolve_checkpoint_storage_location(1, &LocationReference::Default)
+            {
+                let _ = f.write_state(StateScope::Exclusive, &bytes(30_000, 1));
             }
             let reference = LocationReference::encode_path(path);
             if let Ok(f) = a.view().resolve_checkpoint_storage_location(1, &reference) {
