@@ -19,6 +19,18 @@ use std::rc::Rc;
 /// Flink's number of attempts to find an unused random file name.
 const CREATE_ATTEMPTS: usize = 10;
 
+/// Flink's error of a stream that could not be finished, naming where it
+/// was writing (the stream is discarded by then).
+pub(crate) fn close_failed(target: &str, e: StorageError) -> StorageError {
+    StorageError::new(
+        e.code,
+        format!(
+            "Could not flush to file and close the file system output stream to {target} in order to obtain the stream state handle: {}",
+            e.message
+        ),
+    )
+}
+
 /// The operations of a state stream, for both backends.
 pub trait CheckpointStateOutputStream {
     fn write(&mut self, data: &[u8]) -> Result<()>;
@@ -303,13 +315,7 @@ impl<S: Sandbox> CheckpointStateOutputStream for FsOutputStream<S> {
                     .as_ref()
                     .map_or_else(|| self.dir.to_string(), |f| f.path.to_string());
                 self.discard();
-                Err(StorageError::new(
-                    e.code,
-                    format!(
-                        "Could not flush to file and close the file system output stream to {target} in order to obtain the stream state handle: {}",
-                        e.message
-                    ),
-                ))
+                Err(close_failed(&target, e))
             }
         }
     }

@@ -187,13 +187,7 @@ impl<S: Sandbox> CheckpointStateOutputStream for MergingOutputStream<S> {
                     .as_ref()
                     .map_or_else(|| "a new physical file".to_string(), |a| a.path.to_string());
                 self.discard();
-                Err(StorageError::new(
-                    e.code,
-                    format!(
-                        "Could not flush to file and close the file system output stream to {target} in order to obtain the stream state handle: {}",
-                        e.message
-                    ),
-                ))
+                Err(crate::output_stream::close_failed(&target, e))
             }
         }
     }
