@@ -39,29 +39,63 @@ pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// `num-retained` was 0: a job retains at least its latest completed
+    /// checkpoint.
     #[error("{NUM_RETAINED_OPTION} must be at least 1, got {0}: a job keeps at least its latest completed checkpoint")]
     NumRetained(u32),
     /// A call into the tenant failed.
     #[error(transparent)]
     Tenant(#[from] Error),
+    /// A checkpoint's `_metadata` is not a readable manifest; the store
+    /// does not skip it, since it cannot know which shared files it
+    /// references.
     #[error(
         "cannot read the metadata of {pointer}: {source}; the store refuses to guess what it references (move the directory away or restore its _metadata)"
     )]
-    Manifest { pointer: String, source: ManifestError },
+    Manifest {
+        /// External pointer (directory) of the checkpoint.
+        pointer: String,
+        /// Why the manifest could not be parsed.
+        source: ManifestError,
+    },
+    /// A `_metadata` contradicts where it lies: it is larger than
+    /// [`MAX_MANIFEST_BYTES`], or names another checkpoint id than its
+    /// `chk-<id>` directory.
     #[error("the metadata of {pointer} {problem}")]
-    Mismatch { pointer: String, problem: String },
+    Mismatch {
+        /// External pointer (directory) of the checkpoint.
+        pointer: String,
+        /// What does not match, as the end of a sentence.
+        problem: String,
+    },
+    /// The checkpoint's directory is neither `chk-<id>` directly in this
+    /// store's job directory nor a `savepoint-*` directory.
     #[error(
         "{pointer} is neither a checkpoint directory of job {job} (<checkpoints-dir>/{job}/chk-<id>) nor a savepoint directory (savepoint-*)"
     )]
-    NotOfThisJob { pointer: String, job: String },
-    #[error("the metadata of {pointer} belongs to job {found}, not to this store's job {job}")]
-    OtherJob {
+    NotOfThisJob {
+        /// External pointer (directory) of the checkpoint.
         pointer: String,
-        found: String,
+        /// Id of this store's job.
         job: String,
     },
+    /// The manifest names another job than this store's. During recovery a
+    /// savepoint of another job is skipped instead.
+    #[error("the metadata of {pointer} belongs to job {found}, not to this store's job {job}")]
+    OtherJob {
+        /// External pointer (directory) of the checkpoint.
+        pointer: String,
+        /// Job id the manifest names.
+        found: String,
+        /// Id of this store's job.
+        job: String,
+    },
+    /// A checkpoint with this id (or a savepoint at this pointer) is already
+    /// retained.
     #[error("checkpoint {0} is already in the store; a checkpoint is added once")]
     Duplicate(u64),
+    /// Registering the checkpoint's shared files contradicts what the
+    /// shared-state registry already holds.
     #[error(transparent)]
     Registry(#[from] RegistryConflict),
 }
@@ -78,8 +112,13 @@ pub enum CheckpointKind {
 /// A checkpoint or savepoint in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetainedCheckpoint {
+    /// The checkpoint id its manifest names (for a savepoint, the id of the
+    /// checkpoint it was taken as).
     pub checkpoint_id: u64,
+    /// Checkpoint or savepoint, from where its directory lies.
     pub kind: CheckpointKind,
+    /// The completed checkpoint as the component reported it: external
+    /// pointer and `_metadata` handle.
     pub checkpoint: CompletedCheckpoint,
     /// Its manifest, relative-file handles resolved in its directory.
     pub manifest: CheckpointManifest,
@@ -113,8 +152,14 @@ pub struct AddOutcome {
 /// How a job ends, for [`CompletedCheckpointStore::shutdown`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
+    /// The job finished: globally terminal, retained checkpoints are
+    /// discarded.
     Finished,
+    /// The job was cancelled: globally terminal, retained checkpoints are
+    /// discarded.
     Canceled,
+    /// The job failed for good: globally terminal, retained checkpoints are
+    /// discarded.
     Failed,
     /// The job will resume elsewhere (failover, rescale): keep everything.
     Suspended,

@@ -38,11 +38,17 @@ impl FileMergingOptions {
         }
     }
 
+    /// Sets `across-checkpoint-boundary`: whether a physical file keeps
+    /// taking segments of later checkpoints (true) or every checkpoint
+    /// starts new physical files (false, Flink's default).
     pub fn with_across_checkpoint_boundary(mut self, across: bool) -> Self {
         self.across_checkpoint_boundary = Some(across);
         self
     }
 
+    /// Sets `max-file-size` in bytes (positive): a physical file takes no
+    /// more segments once it is this large. Soft: a state is never split,
+    /// so a file can end above it.
     pub fn with_max_file_size(mut self, bytes: u64) -> Self {
         self.max_file_size = Some(bytes);
         self
@@ -56,6 +62,8 @@ impl FileMergingOptions {
 }
 
 impl SubtaskKey {
+    /// The key of subtask `subtask_index` (below `parallelism`) of operator
+    /// `operator_id` (Flink's `OperatorID`, e.g. 32 hex characters).
     pub fn new(operator_id: impl Into<String>, subtask_index: u32, parallelism: u32) -> Self {
         SubtaskKey {
             operator_id: operator_id.into(),
@@ -92,6 +100,8 @@ impl Tenant {
 pub struct FileMergingSnapshotManager(Owned);
 
 impl FileMergingSnapshotManager {
+    /// Whether this manager merges (the `enabled` option). When it does
+    /// not, its streams behave exactly as the worker view's.
     pub fn is_merging(&self) -> Result<bool> {
         call(&self.0, |g, i, r| {
             g.file_merging_snapshot_manager()
@@ -182,6 +192,9 @@ impl FileMergingSnapshotManager {
         })
     }
 
+    /// Space used by the manager's own physical files: physical files and
+    /// their bytes against the live segments (logical files) in them
+    /// (Flink's `SpaceStat`).
     pub fn space_stat(&self) -> Result<SpaceStat> {
         call(&self.0, |g, i, r| {
             g.file_merging_snapshot_manager()

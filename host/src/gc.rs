@@ -72,10 +72,13 @@ pub enum OrphanKind {
 /// One thing to collect. Paths are relative to the tenant directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Orphan {
+    /// The path relative to the tenant directory, as on the host (not
+    /// serialised; see [`Self::display`]).
     #[serde(skip)]
     pub path: PathBuf,
     /// The path for people, non-printable characters escaped.
     pub display: String,
+    /// Why it is an orphan.
     pub kind: OrphanKind,
     /// Bytes (0 for a directory).
     pub size: u64,
@@ -88,6 +91,8 @@ pub struct GcReport {
     pub manifests: usize,
     /// Files a manifest references (kept).
     pub referenced: usize,
+    /// Orphans older than the grace period: deleted when [`Self::deleted`],
+    /// otherwise only reported. Files first, then incomplete directories.
     pub orphans: Vec<Orphan>,
     /// Unreferenced files kept because they are younger than the grace.
     pub young: Vec<Orphan>,
@@ -110,15 +115,37 @@ impl GcReport {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GcError {
+    /// Listing a directory or reading a file's metadata or a manifest
+    /// failed.
     #[error("cannot read {}: {source}", .path.display())]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// Host path that could not be read.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A `_metadata` is not a readable manifest. The collection stops: it
+    /// cannot know what that checkpoint references.
     #[error(
         "cannot read the manifest {}: {source}; gc stops because it cannot know what that checkpoint references (move it away or fix it, then run gc again)",
         .path.display()
     )]
-    Manifest { path: PathBuf, source: ManifestError },
+    Manifest {
+        /// Host path of the `_metadata` file.
+        path: PathBuf,
+        /// Why it could not be parsed.
+        source: ManifestError,
+    },
+    /// A `_metadata` is larger than the checkpoint store's
+    /// [`MAX_MANIFEST_BYTES`](crate::checkpoint_store::MAX_MANIFEST_BYTES),
+    /// so it is not a manifest; the collection stops.
     #[error("the manifest {} is {size} bytes, more than a manifest may have; gc stops (move it away, then run gc again)", .path.display())]
-    ManifestTooLarge { path: PathBuf, size: u64 },
+    ManifestTooLarge {
+        /// Host path of the `_metadata` file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+    },
 }
 
 /// A path for people: UTF-8 with control characters escaped, other bytes

@@ -21,40 +21,60 @@ const MAX_DEPTH: usize = 4;
 /// Files and bytes directly in a directory.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Usage {
+    /// Regular files directly in the directory, `_metadata` not counted.
     pub files: u64,
+    /// Their total size in bytes.
     pub bytes: u64,
 }
 
+/// One checkpoint directory (`chk-N`) of a job.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct CheckpointInfo {
+    /// The checkpoint id `N` of `chk-N`.
     pub id: u64,
+    /// The directory, relative to the tenant directory.
     pub path: String,
+    /// Its exclusive state files (without `_metadata`).
     pub state: Usage,
     /// Size of `_metadata`, if present (the checkpoint completed).
     pub metadata_bytes: Option<u64>,
 }
 
+/// One job directory (named by its job id) with what it holds.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct JobInfo {
+    /// The job id (the directory's name).
     pub job_id: String,
+    /// The directory, relative to the tenant directory.
     pub path: String,
+    /// Its checkpoint directories, by ascending id.
     pub checkpoints: Vec<CheckpointInfo>,
+    /// Files in its `shared` directory (state the shared-state registry
+    /// counts).
     pub shared: Usage,
+    /// Files in its `taskowned` directory.
     pub task_owned: Usage,
 }
 
+/// One savepoint directory (`savepoint-*`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SavepointInfo {
+    /// The directory, relative to the tenant directory.
     pub path: String,
+    /// Its state files (without `_metadata`).
     pub state: Usage,
+    /// Size of `_metadata`, if present (the savepoint completed).
     pub metadata_bytes: Option<u64>,
 }
 
 /// Everything found in a tenant directory. Paths are relative to it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Inventory {
+    /// The tenant directory inspected, as given.
     pub root: String,
+    /// Job directories found, by path.
     pub jobs: Vec<JobInfo>,
+    /// Savepoint directories found, by path.
     pub savepoints: Vec<SavepointInfo>,
     /// Symbolic links met on the way (not followed).
     pub symlinks: Vec<String>,

@@ -41,6 +41,8 @@
 //! # Ok::<(), checkpoint_storage_host::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod bindings;
 mod buffered;
 mod cache;

@@ -32,38 +32,70 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
+/// The `format` field every manifest carries; readers refuse others.
 pub const MANIFEST_FORMAT: &str = "flink-checkpoint-storage/manifest";
+/// The `version` field this build writes and the only one it reads.
 pub const MANIFEST_VERSION: u32 = 1;
 
 /// Why a manifest could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// The bytes are not JSON of the manifest's shape.
     #[error("not a checkpoint manifest: {0}")]
     Syntax(#[from] serde_json::Error),
+    /// The `format` field is not [`MANIFEST_FORMAT`].
     #[error("unknown manifest format {found:?} (expected {MANIFEST_FORMAT:?})")]
-    Format { found: String },
+    Format {
+        /// The format the manifest names.
+        found: String,
+    },
+    /// The `version` field is not [`MANIFEST_VERSION`].
     #[error("manifest version {found} is not supported (this build reads version {MANIFEST_VERSION})")]
-    Version { found: u32 },
+    Version {
+        /// The version the manifest names.
+        found: u32,
+    },
+    /// A byte-stream handle's `data_base64` is not valid base64.
     #[error("state {name:?} has invalid base64 data: {source}")]
-    Data { name: String, source: base64::DecodeError },
+    Data {
+        /// Name of the state holding the handle.
+        name: String,
+        /// The decoding error.
+        source: base64::DecodeError,
+    },
+    /// A relative-file handle's relative path does not name a file
+    /// directly in its checkpoint directory (it is empty, `.`, `..`, or
+    /// contains `/` or NUL).
     #[error(
         "state {name:?} has relative path {relative_path:?}: a relative-file handle must name a file directly in its checkpoint directory (no '/', not '.' or '..', not empty)"
     )]
-    RelativePath { name: String, relative_path: String },
+    RelativePath {
+        /// Name of the state holding the handle.
+        name: String,
+        /// The relative path as written.
+        relative_path: String,
+    },
 }
 
 /// One named state of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamedState {
+    /// The name the writer gave the state (e.g. operator and kind of
+    /// state); the manifest does not interpret it.
     pub name: String,
+    /// Where the state's bytes are.
     pub handle: StateHandle,
 }
 
 /// The handles of one checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointManifest {
+    /// The job the checkpoint belongs to (32 hex characters, as Flink's
+    /// `JobID`).
     pub job_id: String,
+    /// The checkpoint's id.
     pub checkpoint_id: u64,
+    /// The checkpoint's states, in the order they were written.
     pub states: Vec<NamedState>,
 }
 

@@ -23,7 +23,9 @@ pub enum Owner {
 /// A shared file the registry knows: its guest path and size.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SharedFile {
+    /// The file's guest path (its key in the registry).
     pub path: String,
+    /// Its size in bytes, as the state handles name it.
     pub size: u64,
 }
 
@@ -34,9 +36,13 @@ pub struct SharedFile {
     "shared file {path} is registered with {registered} bytes but {owner:?} names it with {size} bytes; two handles of one shared file must be equal, so the metadata of {owner:?} does not match the files on storage"
 )]
 pub struct RegistryConflict {
+    /// Guest path of the shared file.
     pub path: String,
+    /// Size in bytes the registry already holds for it.
     pub registered: u64,
+    /// Size in bytes `owner` names for it.
     pub size: u64,
+    /// The checkpoint or savepoint whose registration was refused.
     pub owner: Owner,
 }
 
@@ -53,6 +59,7 @@ pub struct SharedStateRegistry {
 }
 
 impl SharedStateRegistry {
+    /// An empty registry.
     pub fn new() -> Self {
         Self::default()
     }
@@ -119,6 +126,7 @@ impl SharedStateRegistry {
         self.entries.len()
     }
 
+    /// Whether no shared file is registered.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

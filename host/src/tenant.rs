@@ -97,6 +97,7 @@ impl TenantConfig {
         self
     }
 
+    /// Sets [`max_read_state_bytes`](Self::max_read_state_bytes).
     pub fn with_max_read_state_bytes(mut self, bytes: u64) -> Self {
         self.max_read_state_bytes = bytes;
         self
