@@ -15,8 +15,9 @@ pub struct BenchArgs {
     /// with --quick).
     #[arg(long, value_parser = mib(bench::MAX_BYTES_PER_CHUNK_SIZE))]
     size: Option<u64>,
-    /// MiB per stream, 1 to 1024, at most --size.
-    #[arg(long, default_value_t = 4, value_parser = mib(bench::MAX_STREAM_BYTES))]
+    /// MiB per stream, 1 to 1024, at most --size (default 16, the stream
+    /// size of the comparison with Flink's own implementation).
+    #[arg(long, default_value_t = 16, value_parser = mib(bench::MAX_STREAM_BYTES))]
     stream_size: u64,
     /// A shorter run: 32 MiB per chunk size, fewer samples, 1,000 idle tenants.
     #[arg(long)]

@@ -99,7 +99,7 @@ impl Default for BenchOptions {
         BenchOptions {
             dir: None,
             bytes_per_chunk_size: 256 << 20,
-            stream_bytes: 4 << 20,
+            stream_bytes: 16 << 20,
             chunk_sizes: vec![64, 4 << 10, 64 << 10, 1 << 20],
             batch_bytes: checkpoint_storage_host::DEFAULT_BATCH_SIZE,
             small_states: 200_000,
