@@ -7,7 +7,7 @@
 //! a random UUID name created (never overwriting) and the buffer written to
 //! it. So a stream that wrote at most the threshold never has a file and ends
 //! as an inline handle, however the caller chunked its writes (Flink decides
-//! by write size here; we decide by total size, see FLINK-BEHAVIOUR.md §0).
+//! by write size here; we decide by total size, see README "Decisions").
 //! Any failure, and dropping the stream without a handle, deletes the file.
 
 use crate::error::{ErrorCode, Result, StorageError};

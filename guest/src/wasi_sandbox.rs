@@ -3,7 +3,8 @@
 //! Files are opened with `open-at` on the preopened directory using exactly
 //! the flags needed (`write` only: no `mutate-directory`, which some WASI
 //! hosts refuse) and written with positional `write`, the cheap path under
-//! wasmtime-wasi (see WASMTIME-NOTES.md). The preopen itself refuses any path
+//! wasmtime-wasi (far cheaper per call than `std::fs`, whose writes go through
+//! an output stream). The preopen itself refuses any path
 //! that leaves it, a second wall behind the guest's own path checks.
 
 use checkpoint_storage_core::paths::GuestPath;

@@ -1,7 +1,7 @@
 //! Host-side batching of small writes to a state stream.
 //!
-//! Every [`StateOutputStream::write`] is a call into the component (~0.4 us
-//! plus a copy, see WASMTIME-NOTES.md), so a caller writing records of a few
+//! Every [`StateOutputStream::write`] is a call into the component (a boundary
+//! crossing plus a copy of the bytes), so a caller writing records of a few
 //! bytes pays the boundary per record. [`BufferedStateOutputStream`] collects
 //! small writes on the host side and crosses the boundary once per batch.
 //! Writes of at least the batch size pass straight through (no extra copy).
