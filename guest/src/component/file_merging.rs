@@ -5,13 +5,12 @@ use super::exports::flink::checkpoint_storage::file_merging as fm;
 use super::exports::flink::checkpoint_storage::types as wit;
 use super::exports::flink::checkpoint_storage::worker::StateOutputStream;
 use super::types::*;
-use super::worker::StreamImpl;
+use super::worker::{stream_resource, written_state};
 use super::{Component, sandbox};
 use crate::wasi_sandbox::WasiSandbox;
 use checkpoint_storage_core::file_merging::manager::{FileMergingSnapshotManager, MergingStreamFactory};
 use checkpoint_storage_core::file_merging::options::{FileMergingOptions, SubtaskKey};
 use checkpoint_storage_core::handle::StateHandle;
-use std::cell::RefCell;
 
 impl fm::Guest for Component {
     type FileMergingSnapshotManager = ManagerImpl;
@@ -131,17 +130,10 @@ impl fm::GuestMergingStreamFactory for FactoryImpl {
     }
 
     fn create_checkpoint_state_output_stream(&self, s: wit::StateScope) -> WitResult<StateOutputStream> {
-        let stream = self
-            .0
-            .create_checkpoint_state_output_stream(scope(s))
-            .map_err(to_wit_error)?;
-        Ok(StateOutputStream::new(StreamImpl(RefCell::new(stream))))
+        stream_resource(self.0.create_checkpoint_state_output_stream(scope(s)))
     }
 
     fn write_state(&self, s: wit::StateScope, data: Vec<u8>) -> WitResult<Option<wit::StateHandle>> {
-        self.0
-            .write_state(scope(s), &data)
-            .map(|h| h.map(to_wit_handle))
-            .map_err(to_wit_error)
+        written_state(self.0.write_state(scope(s), &data))
     }
 }

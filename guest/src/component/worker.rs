@@ -41,8 +41,7 @@ impl GuestWorkerView for WorkerViewImpl {
     }
 
     fn create_task_owned_state_stream(&self) -> WitResult<StateOutputStream> {
-        let stream = self.0.create_task_owned_state_stream().map_err(to_wit_error)?;
-        Ok(StateOutputStream::new(StreamImpl(RefCell::new(stream))))
+        stream_resource(self.0.create_task_owned_state_stream())
     }
 
     fn create_task_owned_checkpoint_state_toolset(&self) -> WitResult<CheckpointStateToolset> {
@@ -58,18 +57,11 @@ pub struct StreamFactoryImpl(access::StreamFactory<WasiSandbox>);
 
 impl GuestStreamFactory for StreamFactoryImpl {
     fn create_checkpoint_state_output_stream(&self, s: wit::StateScope) -> WitResult<StateOutputStream> {
-        let stream = self
-            .0
-            .create_checkpoint_state_output_stream(scope(s))
-            .map_err(to_wit_error)?;
-        Ok(StateOutputStream::new(StreamImpl(RefCell::new(stream))))
+        stream_resource(self.0.create_checkpoint_state_output_stream(scope(s)))
     }
 
     fn write_state(&self, s: wit::StateScope, data: Vec<u8>) -> WitResult<Option<wit::StateHandle>> {
-        self.0
-            .write_state(scope(s), &data)
-            .map(|h| h.map(to_wit_handle))
-            .map_err(to_wit_error)
+        written_state(self.0.write_state(scope(s), &data))
     }
 
     fn can_fast_duplicate(&self, handle: wit::StateHandle, s: wit::StateScope) -> bool {
@@ -94,7 +86,22 @@ impl GuestStreamFactory for StreamFactoryImpl {
 }
 
 /// Resource methods take `&self`; the stream needs `&mut`.
-pub struct StreamImpl(pub(super) RefCell<BoxedStream>);
+pub struct StreamImpl(RefCell<BoxedStream>);
+
+/// A new stream of any factory (plain or merging) as a WIT resource.
+pub(super) fn stream_resource(
+    stream: Result<BoxedStream, checkpoint_storage_core::error::StorageError>,
+) -> WitResult<StateOutputStream> {
+    let stream = stream.map_err(to_wit_error)?;
+    Ok(StateOutputStream::new(StreamImpl(RefCell::new(stream))))
+}
+
+/// The result of `write-state` of any factory (plain or merging).
+pub(super) fn written_state(
+    handle: Result<Option<checkpoint_storage_core::handle::StateHandle>, checkpoint_storage_core::error::StorageError>,
+) -> WitResult<Option<wit::StateHandle>> {
+    handle.map(|h| h.map(to_wit_handle)).map_err(to_wit_error)
+}
 
 impl GuestStateOutputStream for StreamImpl {
     fn write(&self, data: Vec<u8>) -> WitResult<()> {
