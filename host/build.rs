@@ -31,12 +31,29 @@ fn main() {
         .unwrap_or_else(|| workspace.join("target"))
         .join("guest-build");
 
+    build_guest(&workspace, &target_dir, &[], "CHECKPOINT_STORAGE_COMPONENT");
+    if env::var_os("CARGO_FEATURE_BLOBSTORE").is_some() {
+        // The object store artefact: same code, world selected by feature,
+        // its own target dir so that the two artefacts never overwrite each
+        // other (and each build stays incremental).
+        build_guest(
+            &workspace,
+            &target_dir.with_file_name("guest-build-blobstore"),
+            &["--features", "blobstore"],
+            "CHECKPOINT_STORAGE_BLOBSTORE_COMPONENT",
+        );
+    }
+}
+
+/// Builds one guest artefact and exports its path to the library as `env_var`.
+fn build_guest(workspace: &Path, target_dir: &Path, extra_args: &[&str], env_var: &str) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
+    cmd.current_dir(workspace)
         .args(["build", "-p", GUEST, "--target", TARGET, "--profile", PROFILE])
+        .args(extra_args)
         .arg("--target-dir")
-        .arg(&target_dir);
+        .arg(target_dir);
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
@@ -62,11 +79,11 @@ fn main() {
     let out = target_dir.join(TARGET).join(PROFILE);
     let wasm = out.join("checkpoint_storage_guest.wasm");
     assert!(wasm.exists(), "guest artefact missing: {}", wasm.display());
-    let embedded = PathBuf::from(env::var("OUT_DIR").unwrap()).join("checkpoint_storage.wasm");
+    let embedded = PathBuf::from(env::var("OUT_DIR").unwrap()).join(format!("{env_var}.wasm"));
     with_wit_package(&wasm, &workspace.join("wit"), &embedded);
-    println!("cargo:rustc-env=CHECKPOINT_STORAGE_COMPONENT={}", embedded.display());
+    println!("cargo:rustc-env={env_var}={}", embedded.display());
 
-    rerun_from_dep_info(&out.join("checkpoint_storage_guest.d"), &workspace);
+    rerun_from_dep_info(&out.join("checkpoint_storage_guest.d"), workspace);
 }
 
 /// Writes the component at `wasm` to `out` with the WIT package of

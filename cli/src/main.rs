@@ -10,6 +10,7 @@ mod bench_cli;
 mod demo_file_merging;
 mod demo_lifecycle;
 mod gc_cli;
+mod s3_cli;
 
 #[derive(Parser)]
 #[command(
@@ -37,15 +38,24 @@ enum Command {
         /// merging (FLIP-306) into a handful of files, then restored.
         #[arg(long)]
         file_merging: bool,
+        #[command(flatten)]
+        s3: s3_cli::S3Args,
+        /// Instead: start a real S3 server (s3s-fs) on 127.0.0.1 for the
+        /// length of the demo and run the object storage demo against it.
+        #[arg(long, conflicts_with_all = ["s3", "file_merging", "dir"])]
+        s3_loopback: bool,
     },
     /// Lists the checkpoints and savepoints of a tenant directory: ids,
     /// files, bytes, whether `_metadata` is present.
     Inspect {
         /// The tenant directory (what the tenant sees as /checkpoints).
-        dir: PathBuf,
+        #[arg(required_unless_present = "s3")]
+        dir: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        s3: s3_cli::S3Args,
     },
     /// What the sandbox costs against native Rust, in one run: stream
     /// throughput, small states, tenant start and idle memory (use a
@@ -60,16 +70,21 @@ enum Command {
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Demo { s3_loopback: true, .. } => s3_cli::demo_loopback(),
+        Command::Demo { s3, .. } if s3.s3.is_some() => s3_cli::demo(&s3),
         Command::Demo {
             dir,
             tenants,
             file_merging,
+            ..
         } => demo(dir, tenants, file_merging),
-        Command::Inspect { dir, json } => {
+        Command::Inspect { s3, json, .. } if s3.s3.is_some() => s3_cli::inspect(&s3, json),
+        Command::Inspect { dir, json, .. } => {
+            let dir = dir.context("a directory or --s3 is required")?;
             let root = inspect::check_root(&dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
             let inventory = inspect::inspect(&root).with_context(|| format!("reading {}", root.display()))?;
             if json {
@@ -81,6 +96,17 @@ fn main() -> Result<()> {
         }
         Command::Bench(args) => bench_cli::run(args),
         Command::Gc(args) => gc_cli::run(args),
+    }
+}
+
+/// `RUST_LOG`, with the loopback S3 server's own request log off unless
+/// asked for: s3s-fs answers a HEAD on a key that is a directory on its disk
+/// with a logged 500 (S3 answers 404), which the host handles.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let filter = tracing_subscriber::EnvFilter::from_default_env();
+    match std::env::var("RUST_LOG") {
+        Ok(v) if v.contains("s3s") => filter,
+        _ => filter.add_directive("s3s=off".parse().expect("a valid directive")),
     }
 }
 
@@ -113,7 +139,12 @@ fn demo(dir: Option<PathBuf>, tenants: u32, file_merging: bool) -> Result<()> {
             "\n=== tenant-{i}: {} (seen inside as /checkpoints)",
             tenant.dir().display()
         );
-        demo_tenant(&plugin, &tenant, i)?;
+        let fresh = || -> Result<Tenant> { Ok(plugin.tenant(TenantConfig::new(tenant.dir()))?) };
+        let dirs = DemoDirs {
+            checkpoints: "/checkpoints".into(),
+            savepoints: "/checkpoints/savepoints".into(),
+        };
+        demo_tenant(&tenant, &fresh, i, &dirs)?;
         print_tree(tenant.dir())?;
     }
     demo_lifecycle::run(&plugin, &root.join("lifecycle"))?;
@@ -121,13 +152,28 @@ fn demo(dir: Option<PathBuf>, tenants: u32, file_merging: bool) -> Result<()> {
     Ok(())
 }
 
-fn demo_tenant(plugin: &Plugin, tenant: &Tenant, index: u32) -> Result<()> {
+/// Where the demo's checkpoints and savepoints go.
+pub(crate) struct DemoDirs {
+    pub(crate) checkpoints: String,
+    pub(crate) savepoints: String,
+}
+
+/// The demo of one tenant; `fresh` makes a new instance of it for restore.
+pub(crate) fn demo_tenant(
+    tenant: &Tenant,
+    fresh: &dyn Fn() -> Result<Tenant>,
+    index: u32,
+    dirs: &DemoDirs,
+) -> Result<()> {
     let job = uuid::Uuid::new_v4().simple().to_string();
-    let config = StorageConfig::filesystem(&job);
+    let config = StorageConfig {
+        checkpoints_dir: dirs.checkpoints.clone(),
+        ..StorageConfig::filesystem(&job)
+    };
     println!("job {job}");
 
     // Job manager side: create the locations and hand out references.
-    let coordinator = tenant.open_coordinator_view(&config, Some("/checkpoints/savepoints"))?;
+    let coordinator = tenant.open_coordinator_view(&config, Some(&dirs.savepoints))?;
     coordinator.initialize_base_locations_for_checkpoint()?;
     let checkpoint = coordinator.initialize_location_for_checkpoint(1)?;
     let savepoint = coordinator.initialize_location_for_savepoint(2, None)?;
@@ -198,7 +244,7 @@ fn demo_tenant(plugin: &Plugin, tenant: &Tenant, index: u32) -> Result<()> {
 
     // Restore in a fresh instance: find each checkpoint from its pointer,
     // load its manifest, read every state back through the component.
-    let fresh = plugin.tenant(TenantConfig::new(tenant.dir()))?;
+    let fresh = fresh()?;
     let coordinator = fresh.open_coordinator_view(&config, None)?;
     println!("\nrestore in a fresh instance:");
     for (pointer, written) in completed {

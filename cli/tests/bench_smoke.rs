@@ -17,8 +17,11 @@ fn a_tiny_benchmark_run_reports_finite_positive_figures() {
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     let figures = value["figures"].as_array().expect("figures");
     // 4 chunk sizes x 2 ways + vs disk + small states x 2 ways + 2 allocators x 2 + idle memory x 2
-    // + directory fsync + subsumption x 2.
-    assert_eq!(figures.len(), 4 * 2 + 1 + 2 + 4 + 2 + 1 + 2, "{json}");
+    // + directory fsync + subsumption x 2 + object storage (stream, small objects).
+    assert_eq!(figures.len(), 4 * 2 + 1 + 2 + 4 + 2 + 1 + 2 + 2, "{json}");
+    for key in ["s3 stream", "s3 small"] {
+        assert!(figures.iter().any(|f| f["key"] == key), "{key} in {json}");
+    }
     for f in figures {
         for field in ["measured", "baseline", "ratio"] {
             let v = f[field].as_f64().unwrap_or_else(|| panic!("{field} of {f}"));

@@ -9,6 +9,7 @@
 //! Nothing here creates directories.
 
 use crate::config::{Backend, StorageConfig, ValidConfig};
+use crate::entropy::Entropy;
 use crate::error::{ErrorCode, Result, StorageError};
 use crate::handle::StateHandle;
 use crate::layout::{SHARED_STATE_DIR, TASK_OWNED_STATE_DIR, checkpoint_dir_name};
@@ -32,6 +33,13 @@ pub type BoxedStream = Box<dyn CheckpointStateOutputStream>;
 /// Validates a configuration; its checkpoints directory must lie inside the sandbox.
 pub fn validate_config<S: Sandbox>(sandbox: &S, config: &StorageConfig) -> Result<ValidConfig> {
     let config = config.validate()?;
+    if config.entropy.is_some() && sandbox.has_directories() {
+        // Flink injects entropy on its S3 file systems only; a marker
+        // directory on a filesystem would be a real directory of that name.
+        return Err(StorageError::invalid_argument(
+            "s3.entropy.key is set, but this tenant stores state on a filesystem: entropy injection applies to object storage only. Remove s3.entropy.key and s3.entropy.length.",
+        ));
+    }
     if !sandbox.contains(&config.checkpoints_dir) {
         return Err(StorageError::invalid_argument(format!(
             "The checkpoints directory '{}' is outside this tenant's directory; use a path below the directory the host mounted (e.g. /checkpoints).",
@@ -39,6 +47,19 @@ pub fn validate_config<S: Sandbox>(sandbox: &S, config: &StorageConfig) -> Resul
         )));
     }
     Ok(config)
+}
+
+/// A path made by entropy injection or marker removal, checked like any
+/// other path (an unusual marker could leave one that is not valid).
+pub(crate) fn entropy_path<S: Sandbox + ?Sized>(sandbox: &S, raw: &str) -> Result<GuestPath> {
+    GuestPath::parse(raw)
+        .ok()
+        .filter(|p| sandbox.contains(p))
+        .ok_or_else(|| {
+            StorageError::invalid_argument(format!(
+                "Entropy injection made '{raw}', which is not a usable path; choose an s3.entropy.key that stands for a whole path segment (e.g. _entropy_)."
+            ))
+        })
 }
 
 /// Refuses checkpoint ids Flink cannot represent (its ids are signed longs).
@@ -126,6 +147,7 @@ impl<S: Sandbox + 'static> WorkerView<S> {
             shared_dir: shared,
             threshold: self.config.file_state_threshold,
             buffer_size: self.config.effective_buffer_size,
+            entropy: self.config.entropy.clone(),
         }))
     }
 
@@ -159,13 +181,16 @@ impl<S: Sandbox + 'static> WorkerView<S> {
                 self.config.max_memory_state_size,
                 self.sandbox.random_uuid(),
             )),
-            Backend::Filesystem => Box::new(FsOutputStream::new(
-                self.sandbox.clone(),
-                self.task_owned_state_dir(),
-                self.config.file_state_threshold,
-                self.config.effective_buffer_size,
-                false,
-            )),
+            Backend::Filesystem => Box::new(
+                FsOutputStream::new(
+                    self.sandbox.clone(),
+                    self.task_owned_state_dir(),
+                    self.config.file_state_threshold,
+                    self.config.effective_buffer_size,
+                    false,
+                )
+                .with_entropy(self.config.entropy.clone()),
+            ),
         })
     }
 
@@ -177,6 +202,7 @@ impl<S: Sandbox + 'static> WorkerView<S> {
                 sandbox: self.sandbox.clone(),
                 toolset: Toolset {
                     base: self.task_owned_state_dir(),
+                    entropy: self.config.entropy.clone(),
                 },
             },
         })
@@ -190,6 +216,7 @@ pub struct FsFactory<S: Sandbox> {
     shared_dir: GuestPath,
     threshold: usize,
     buffer_size: usize,
+    entropy: Option<Entropy>,
 }
 
 /// A resolved location: creates the state streams of one checkpoint.
@@ -210,17 +237,17 @@ impl<S: Sandbox + 'static> StreamFactory<S> {
                 Box::new(MemoryOutputStream::new(*max_size, sandbox.random_uuid()))
             }
             StreamFactory::Fs(f) => {
-                let (dir, relative) = match scope {
+                let (dir, exclusive) = match scope {
                     StateScope::Exclusive => (f.checkpoint_dir.clone(), true),
                     StateScope::Shared => (f.shared_dir.clone(), false),
                 };
-                Box::new(FsOutputStream::new(
-                    f.sandbox.clone(),
-                    dir,
-                    f.threshold,
-                    f.buffer_size,
-                    relative,
-                ))
+                // As Flink: state whose key gets entropy is not below its
+                // directory's name, so its handle is absolute.
+                let relative = exclusive && !f.entropy.as_ref().is_some_and(|e| e.is_injecting(dir.as_str()));
+                Box::new(
+                    FsOutputStream::new(f.sandbox.clone(), dir, f.threshold, f.buffer_size, relative)
+                        .with_entropy(f.entropy.clone()),
+                )
             }
         })
     }
@@ -256,6 +283,7 @@ impl<S: Sandbox + 'static> StreamFactory<S> {
                         StateScope::Exclusive => f.checkpoint_dir.clone(),
                         StateScope::Shared => f.shared_dir.clone(),
                     },
+                    entropy: f.entropy.clone(),
                 },
             )),
             StreamFactory::Memory { .. } => None,

@@ -167,6 +167,8 @@ mod tests {
             file_state_threshold: None,
             write_buffer_size: None,
             max_memory_state_size: None,
+            s3_entropy_key: None,
+            s3_entropy_length: None,
         };
         CoordinatorView::open(s.clone(), &config, Some("/checkpoints/sp")).unwrap()
     }
@@ -241,6 +243,8 @@ mod tests {
             file_state_threshold: None,
             write_buffer_size: None,
             max_memory_state_size: None,
+            s3_entropy_key: None,
+            s3_entropy_length: None,
         };
         let c = CoordinatorView::open(s, &config, None).unwrap();
         let e = c.list_savepoints(None).unwrap_err();

@@ -1,6 +1,7 @@
 //! The storage configuration and its validation: Flink's defaults and limits
 //! (`CheckpointingOptions`, `FsCheckpointStreamFactory`), plus the job id rule.
 
+use crate::entropy::Entropy;
 use crate::error::{Result, StorageError};
 use crate::paths::GuestPath;
 
@@ -31,6 +32,11 @@ pub struct StorageConfig {
     pub file_state_threshold: Option<u32>,
     pub write_buffer_size: Option<u32>,
     pub max_memory_state_size: Option<u32>,
+    /// `s3.entropy.key`: the marker replaced by random characters in data
+    /// object keys (object storage only).
+    pub s3_entropy_key: Option<String>,
+    /// `s3.entropy.length`: how many characters replace the marker.
+    pub s3_entropy_length: Option<u32>,
 }
 
 /// A validated configuration.
@@ -43,6 +49,8 @@ pub struct ValidConfig {
     /// `max(write-buffer-size, threshold)`, as Flink's stream factory.
     pub effective_buffer_size: usize,
     pub max_memory_state_size: usize,
+    /// Entropy injection, when `s3.entropy.key` is set.
+    pub entropy: Option<Entropy>,
 }
 
 impl StorageConfig {
@@ -80,6 +88,7 @@ impl StorageConfig {
             file_state_threshold: threshold as usize,
             effective_buffer_size: buffer.max(threshold) as usize,
             max_memory_state_size: max_memory as usize,
+            entropy: Entropy::from_options(self.s3_entropy_key.as_deref(), self.s3_entropy_length)?,
         })
     }
 }
@@ -117,6 +126,8 @@ mod tests {
             file_state_threshold: None,
             write_buffer_size: None,
             max_memory_state_size: None,
+            s3_entropy_key: None,
+            s3_entropy_length: None,
         }
     }
 

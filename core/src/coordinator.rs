@@ -62,6 +62,17 @@ impl<S: Sandbox> CoordinatorView<S> {
         })
     }
 
+    /// `dir` with the entropy marker removed (Flink's
+    /// `removeEntropyMarkerIfPresent`); `dir` itself without entropy.
+    fn without_entropy_marker(&self, dir: &GuestPath) -> Result<GuestPath> {
+        match &self.config.entropy {
+            Some(e) if e.is_injecting(dir.as_str()) => {
+                crate::access::entropy_path(&*self.sandbox, &e.remove(dir.as_str()))
+            }
+            _ => Ok(dir.clone()),
+        }
+    }
+
     pub fn has_default_savepoint_location(&self) -> bool {
         self.default_savepoint_dir.is_some()
     }
@@ -94,6 +105,7 @@ impl<S: Sandbox> CoordinatorView<S> {
             .map_err(|e| StorageError::from_fs(format!("Failed to create checkpoint directory {dir}"), &e))?;
         Ok(Location {
             sandbox: self.sandbox.clone(),
+            metadata_dir: self.without_entropy_marker(&dir)?,
             dir,
             reference: LocationReference::Default,
         })
@@ -131,6 +143,7 @@ impl<S: Sandbox> CoordinatorView<S> {
                     };
                     return Ok(Location {
                         sandbox: self.sandbox.clone(),
+                        metadata_dir: self.without_entropy_marker(&dir)?,
                         dir,
                         reference,
                     });
@@ -244,6 +257,10 @@ pub fn resolve_checkpoint_pointer<S: Sandbox>(sandbox: &S, pointer: &str) -> Res
 pub struct Location<S: Sandbox> {
     sandbox: Rc<S>,
     dir: GuestPath,
+    /// Where `_metadata` goes: `dir` without the entropy marker (the same
+    /// directory without entropy injection), so that the checkpoint is
+    /// found from its pointer alone.
+    metadata_dir: GuestPath,
     reference: LocationReference,
 }
 
@@ -257,7 +274,7 @@ impl<S: Sandbox> Location<S> {
     }
 
     pub fn metadata_file_path(&self) -> GuestPath {
-        self.dir.join(METADATA_FILE_NAME)
+        self.metadata_dir.join(METADATA_FILE_NAME)
     }
 
     /// A metadata stream; refused if `_metadata` already exists.
@@ -275,15 +292,17 @@ impl<S: Sandbox> Location<S> {
             }
         }
         let temp = self
-            .dir
+            .metadata_dir
             .join(&format!("{TEMP_METADATA_FILE_PREFIX}-{}", self.sandbox.random_uuid()));
-        let file = self
-            .sandbox
-            .create_new(&temp)
-            .map_err(|e| StorageError::from_fs(format!("Could not create the metadata file in {}", self.dir), &e))?;
+        let file = self.sandbox.create_new(&temp).map_err(|e| {
+            StorageError::from_fs(
+                format!("Could not create the metadata file in {}", self.metadata_dir),
+                &e,
+            )
+        })?;
         Ok(MetadataOutputStream {
             sandbox: self.sandbox.clone(),
-            dir: self.dir.clone(),
+            dir: self.metadata_dir.clone(),
             temp,
             target,
             file: Some(file),
@@ -295,11 +314,22 @@ impl<S: Sandbox> Location<S> {
     /// A completed checkpoint (its `_metadata` exists) is refused.
     pub fn dispose_on_failure(&self) -> Result<()> {
         crate::access::refuse_if_read_only(&*self.sandbox, "dispose a checkpoint location")?;
-        completed::refuse_if_completed(&*self.sandbox, &self.dir)?;
-        match self.sandbox.remove_dir_all(&self.dir) {
-            Err(e) if e.kind == FsErrorKind::NotFound => Ok(()),
-            other => other.map_err(|e| StorageError::from_fs(format!("Could not dispose {}", self.dir), &e)),
+        completed::refuse_if_completed(&*self.sandbox, &self.metadata_dir)?;
+        // With entropy injection the marker directory holds nothing (state
+        // objects carry random characters instead, and go with their
+        // handles, as in Flink); the marker-free one may hold a temporary
+        // metadata object.
+        let mut dirs = vec![&self.dir];
+        if self.metadata_dir != self.dir {
+            dirs.push(&self.metadata_dir);
         }
+        for dir in dirs {
+            match self.sandbox.remove_dir_all(dir) {
+                Err(e) if e.kind == FsErrorKind::NotFound => {}
+                other => other.map_err(|e| StorageError::from_fs(format!("Could not dispose {dir}"), &e))?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -356,6 +386,11 @@ impl<S: Sandbox> MetadataOutputStream<S> {
     /// (atomic and never overwriting), then removes the temporary name.
     pub fn close_and_finalize_checkpoint(&mut self) -> Result<CompletedCheckpoint> {
         self.sync()?;
+        let r = self.open_file()?.complete();
+        r.map_err(|e| {
+            let e = StorageError::from_fs(format!("Could not complete {}", self.temp), &e);
+            self.fail(e)
+        })?;
         self.file = None;
         if let Err(e) = self.sandbox.hard_link(&self.temp, &self.target) {
             let _ = self.sandbox.remove_file(&self.temp);

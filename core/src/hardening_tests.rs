@@ -29,6 +29,8 @@ fn config(backend: Backend) -> StorageConfig {
         file_state_threshold: None,
         write_buffer_size: None,
         max_memory_state_size: None,
+        s3_entropy_key: None,
+        s3_entropy_length: None,
     }
 }
 

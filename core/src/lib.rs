@@ -18,13 +18,16 @@
 //! all three run the same policy.
 
 pub mod access;
+pub mod blob_error;
 pub mod completed;
 pub mod config;
 pub mod coordinator;
+pub mod entropy;
 pub mod error;
 pub mod file_merging;
 pub mod handle;
 pub mod layout;
+pub mod object_uri;
 pub mod output_stream;
 pub mod paths;
 pub mod preopen;

@@ -10,6 +10,7 @@
 //! by write size here; we decide by total size, see README "Decisions").
 //! Any failure, and dropping the stream without a handle, deletes the file.
 
+use crate::entropy::Entropy;
 use crate::error::{ErrorCode, Result, StorageError};
 use crate::handle::StateHandle;
 use crate::paths::GuestPath;
@@ -70,6 +71,9 @@ pub struct FsOutputStream<S: Sandbox> {
     buf: Vec<u8>,
     file: Option<OpenFile<S::File>>,
     phase: Phase,
+    /// Object storage: the marker in a new file's key becomes random
+    /// characters.
+    entropy: Option<Entropy>,
 }
 
 impl<S: Sandbox> FsOutputStream<S> {
@@ -85,7 +89,14 @@ impl<S: Sandbox> FsOutputStream<S> {
             buf: Vec::new(),
             file: None,
             phase: Phase::Open,
+            entropy: None,
         }
+    }
+
+    /// Injects entropy into the key of the file the stream creates.
+    pub fn with_entropy(mut self, entropy: Option<Entropy>) -> Self {
+        self.entropy = entropy;
+        self
     }
 
     /// The file's guest path once one was created (for tests and display).
@@ -111,6 +122,13 @@ impl<S: Sandbox> FsOutputStream<S> {
         for _ in 0..CREATE_ATTEMPTS {
             let name = self.sandbox.random_uuid();
             let path = self.dir.join(&name);
+            let path = match &self.entropy {
+                Some(e) if e.is_injecting(path.as_str()) => {
+                    let injected = e.inject(path.as_str(), &mut || self.sandbox.random_bytes());
+                    crate::access::entropy_path(&*self.sandbox, &injected)?
+                }
+                _ => path,
+            };
             match self.sandbox.create_new(&path) {
                 Ok(file) => {
                     self.file = Some(OpenFile {
@@ -202,6 +220,9 @@ impl<S: Sandbox> FsOutputStream<S> {
         f.file
             .sync_data()
             .map_err(|e| StorageError::from_fs(format!("Could not sync {}", f.path), &e))?;
+        f.file
+            .complete()
+            .map_err(|e| StorageError::from_fs(format!("Could not complete {}", f.path), &e))?;
         let linked = f
             .file
             .is_linked()

@@ -77,6 +77,13 @@ pub trait StateFile {
     /// directory was deleted under it takes writes but can never be read
     /// back, so no handle may name it.
     fn is_linked(&self) -> Result<bool, FsError>;
+    /// Publishes the file under its name once everything is written. Files
+    /// are visible as soon as they are created; an object store's upload
+    /// becomes an object only here, and a file dropped before it leaves
+    /// nothing behind.
+    fn complete(&mut self) -> Result<(), FsError> {
+        Ok(())
+    }
 }
 
 /// The tenant's directory as the guest sees it.
@@ -105,6 +112,12 @@ pub trait Sandbox {
     fn remove_dir(&self, path: &GuestPath) -> Result<(), FsError>;
     /// Names and kinds of a directory's entries.
     fn list_dir(&self, path: &GuestPath) -> Result<Vec<(String, EntryKind)>, FsError>;
+    /// Whether directories exist on their own. An object store has none:
+    /// creating one is a no-op, and a "directory" is the prefix of its
+    /// objects' keys.
+    fn has_directories(&self) -> bool {
+        true
+    }
     /// 16 random bytes, for UUID file names.
     fn random_bytes(&self) -> [u8; 16];
 
@@ -144,6 +157,9 @@ pub trait Sandbox {
 pub trait SandboxExt: Sandbox {
     /// Creates `path` and its missing parents (inside the sandbox only).
     fn create_dir_all(&self, path: &GuestPath) -> Result<(), FsError> {
+        if !self.has_directories() {
+            return Ok(());
+        }
         match self.stat(path) {
             Ok(s) if s.kind == EntryKind::Directory => return Ok(()),
             Ok(_) => {

@@ -3,6 +3,7 @@
 //! keeps its name and its handle kind; a hard link where the filesystem
 //! allows it, a copy otherwise.
 
+use crate::entropy::Entropy;
 use crate::error::{ErrorCode, Result, StorageError};
 use crate::handle::{StateHandle, checked_file_path};
 use crate::paths::GuestPath;
@@ -12,6 +13,9 @@ use crate::sandbox::{FsErrorKind, Sandbox};
 #[derive(Debug, Clone)]
 pub struct Toolset {
     pub base: GuestPath,
+    /// Object storage: the marker in `base` becomes random characters in
+    /// each duplicate's key (Flink's `addEntropy`).
+    pub entropy: Option<Entropy>,
 }
 
 /// A file handle's source path, checked to be a file path inside the sandbox.
@@ -65,7 +69,14 @@ impl Toolset {
         let mut made: Vec<GuestPath> = Vec::new();
         let mut out = Vec::with_capacity(handles.len());
         for (handle, src) in handles.iter().zip(&sources) {
-            let dst = self.destination(src);
+            let dst = match &self.entropy {
+                Some(e) if e.is_injecting(self.base.as_str()) => {
+                    let planned = self.destination(src);
+                    let injected = e.inject(planned.as_str(), &mut || sandbox.random_bytes());
+                    crate::access::entropy_path(sandbox, &injected)?
+                }
+                _ => self.destination(src),
+            };
             if dst != *src {
                 if let Err(e) = link_or_copy(sandbox, src, &dst) {
                     for path in &made {

@@ -17,7 +17,8 @@ pub(crate) struct ExportIndices {
     worker: worker::GuestIndices,
     coordinator: coordinator::GuestIndices,
     restore: restore::GuestIndices,
-    file_merging: file_merging::GuestIndices,
+    /// `None` for the object store build, which exports no `file-merging`.
+    file_merging: Option<file_merging::GuestIndices>,
 }
 
 impl ExportIndices {
@@ -26,7 +27,7 @@ impl ExportIndices {
             worker: worker::GuestIndices::new(pre)?,
             coordinator: coordinator::GuestIndices::new(pre)?,
             restore: restore::GuestIndices::new(pre)?,
-            file_merging: file_merging::GuestIndices::new(pre)?,
+            file_merging: file_merging::GuestIndices::new(pre).ok(),
         }))
     }
 }
@@ -72,8 +73,16 @@ impl Exports {
 }
 
 impl Exports {
+    /// Whether the component exports `file-merging`.
+    pub(crate) fn has_file_merging(&self) -> bool {
+        self.indices.file_merging.is_some()
+    }
+
     pub(crate) fn file_merging(&mut self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<file_merging::Guest> {
         let (indices, instance) = (&self.indices.file_merging, &self.instance);
+        let indices = indices
+            .as_ref()
+            .ok_or_else(|| wasmtime::format_err!("the component exports no file-merging interface"))?;
         cached(&mut self.file_merging, || indices.load(store, instance))
     }
 }

@@ -83,6 +83,16 @@ impl Tenant {
         task_manager_id: &str,
         options: &FileMergingOptions,
     ) -> Result<FileMergingSnapshotManager> {
+        // Merged files are appended to by many streams; an object is
+        // written once, so the object store build has no file merging.
+        if !self.lock().has_file_merging() {
+            return Err(crate::Error::from(crate::StorageError {
+                code: crate::ErrorCode::Unsupported,
+                message: "file merging is not available in the object store build of the component; \
+                          write state with plain streams (StreamFactory) instead"
+                    .into(),
+            }));
+        }
         let resource = self.call(|i| {
             i.file_merging()?
                 .file_merging_snapshot_manager()

@@ -44,6 +44,8 @@
 #![warn(missing_docs)]
 
 mod bindings;
+#[cfg(feature = "blobstore")]
+pub mod blobstore;
 mod buffered;
 mod cache;
 pub mod checkpoint_store;
@@ -70,6 +72,8 @@ mod types;
 mod wit_section;
 mod worker;
 
+#[cfg(feature = "blobstore")]
+pub use blobstore::BlobGrant;
 pub use buffered::{BufferedStateOutputStream, DEFAULT_BATCH_SIZE};
 pub use cache::{CACHE_STALE_AFTER, CacheStatus};
 pub use config_check::{ConfigError, MAX_CALL_TIME, MAX_MEMORY_BYTES, MIN_MEMORY_BYTES};
@@ -82,6 +86,8 @@ pub use limits::{
     DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_READ_STATE_BYTES,
     LimitExceeded,
 };
+#[cfg(all(feature = "embedded-component", feature = "blobstore"))]
+pub use plugin::EMBEDDED_BLOBSTORE_COMPONENT;
 #[cfg(feature = "embedded-component")]
 pub use plugin::EMBEDDED_COMPONENT;
 pub use plugin::{

@@ -93,6 +93,12 @@ impl PluginOptions {
 #[cfg(feature = "embedded-component")]
 pub const EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("CHECKPOINT_STORAGE_COMPONENT"));
 
+/// The object storage build of the component (world
+/// `checkpoint-storage-blobstore`), built and embedded like
+/// [`EMBEDDED_COMPONENT`] when the `blobstore` feature is on.
+#[cfg(all(feature = "embedded-component", feature = "blobstore"))]
+pub const EMBEDDED_BLOBSTORE_COMPONENT: &[u8] = include_bytes!(env!("CHECKPOINT_STORAGE_BLOBSTORE_COMPONENT"));
+
 /// The loaded plugin: compile once, instantiate per tenant.
 #[derive(Clone)]
 pub struct Plugin {
@@ -104,6 +110,9 @@ pub struct Plugin {
     /// Cap of a linear memory in the pool, if pooling.
     pool_max_memory: Option<usize>,
     cache_status: CacheStatus,
+    /// The runtime of object store I/O (blobstore plugins only).
+    #[cfg(feature = "blobstore")]
+    blob_runtime: Option<Arc<crate::blobstore::BlobRuntime>>,
 }
 
 impl Plugin {
@@ -153,6 +162,25 @@ impl Plugin {
     /// epoch every `options.epoch_tick`. `options.allocator` must describe
     /// the engine's allocator: it decides the per-tenant memory cap check.
     pub fn with_engine(engine: &Engine, bytes: &[u8], options: &PluginOptions) -> Result<Self> {
+        Self::with_engine_for(engine, bytes, options, false)
+    }
+
+    /// Loads the embedded object storage component: tenants keep state in
+    /// the object stores their grants name (`TenantConfig::object_store`).
+    #[cfg(all(feature = "embedded-component", feature = "blobstore"))]
+    pub fn load_blobstore_with(options: &PluginOptions) -> Result<Self> {
+        Self::blobstore_from_bytes_with(EMBEDDED_BLOBSTORE_COMPONENT, options)
+    }
+
+    /// Loads an object storage component (one importing `wasi:blobstore`)
+    /// given as bytes. The plugin owns a small tokio runtime for the I/O.
+    #[cfg(feature = "blobstore")]
+    pub fn blobstore_from_bytes_with(bytes: &[u8], options: &PluginOptions) -> Result<Self> {
+        let engine = Engine::new(&engine_config(options)?).map_err(Error::Setup)?;
+        Self::with_engine_for(&engine, bytes, options, true)
+    }
+
+    fn with_engine_for(engine: &Engine, bytes: &[u8], options: &PluginOptions, blobstore: bool) -> Result<Self> {
         check_epoch_tick(options)?;
         let engine = engine.clone();
         let (component, cache_status) = match &options.cache_dir {
@@ -166,7 +194,7 @@ impl Plugin {
                 .context("compiling the component")
                 .map_err(Error::Setup)?,
         };
-        Self::from_component(engine, component, options, cache_status)
+        Self::from_component(engine, component, options, cache_status, blobstore)
     }
 
     fn from_component(
@@ -174,24 +202,42 @@ impl Plugin {
         component: Component,
         options: &PluginOptions,
         cache_status: CacheStatus,
+        blobstore: bool,
     ) -> Result<Self> {
         let mut linker = Linker::<TenantState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(Error::Setup)?;
+        #[cfg(feature = "blobstore")]
+        let blob_runtime = if blobstore {
+            crate::blobstore::add_to_linker(&mut linker, TenantState::blob_view)
+                .context("adding wasi:blobstore")
+                .map_err(Error::Setup)?;
+            Some(
+                crate::blobstore::BlobRuntime::new()
+                    .context("starting the object store runtime")
+                    .map_err(Error::Setup)?,
+            )
+        } else {
+            None
+        };
+        #[cfg(not(feature = "blobstore"))]
+        let _ = blobstore;
         crate::in_place_write::add_to_linker(&mut linker)
             .context("replacing descriptor.write")
             .map_err(Error::Setup)?;
         crate::open_at::add_to_linker(&mut linker)
             .context("replacing descriptor.open-at")
             .map_err(Error::Setup)?;
-        // `CheckpointStoragePre::new` checks that every export of the world is
-        // there with the right types, once, at load.
+        // Every export is checked for its types once, at load: the whole
+        // filesystem world by `CheckpointStoragePre::new`; the object store
+        // world (no `file-merging`) by the interface lookups of
+        // `ExportIndices::new`.
         let (pre, indices) = linker
             .instantiate_pre(&component)
-            .and_then(CheckpointStoragePre::new)
-            .and_then(|checked| {
-                let pre = checked.instance_pre().clone();
-                ExportIndices::new(&pre).map(|indices| (pre, indices))
+            .and_then(|pre| match blobstore {
+                false => CheckpointStoragePre::new(pre).map(|checked| checked.instance_pre().clone()),
+                true => Ok(pre),
             })
+            .and_then(|pre| ExportIndices::new(&pre).map(|indices| (pre, indices)))
             .context("linking the component: it must import only WASI")
             .map_err(Error::Setup)?;
         let ticker = EpochTicker::start(&engine, options.epoch_tick)
@@ -206,6 +252,8 @@ impl Plugin {
             ticker,
             pool_max_memory,
             cache_status,
+            #[cfg(feature = "blobstore")]
+            blob_runtime,
         })
     }
 
@@ -244,7 +292,15 @@ impl Plugin {
             None => (crate::config_check::MAX_MEMORY_BYTES, "on-demand"),
         };
         crate::config_check::check(&config, max_memory, allocator)?;
-        Tenant::new(&self.engine, &self.pre, &self.indices, &self.ticker, config)
+        Tenant::new(
+            &self.engine,
+            &self.pre,
+            &self.indices,
+            &self.ticker,
+            #[cfg(feature = "blobstore")]
+            self.blob_runtime.as_ref(),
+            config,
+        )
     }
 
     /// A tenant whose instance has no preopened directory (tests only).

@@ -57,6 +57,11 @@ pub struct TenantConfig {
     /// duplicate is refused with `permission-denied` before it reaches the
     /// disk. Reading state and resolving checkpoints work.
     pub read_only: bool,
+    /// Object storage build only: the containers the tenant may use (see
+    /// [`crate::BlobGrant`]). A tenant of the blobstore plugin has grants and
+    /// no directory (`dir` is empty); a filesystem tenant has none.
+    #[cfg(feature = "blobstore")]
+    pub blob_grants: Vec<crate::blobstore::BlobGrant>,
 }
 
 impl TenantConfig {
@@ -70,6 +75,17 @@ impl TenantConfig {
             max_bytes_written: None,
             max_read_state_bytes: DEFAULT_MAX_READ_STATE_BYTES,
             read_only: false,
+            #[cfg(feature = "blobstore")]
+            blob_grants: Vec::new(),
+        }
+    }
+
+    /// A tenant of the blobstore plugin using `grants`, with the default limits.
+    #[cfg(feature = "blobstore")]
+    pub fn object_store(grants: Vec<crate::blobstore::BlobGrant>) -> Self {
+        TenantConfig {
+            blob_grants: grants,
+            ..Self::new(PathBuf::new())
         }
     }
 
@@ -121,6 +137,8 @@ pub struct TenantState {
     limiter: MemoryLimiter,
     /// Files the instance created, removed if it traps while they are open.
     pub(crate) created: Created,
+    #[cfg(feature = "blobstore")]
+    blob: Option<crate::blobstore::BlobTenant>,
     /// `descriptor.write` calls served from guest memory in place (only
     /// tests read it: it shows the override is wired).
     #[cfg(test)]
@@ -144,6 +162,16 @@ impl TenantState {
             tracing::info!(dir = %dir.display(), removed, "removed the partial files of a trapped tenant's open streams");
         }
     }
+
+    /// The blobstore host's view (only tenants of the blobstore plugin are
+    /// linked to it, and each of them has blob state).
+    #[cfg(feature = "blobstore")]
+    pub(crate) fn blob_view(&mut self) -> crate::blobstore::BlobView<'_> {
+        crate::blobstore::BlobView {
+            table: &mut self.table,
+            blob: self.blob.as_ref().expect("blobstore tenants have blob state"),
+        }
+    }
 }
 
 impl WasiView for TenantState {
@@ -162,6 +190,15 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Starts the wall-clock deadline of host I/O for one call (epoch
+    /// interruption bounds guest code, not a host waiting on the network).
+    fn begin_call(&mut self) {
+        #[cfg(feature = "blobstore")]
+        if let Some(blob) = &self.store.data().blob {
+            blob.deadline.begin_call();
+        }
+    }
+
     pub(crate) fn worker(&mut self) -> wasmtime::Result<WorkerGuest> {
         self.exports.worker(&mut self.store)
     }
@@ -178,6 +215,11 @@ impl Inner {
         &mut self,
     ) -> wasmtime::Result<crate::bindings::exports::flink::checkpoint_storage::file_merging::Guest> {
         self.exports.file_merging(&mut self.store)
+    }
+
+    /// Whether this tenant's component exports `file-merging`.
+    pub(crate) fn has_file_merging(&self) -> bool {
+        self.exports.has_file_merging()
     }
 }
 
@@ -207,9 +249,19 @@ impl Tenant {
         pre: &InstancePre<TenantState>,
         indices: &Arc<ExportIndices>,
         ticker: &Arc<EpochTicker>,
+        #[cfg(feature = "blobstore")] blob_runtime: Option<&Arc<crate::blobstore::BlobRuntime>>,
         config: TenantConfig,
     ) -> Result<Self> {
-        Self::instantiate(engine, pre, indices, ticker, config, true)
+        Self::instantiate(
+            engine,
+            pre,
+            indices,
+            ticker,
+            #[cfg(feature = "blobstore")]
+            blob_runtime,
+            config,
+            true,
+        )
     }
 
     /// A tenant whose instance has no preopened directory at all (how the
@@ -222,7 +274,16 @@ impl Tenant {
         ticker: &Arc<EpochTicker>,
         config: TenantConfig,
     ) -> Result<Self> {
-        Self::instantiate(engine, pre, indices, ticker, config, false)
+        Self::instantiate(
+            engine,
+            pre,
+            indices,
+            ticker,
+            #[cfg(feature = "blobstore")]
+            None,
+            config,
+            false,
+        )
     }
 
     fn instantiate(
@@ -230,6 +291,7 @@ impl Tenant {
         pre: &InstancePre<TenantState>,
         indices: &Arc<ExportIndices>,
         ticker: &Arc<EpochTicker>,
+        #[cfg(feature = "blobstore")] blob_runtime: Option<&Arc<crate::blobstore::BlobRuntime>>,
         config: TenantConfig,
         preopen: bool,
     ) -> Result<Self> {
@@ -238,13 +300,31 @@ impl Tenant {
                 "max_call_time must be longer than zero (instantiation runs guest code too)"
             )));
         }
-        // Made absolute without resolving symbolic links: `canonicalize` costs
-        // a readlink per path component (~3 us of a ~20 us tenant start), and
-        // the preopen below resolves the path once anyway; after that the
-        // tenant holds the directory itself, not its name.
-        let dir = std::path::absolute(&config.dir)
-            .with_context(|| format!("tenant directory {}", config.dir.display()))
-            .map_err(Error::Setup)?;
+        #[cfg(feature = "blobstore")]
+        let blob = match (blob_runtime, config.blob_grants.is_empty()) {
+            (Some(runtime), false) => {
+                let deadline = crate::blobstore::Deadline::new(config.max_call_time);
+                Some(
+                    crate::blobstore::BlobTenant::new(&config.blob_grants, runtime.clone(), deadline)
+                        .map_err(|e| Error::Setup(wasmtime::format_err!("blob grants: {e}")))?,
+                )
+            }
+            (Some(_), true) => {
+                return Err(Error::Setup(wasmtime::format_err!(
+                    "a tenant of the blobstore plugin needs at least one container grant (TenantConfig::object_store)"
+                )));
+            }
+            (None, false) => {
+                return Err(Error::Setup(wasmtime::format_err!(
+                    "container grants need the blobstore plugin (Plugin::load_blobstore); this plugin uses directories"
+                )));
+            }
+            (None, true) => None,
+        };
+        #[cfg(feature = "blobstore")]
+        let uses_dir = blob.is_none();
+        #[cfg(not(feature = "blobstore"))]
+        let uses_dir = true;
         let mut wasi = WasiCtxBuilder::new();
         // Must come before `preopened_dir`: it is captured per preopen. It lets
         // file I/O run on the calling thread (no spawn_blocking per write).
@@ -254,8 +334,16 @@ impl Tenant {
         } else {
             FsPerms::ReadWrite
         };
-        if preopen {
-            wasi.preopened_dir(&dir, GUEST_MOUNT, perms)
+        let dir = if uses_dir {
+            // Made absolute without resolving symbolic links: `canonicalize` costs
+            // a readlink per path component, and the preopen below resolves the
+            // path once anyway; after that the tenant holds the directory itself,
+            // not its name.
+            let dir = std::path::absolute(&config.dir)
+                .with_context(|| format!("tenant directory {}", config.dir.display()))
+                .map_err(Error::Setup)?;
+            if preopen {
+                wasi.preopened_dir(&dir, GUEST_MOUNT, perms)
                 .with_context(|| {
                     format!(
                         "opening tenant directory {}: it must be an existing directory this process can read and write",
@@ -263,12 +351,18 @@ impl Tenant {
                     )
                 })
                 .map_err(Error::Setup)?;
-        }
+            }
+            dir
+        } else {
+            PathBuf::new()
+        };
         let state = TenantState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(config.max_memory_bytes),
             created: Created::default(),
+            #[cfg(feature = "blobstore")]
+            blob,
             #[cfg(test)]
             in_place_writes: 0,
         };
@@ -327,7 +421,7 @@ impl Tenant {
         self.lock().store.data().in_place_writes
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves the store as it was; the
         // poisoned flag (not the mutex's) decides whether it is usable.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -343,6 +437,7 @@ impl Tenant {
             return Err(Error::Poisoned);
         }
         inner.store.set_epoch_deadline(self.deadline);
+        inner.begin_call();
         match f(&mut inner) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::Storage(e)),
@@ -394,6 +489,7 @@ impl Tenant {
             return;
         }
         inner.store.set_epoch_deadline(self.deadline);
+        inner.begin_call();
         if let Err(e) = resource.resource_drop(&mut inner.store) {
             inner.poisoned = true;
             tracing::warn!(dir = %self.dir.display(), "dropping a resource trapped: {e:#}");

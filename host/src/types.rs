@@ -24,6 +24,8 @@ impl StorageConfig {
             file_state_threshold: None,
             write_buffer_size: None,
             max_memory_state_size: None,
+            s3_entropy_key: None,
+            s3_entropy_length: None,
         }
     }
 
@@ -53,6 +55,16 @@ impl StorageConfig {
     /// Largest state the memory backend accepts (default 5 MiB).
     pub fn with_max_memory_state_size(mut self, bytes: u32) -> Self {
         self.max_memory_state_size = Some(bytes);
+        self
+    }
+
+    /// Entropy injection on object storage (Flink's `s3.entropy.key` and
+    /// `s3.entropy.length`, `None` for its default of 4): the marker `key`
+    /// in `checkpoints_dir` becomes random characters in each state
+    /// object's key and is removed from `_metadata`'s.
+    pub fn with_s3_entropy(mut self, key: impl Into<String>, length: Option<u32>) -> Self {
+        self.s3_entropy_key = Some(key.into());
+        self.s3_entropy_length = length;
         self
     }
 }

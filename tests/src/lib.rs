@@ -186,3 +186,101 @@ pub fn storage_error<T: std::fmt::Debug>(r: checkpoint_storage_host::Result<T>) 
         Err(e) => panic!("expected a storage error, got {e}"),
     }
 }
+
+pub mod s3;
+
+/// The object storage plugin (component built for `wasi:blobstore`),
+/// compiled once per test binary.
+pub fn blob_plugin() -> &'static Plugin {
+    static PLUGIN: OnceLock<Plugin> = OnceLock::new();
+    let cache = test_cache_dir();
+    PLUGIN.get_or_init(|| {
+        Plugin::load_blobstore_with(&PluginOptions::default().with_cache_dir(cache))
+            .expect("the blobstore component loads")
+    })
+}
+
+/// The container (= bucket) name the S3 tests grant.
+pub const BUCKET: &str = "flink";
+
+/// A tenant on a real S3 server: container `flink` granted below `prefix`.
+pub struct S3Tenant {
+    pub server: s3::S3Server,
+    pub tenant: Tenant,
+    pub job: String,
+    pub prefix: String,
+}
+
+impl S3Tenant {
+    pub fn new() -> Self {
+        Self::with(|c| c)
+    }
+
+    /// A tenant whose config `adjust` may change (limits).
+    pub fn with(adjust: impl FnOnce(TenantConfig) -> TenantConfig) -> Self {
+        let server = s3::S3Server::start(&[BUCKET]);
+        let prefix = "tenant-a".to_string();
+        let grant = BlobGrant::new(BUCKET, server.store(BUCKET), prefix.clone());
+        let tenant = blob_plugin()
+            .tenant(adjust(TenantConfig::object_store(vec![grant])))
+            .expect("blob tenant");
+        S3Tenant {
+            server,
+            tenant,
+            job: job_id(),
+            prefix,
+        }
+    }
+
+    /// The checkpoints directory as Flink writes it.
+    pub fn checkpoints_dir(&self) -> String {
+        format!("s3://{BUCKET}/checkpoints")
+    }
+
+    pub fn config(&self) -> StorageConfig {
+        StorageConfig {
+            checkpoints_dir: self.checkpoints_dir(),
+            ..StorageConfig::filesystem(&self.job)
+        }
+    }
+
+    pub fn view(&self) -> WorkerView {
+        self.tenant.open_worker_view(&self.config()).expect("worker view opens")
+    }
+
+    pub fn default_factory(&self, id: u64) -> StreamFactory {
+        self.view()
+            .resolve_checkpoint_storage_location(id, &LocationReference::Default)
+            .expect("default location resolves")
+    }
+
+    /// The server-side key of an `s3://flink/...` URI of this tenant.
+    pub fn key_of(&self, uri: &str) -> String {
+        let rest = uri
+            .strip_prefix(&format!("s3://{BUCKET}/"))
+            .unwrap_or_else(|| panic!("{uri} is not in s3://{BUCKET}/"));
+        format!("{}/{rest}", self.prefix)
+    }
+
+    /// Keys of the complete objects in the bucket.
+    pub fn object_keys(&self) -> Vec<String> {
+        self.server.object_keys(BUCKET)
+    }
+
+    /// The bytes of an object, read by the test directly from the server.
+    pub fn object_bytes(&self, uri: &str) -> Vec<u8> {
+        let store = self.server.store(BUCKET);
+        let path = object_store::path::Path::from(self.key_of(uri));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async { store.get(&path).await.unwrap().bytes().await.unwrap().to_vec() })
+    }
+}
+
+impl Default for S3Tenant {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -12,6 +12,7 @@ pub mod file_merging;
 mod machine;
 mod memory;
 pub mod native;
+pub mod object_storage;
 mod report;
 mod small_state;
 mod subsumption;
@@ -23,6 +24,7 @@ pub use chart::write_chart;
 pub use indicatif::ProgressBar;
 pub use machine::Machine;
 pub use memory::MemoryResult;
+pub use object_storage::ObjectStorageResult;
 pub use report::{Figure, Report, Settings, TARGET_IDLE_KIB, TARGET_START_US, Target};
 pub use small_state::SmallStateResult;
 pub use subsumption::SubsumptionResult;
@@ -91,6 +93,8 @@ pub struct BenchOptions {
     pub memory_tenants: Vec<u32>,
     /// Timed subsumptions per case (checkpoint store, 100 shared files).
     pub subsumption_rounds: u32,
+    /// Small states written as objects per side on the loopback S3 server.
+    pub s3_small_objects: u64,
 }
 
 impl Default for BenchOptions {
@@ -106,6 +110,7 @@ impl Default for BenchOptions {
             start_samples: 2_000,
             memory_tenants: vec![1_000, 10_000],
             subsumption_rounds: 50,
+            s3_small_objects: 2_000,
         }
     }
 }
@@ -119,6 +124,7 @@ impl BenchOptions {
             start_samples: 300,
             memory_tenants: vec![1_000],
             subsumption_rounds: 20,
+            s3_small_objects: 300,
             ..Self::default()
         }
     }
@@ -132,12 +138,19 @@ impl BenchOptions {
             start_samples: 5,
             memory_tenants: vec![8],
             subsumption_rounds: 2,
+            s3_small_objects: 5,
             ..Self::default()
         }
     }
 
     fn streams_per_chunk_size(&self) -> u64 {
         self.bytes_per_chunk_size.div_ceil(self.stream_bytes).max(1)
+    }
+
+    /// Streams per side on the loopback S3 server (a server on the same
+    /// cores is slower than a disk: fewer suffice).
+    fn s3_streams(&self) -> u64 {
+        self.streams_per_chunk_size().min(4)
     }
 
     fn validate(&self) -> Result<(), BenchError> {
@@ -153,6 +166,9 @@ impl BenchOptions {
         }
         if self.subsumption_rounds == 0 {
             return fail("subsumption rounds must be positive");
+        }
+        if self.s3_small_objects == 0 {
+            return fail("S3 small objects must be positive");
         }
         if self.memory_tenants.is_empty() || self.memory_tenants.contains(&0) {
             return fail("idle tenant counts must be positive, and at least one");
@@ -196,6 +212,7 @@ impl BenchOptions {
             + 2 * u64::from(self.start_samples)
             + memory
             + on_demand
+            + object_storage::steps(self.s3_streams(), self.s3_small_objects)
     }
 }
 
@@ -312,7 +329,13 @@ pub fn run(options: &BenchOptions, progress: &ProgressBar) -> Result<Report, Ben
         let dir = mem_dir.join(format!("on-demand-{count}"));
         memory.push(memory::measure(&on_demand, "on-demand", count, &dir, &job, progress)?);
     }
-    progress.set_message("done");
+    progress.set_message("object storage (loopback S3)");
+    let object_storage = object_storage::measure(
+        options.s3_streams(),
+        options.stream_bytes,
+        options.s3_small_objects,
+        progress,
+    )?;
 
     progress.set_message("directory fsync at close");
     let dir_sync = dir_sync::measure(
@@ -323,6 +346,7 @@ pub fn run(options: &BenchOptions, progress: &ProgressBar) -> Result<Report, Ben
     let mut figures = report::figures(&throughput, &small, &native_start, &starts, &memory);
     figures.push(dir_sync::figure(&dir_sync));
     figures.extend(report::subsumption_figures(&subsumption));
+    figures.extend(object_storage::figures(&object_storage));
     Ok(Report {
         machine,
         settings: Settings {
@@ -339,6 +363,7 @@ pub fn run(options: &BenchOptions, progress: &ProgressBar) -> Result<Report, Ben
         tenant_start: starts,
         memory,
         subsumption,
+        object_storage: Some(object_storage),
         figures,
     })
 }

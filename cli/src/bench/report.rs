@@ -107,6 +107,9 @@ pub struct Report {
     /// Checkpoint store: adding a checkpoint that subsumes one.
     #[serde(default)]
     pub subsumption: Vec<SubsumptionResult>,
+    /// The component on the loopback S3 server against `object_store`.
+    #[serde(default)]
+    pub object_storage: Option<super::ObjectStorageResult>,
     pub figures: Vec<Figure>,
 }
 

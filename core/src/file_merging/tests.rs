@@ -27,6 +27,8 @@ fn config() -> StorageConfig {
         file_state_threshold: Some(1024),
         write_buffer_size: Some(1024),
         max_memory_state_size: None,
+        s3_entropy_key: None,
+        s3_entropy_length: None,
     }
 }
 
@@ -531,6 +533,7 @@ fn segments_cannot_be_duplicated() {
     let m = manager(&s, within());
     let a = write(&m, &key("op", 0), 1, Shared, b"a");
     let t = Toolset {
+        entropy: None,
         base: crate::paths::GuestPath::parse(&format!("/checkpoints/{JOB}/taskowned")).unwrap(),
     };
     assert!(!t.can_fast_duplicate(&*s, &a));

@@ -4,8 +4,7 @@
 use super::exports::flink::checkpoint_storage::coordinator as coord;
 use super::exports::flink::checkpoint_storage::types as wit;
 use super::types::*;
-use super::{Component, sandbox};
-use crate::wasi_sandbox::WasiSandbox;
+use super::{ActiveSandbox as WasiSandbox, Component, path_in, path_out, sandbox};
 use checkpoint_storage_core::coordinator as coordinator_logic;
 use std::cell::RefCell;
 
@@ -22,7 +21,7 @@ impl coord::GuestCoordinatorView for CoordinatorViewImpl {
         let view = coordinator_logic::CoordinatorView::open(
             sandbox()?,
             &from_wit_config(config),
-            default_savepoint_dir.as_deref(),
+            default_savepoint_dir.map(path_in).as_deref(),
         )
         .map_err(to_wit_error)?;
         Ok(coord::CoordinatorView::new(CoordinatorViewImpl(view)))
@@ -51,14 +50,14 @@ impl coord::GuestCoordinatorView for CoordinatorViewImpl {
     ) -> WitResult<coord::CheckpointStorageLocation> {
         let location = self
             .0
-            .initialize_location_for_savepoint(checkpoint_id, target.as_deref())
+            .initialize_location_for_savepoint(checkpoint_id, target.map(path_in).as_deref())
             .map_err(to_wit_error)?;
         Ok(coord::CheckpointStorageLocation::new(LocationImpl(location)))
     }
 
     fn resolve_checkpoint(&self, pointer: String) -> WitResult<coord::CompletedCheckpoint> {
         self.0
-            .resolve_checkpoint(&pointer)
+            .resolve_checkpoint(&path_in(pointer))
             .map(to_wit_completed)
             .map_err(to_wit_error)
     }
@@ -92,11 +91,11 @@ impl coord::GuestCheckpointStorageLocation for LocationImpl {
     }
 
     fn checkpoint_directory(&self) -> String {
-        self.0.checkpoint_directory().to_string()
+        path_out(self.0.checkpoint_directory().to_string())
     }
 
     fn metadata_file_path(&self) -> String {
-        self.0.metadata_file_path().to_string()
+        path_out(self.0.metadata_file_path().to_string())
     }
 
     fn create_metadata_output_stream(&self) -> WitResult<coord::MetadataOutputStream> {

@@ -1,13 +1,13 @@
 //! WIT `file-merging`: the file-merging snapshot manager and its stream
 //! factories. Streams are the worker interface's `state-output-stream`.
 
+use super::ActiveSandbox as WasiSandbox;
 use super::exports::flink::checkpoint_storage::file_merging as fm;
 use super::exports::flink::checkpoint_storage::types as wit;
 use super::exports::flink::checkpoint_storage::worker::StateOutputStream;
 use super::types::*;
 use super::worker::{stream_resource, written_state};
 use super::{Component, sandbox};
-use crate::wasi_sandbox::WasiSandbox;
 use checkpoint_storage_core::file_merging::manager::{FileMergingSnapshotManager, MergingStreamFactory};
 use checkpoint_storage_core::file_merging::options::{FileMergingOptions, SubtaskKey};
 use checkpoint_storage_core::handle::StateHandle;

@@ -1,10 +1,13 @@
 //! WIT `restore`: state input streams and discarding state.
 
+use super::ActiveSandbox;
 use super::exports::flink::checkpoint_storage::restore;
 use super::exports::flink::checkpoint_storage::types as wit;
 use super::types::*;
 use super::{Component, sandbox};
-use crate::wasi_sandbox::WasiReader;
+use checkpoint_storage_core::sandbox::Sandbox;
+
+type WasiReader = <ActiveSandbox as Sandbox>::Reader;
 use checkpoint_storage_core::restore as restore_logic;
 use std::cell::RefCell;
 

@@ -2,6 +2,7 @@
 
 use super::exports::flink::checkpoint_storage::coordinator as coord;
 use super::exports::flink::checkpoint_storage::types as wit;
+use super::{path_in, path_out};
 use checkpoint_storage_core::access::StateScope;
 use checkpoint_storage_core::config::{Backend, StorageConfig};
 use checkpoint_storage_core::coordinator::CompletedCheckpoint;
@@ -50,11 +51,11 @@ pub(crate) fn from_wit_handle(h: wit::StateHandle) -> StateHandle {
             data: b.data,
         },
         wit::StateHandle::File(f) => StateHandle::File {
-            path: f.path,
+            path: path_in(f.path),
             size: f.size,
         },
         wit::StateHandle::RelativeFile(r) => StateHandle::RelativeFile {
-            path: r.path,
+            path: path_in(r.path),
             relative_path: r.relative_path,
             size: r.size,
         },
@@ -69,14 +70,20 @@ pub(crate) fn from_wit_handle(h: wit::StateHandle) -> StateHandle {
 
 pub(crate) fn to_wit_handle(h: StateHandle) -> wit::StateHandle {
     match h {
-        StateHandle::ByteStream { name, data } => wit::StateHandle::ByteStream(wit::ByteStreamHandle { name, data }),
-        StateHandle::File { path, size } => wit::StateHandle::File(wit::FileHandle { path, size }),
+        StateHandle::ByteStream { name, data } => wit::StateHandle::ByteStream(wit::ByteStreamHandle {
+            name: path_out(name),
+            data,
+        }),
+        StateHandle::File { path, size } => wit::StateHandle::File(wit::FileHandle {
+            path: path_out(path),
+            size,
+        }),
         StateHandle::RelativeFile {
             path,
             relative_path,
             size,
         } => wit::StateHandle::RelativeFile(wit::RelativeFileHandle {
-            path,
+            path: path_out(path),
             relative_path,
             size,
         }),
@@ -97,21 +104,35 @@ pub(crate) fn to_wit_handle(h: StateHandle) -> wit::StateHandle {
 pub(crate) fn from_wit_reference(reference: wit::LocationReference) -> Result<LocationReference, StorageError> {
     match reference {
         wit::LocationReference::Default => Ok(LocationReference::Default),
-        wit::LocationReference::Encoded(bytes) => LocationReference::from_bytes(bytes),
+        wit::LocationReference::Encoded(bytes) => {
+            let reference = LocationReference::from_bytes(bytes)?;
+            // A reference that decodes to no path is left for the core to refuse.
+            Ok(match reference.decode_path() {
+                Ok(path) if path_in(path.to_string()) != path => {
+                    LocationReference::encode_path(&path_in(path.to_string()))
+                }
+                _ => reference,
+            })
+        }
     }
 }
 
 pub(crate) fn to_wit_reference(reference: &LocationReference) -> wit::LocationReference {
     match reference {
         LocationReference::Default => wit::LocationReference::Default,
-        LocationReference::Encoded(bytes) => wit::LocationReference::Encoded(bytes.clone()),
+        LocationReference::Encoded(bytes) => match reference.decode_path() {
+            Ok(path) if path_out(path.to_string()) != path => {
+                to_wit_reference(&LocationReference::encode_path(&path_out(path.to_string())))
+            }
+            _ => wit::LocationReference::Encoded(bytes.clone()),
+        },
     }
 }
 
 pub(crate) fn from_wit_config(config: wit::StorageConfig) -> StorageConfig {
     StorageConfig {
         job_id: config.job_id,
-        checkpoints_dir: config.checkpoints_dir,
+        checkpoints_dir: path_in(config.checkpoints_dir),
         backend: match config.backend {
             wit::Backend::Filesystem => Backend::Filesystem,
             wit::Backend::Memory => Backend::Memory,
@@ -119,12 +140,14 @@ pub(crate) fn from_wit_config(config: wit::StorageConfig) -> StorageConfig {
         file_state_threshold: config.file_state_threshold,
         write_buffer_size: config.write_buffer_size,
         max_memory_state_size: config.max_memory_state_size,
+        s3_entropy_key: config.s3_entropy_key,
+        s3_entropy_length: config.s3_entropy_length,
     }
 }
 
 pub(crate) fn to_wit_completed(c: CompletedCheckpoint) -> coord::CompletedCheckpoint {
     coord::CompletedCheckpoint {
-        external_pointer: c.external_pointer,
+        external_pointer: path_out(c.external_pointer),
         metadata: to_wit_handle(c.metadata),
     }
 }

@@ -7,8 +7,8 @@ use super::exports::flink::checkpoint_storage::worker::{
     GuestWorkerView, StateOutputStream, StreamFactory, WorkerView,
 };
 use super::types::*;
+use super::{ActiveSandbox as WasiSandbox, path_out};
 use super::{Component, sandbox};
-use crate::wasi_sandbox::WasiSandbox;
 use checkpoint_storage_core::access::{self, BoxedStream};
 use std::cell::RefCell;
 
@@ -74,13 +74,16 @@ impl GuestStreamFactory for StreamFactoryImpl {
     }
 
     fn checkpoint_directory(&self) -> String {
-        self.0.checkpoint_directory().map(|p| p.to_string()).unwrap_or_default()
+        self.0
+            .checkpoint_directory()
+            .map(|p| path_out(p.to_string()))
+            .unwrap_or_default()
     }
 
     fn shared_state_directory(&self) -> String {
         self.0
             .shared_state_directory()
-            .map(|p| p.to_string())
+            .map(|p| path_out(p.to_string()))
             .unwrap_or_default()
     }
 }

@@ -266,3 +266,21 @@ fn checkpoint_id_beyond_flinks_long_is_refused() {
         format!("/checkpoints/{}/chk-{}", t.job, i64::MAX)
     );
 }
+
+#[test]
+fn entropy_injection_is_refused_on_a_filesystem() {
+    // Flink injects entropy on S3 only; a marker directory on disk would be
+    // a real directory named after the marker.
+    let t = TestTenant::new();
+    let config = StorageConfig {
+        checkpoints_dir: "/checkpoints/_entropy_".into(),
+        ..StorageConfig::filesystem(&t.job)
+    }
+    .with_s3_entropy("_entropy_", None);
+    let e = storage_error(t.tenant.open_worker_view(&config));
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert!(e.message.contains("object storage only"), "{}", e.message);
+    let e = storage_error(t.tenant.open_coordinator_view(&config, None));
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert_eq!(std::fs::read_dir(t.tenant.dir()).unwrap().count(), 0);
+}
