@@ -203,6 +203,20 @@ pub fn blob_plugin() -> &'static Plugin {
 /// The container (= bucket) name the S3 tests grant.
 pub const BUCKET: &str = "flink";
 
+/// The default location of checkpoint `id` of a fresh job, for a blob
+/// tenant granted [`BUCKET`] (checkpoints below `s3://flink/checkpoints`).
+pub fn s3_default_factory(tenant: &Tenant, id: u64) -> StreamFactory {
+    let config = StorageConfig {
+        checkpoints_dir: format!("s3://{BUCKET}/checkpoints"),
+        ..StorageConfig::filesystem(job_id())
+    };
+    tenant
+        .open_worker_view(&config)
+        .expect("worker view opens")
+        .resolve_checkpoint_storage_location(id, &LocationReference::Default)
+        .expect("default location resolves")
+}
+
 /// A tenant on a real S3 server: container `flink` granted below `prefix`.
 pub struct S3Tenant {
     pub server: s3::S3Server,

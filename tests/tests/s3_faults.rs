@@ -44,15 +44,7 @@ fn a_silent_server_is_cut_off_by_the_call_deadline() {
     let tenant = blob_plugin()
         .tenant(TenantConfig::object_store(vec![grant]).with_max_call_time(Duration::from_millis(500)))
         .unwrap();
-    let config = StorageConfig {
-        checkpoints_dir: format!("s3://{BUCKET}/checkpoints"),
-        ..StorageConfig::filesystem(job_id())
-    };
-    let factory = tenant
-        .open_worker_view(&config)
-        .unwrap()
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap();
+    let factory = s3_default_factory(&tenant, 1);
     let e = storage_error(factory.write_state(StateScope::Exclusive, &bytes(100_000, 1)));
     assert_eq!(e.code, ErrorCode::Io, "{}", e.message);
     assert!(e.message.contains("time limit"), "{}", e.message);
@@ -69,15 +61,7 @@ fn wrong_credentials_are_permission_denied() {
     };
     let grant = BlobGrant::new(BUCKET, settings.build().unwrap(), "t");
     let tenant = blob_plugin().tenant(TenantConfig::object_store(vec![grant])).unwrap();
-    let config = StorageConfig {
-        checkpoints_dir: format!("s3://{BUCKET}/checkpoints"),
-        ..StorageConfig::filesystem(job_id())
-    };
-    let factory = tenant
-        .open_worker_view(&config)
-        .unwrap()
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap();
+    let factory = s3_default_factory(&tenant, 1);
     let e = storage_error(factory.write_state(StateScope::Exclusive, &bytes(100_000, 1)));
     assert_eq!(e.code, ErrorCode::PermissionDenied, "{}", e.message);
     assert!(server.object_keys(BUCKET).is_empty());
@@ -103,15 +87,7 @@ fn sigkill_child_writer() {
     };
     let grant = BlobGrant::new(BUCKET, settings.build().unwrap(), "t");
     let tenant = blob_plugin().tenant(TenantConfig::object_store(vec![grant])).unwrap();
-    let config = StorageConfig {
-        checkpoints_dir: format!("s3://{BUCKET}/checkpoints"),
-        ..StorageConfig::filesystem(job_id())
-    };
-    let stream = tenant
-        .open_worker_view(&config)
-        .unwrap()
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap()
+    let stream = s3_default_factory(&tenant, 1)
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();
     stream.write(&bytes(12 << 20, 1)).unwrap();
