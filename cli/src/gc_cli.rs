@@ -1,14 +1,16 @@
-//! The `gc` subcommand: orphan collection in a tenant directory.
+//! The `gc` subcommand: orphan collection in a tenant directory or below
+//! an object store prefix.
 
 use anyhow::{Context, Result};
-use checkpoint_storage_host::{gc, inspect};
+use checkpoint_storage_host::{blobstore, gc, inspect};
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct GcArgs {
     /// The tenant directory (what the tenant sees as /checkpoints).
-    dir: PathBuf,
+    #[arg(required_unless_present = "s3")]
+    dir: Option<PathBuf>,
     /// Delete the orphans. Without it, only list what would go.
     #[arg(long)]
     delete: bool,
@@ -20,6 +22,8 @@ pub struct GcArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    s3: crate::s3_cli::S3Args,
 }
 
 fn parse_grace(raw: &str) -> Result<Duration, String> {
@@ -27,12 +31,18 @@ fn parse_grace(raw: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: GcArgs) -> Result<()> {
-    let root = inspect::check_root(&args.dir).with_context(|| format!("cannot collect in {}", args.dir.display()))?;
     let options = gc::GcOptions {
         grace: args.grace,
         delete: args.delete,
     };
-    let report = gc::collect(&root, &options)?;
+    let report = match &args.dir {
+        _ if args.s3.s3.is_some() => blobstore::gc::collect(&args.s3.grant()?, &options)?,
+        Some(dir) => {
+            let root = inspect::check_root(dir).with_context(|| format!("cannot collect in {}", dir.display()))?;
+            gc::collect(&root, &options)?
+        }
+        None => anyhow::bail!("a directory or --s3 is required"),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

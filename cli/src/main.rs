@@ -65,6 +65,7 @@ enum Command {
     /// checkpoint or savepoint manifest references, and stale temporary
     /// metadata files, older than a grace period; lists them with their sizes
     /// (a dry run) or deletes them with --delete. Never follows symlinks.
+    /// With --s3, the same below a bucket prefix.
     Gc(gc_cli::GcArgs),
 }
 

@@ -47,7 +47,7 @@ impl S3Args {
         Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
     }
 
-    fn grant(&self) -> Result<BlobGrant> {
+    pub(crate) fn grant(&self) -> Result<BlobGrant> {
         let (bucket, prefix) = self.target()?;
         let settings = S3Settings {
             endpoint: self.endpoint.clone(),

@@ -1,7 +1,7 @@
 //! `demo --s3` and `inspect --s3` against a real S3 server on loopback,
 //! credentials from the `AWS_*` variables as a user would set them.
 
-use checkpoint_storage_tests::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use checkpoint_storage_tests::s3::{ACCESS_KEY, ObjectStore, S3Server, SECRET_KEY};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_checkpoint-storage");
@@ -78,4 +78,111 @@ fn s3_loopback_demo_needs_no_server_of_its_own() {
     assert!(stdout.contains("objects below s3://demo-bucket/team-a:"), "{stdout}");
     assert!(stdout.contains("/chk-1/_metadata"), "{stdout}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("InternalError"));
+}
+
+/// Writes an object straight to the server, as another process would.
+fn put(server: &S3Server, key: &str, data: &[u8]) {
+    let store = server.store("demo-bucket");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(store.put(&key.into(), data.to_vec().into())).unwrap();
+}
+
+#[test]
+fn s3_gc_finds_and_deletes_only_unreferenced_objects_below_the_prefix() {
+    let server = S3Server::start(&["demo-bucket"]);
+    run(&server, &["demo", "--s3", "s3://demo-bucket/team-a"]);
+    let before = server.object_keys("demo-bucket");
+    let job = before
+        .iter()
+        .find_map(|k| k.strip_prefix("team-a/checkpoints/")?.split('/').next())
+        .unwrap()
+        .to_string();
+    let planted = [
+        format!("team-a/checkpoints/{job}/chk-1/crashed-writer"),
+        format!("team-a/checkpoints/{job}/chk-9/never-finished"),
+        format!("team-a/checkpoints/{job}/chk-9/._metadata_temp-1"),
+    ];
+    for key in &planted {
+        put(&server, key, b"orphan");
+    }
+    // Not the storage's (no job or savepoint directory above it), and
+    // another tenant's prefix: never touched.
+    put(&server, "team-a/README", b"mine");
+    put(&server, &format!("team-b/checkpoints/{job}/chk-1/x"), b"theirs");
+
+    // Default grace: everything is young.
+    let out = run(&server, &["gc", "--s3", "s3://demo-bucket/team-a"]);
+    assert!(out.contains(" 0 orphans"), "{out}");
+
+    let out = run(
+        &server,
+        &["gc", "--s3", "s3://demo-bucket/team-a", "--grace", "0s", "--json"],
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["manifests"], 2, "{out}");
+    let orphans: Vec<String> = report["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| format!("team-a/{}", o["display"].as_str().unwrap()))
+        .collect();
+    for key in &planted {
+        assert!(orphans.contains(key), "{key} in {orphans:?}");
+    }
+    assert!(
+        orphans
+            .iter()
+            .all(|k| !k.ends_with("/_metadata") && k != "team-a/README"),
+        "{orphans:?}"
+    );
+    assert_eq!(
+        server.object_keys("demo-bucket").len(),
+        before.len() + 5,
+        "a dry run deletes nothing"
+    );
+
+    run(
+        &server,
+        &["gc", "--s3", "s3://demo-bucket/team-a", "--grace", "0s", "--delete"],
+    );
+    let after = server.object_keys("demo-bucket");
+    for key in &orphans {
+        assert!(!after.contains(key), "{key} deleted");
+    }
+    for key in ["team-a/README".to_string(), format!("team-b/checkpoints/{job}/chk-1/x")] {
+        assert!(after.contains(&key), "{key} kept");
+    }
+    // Every object a manifest references is still there: the checkpoints
+    // still restore.
+    assert_eq!(after.iter().filter(|k| k.ends_with("/_metadata")).count(), 2);
+    let out = run(&server, &["gc", "--s3", "s3://demo-bucket/team-a", "--grace", "0s"]);
+    assert!(out.contains(" 0 orphans"), "{out}");
+}
+
+#[test]
+fn s3_gc_stops_at_an_unreadable_manifest_and_deletes_nothing() {
+    let server = S3Server::start(&["demo-bucket"]);
+    let job = "0123456789abcdef0123456789abcdef";
+    put(
+        &server,
+        &format!("team-a/checkpoints/{job}/chk-1/_metadata"),
+        b"{ not a manifest",
+    );
+    put(&server, &format!("team-a/checkpoints/{job}/chk-1/state"), b"state");
+    let out = Command::new(BIN)
+        .args(["gc", "--s3", "s3://demo-bucket/team-a", "--grace", "0s", "--delete"])
+        .args(["--endpoint", &server.endpoint(), "--allow-http"])
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read the manifest"), "{err}");
+    assert!(err.contains("chk-1/_metadata"), "{err}");
+    assert_eq!(server.object_keys("demo-bucket").len(), 2, "nothing deleted");
 }

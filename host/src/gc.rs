@@ -276,21 +276,17 @@ fn referenced(root: &Path, manifests: &[PathBuf]) -> Result<BTreeSet<PathBuf>, G
     Ok(out)
 }
 
-/// Finds the orphans of a tenant directory and, with `options.delete`,
-/// deletes them (files first, then the directories they leave empty).
-pub fn collect(root: &Path, options: &GcOptions) -> Result<GcReport, GcError> {
-    let now = SystemTime::now();
-    let old = |mtime: SystemTime| now.duration_since(mtime).is_ok_and(|age| age >= options.grace);
-    let scan = scan(root)?;
-    let referenced = referenced(root, &scan.manifests)?;
-    let mut report = GcReport {
-        manifests: scan.manifests.len(),
-        symlinks: scan.symlinks,
-        deleted: options.delete,
-        ..Default::default()
-    };
+/// Sorts the managed files (relative path, size, modification time) into
+/// referenced (counted), orphans and young orphans; returns the directories
+/// that keep something.
+pub(crate) fn sort_files(
+    files: Vec<(PathBuf, u64, SystemTime)>,
+    referenced: &BTreeSet<PathBuf>,
+    old: &dyn Fn(SystemTime) -> bool,
+    report: &mut GcReport,
+) -> BTreeSet<PathBuf> {
     let mut kept_in: BTreeSet<PathBuf> = BTreeSet::new();
-    for (path, size, mtime) in scan.files {
+    for (path, size, mtime) in files {
         if referenced.contains(&path) {
             report.referenced += 1;
             kept_in.extend(path.parent().map(Path::to_path_buf));
@@ -313,6 +309,34 @@ pub fn collect(root: &Path, options: &GcOptions) -> Result<GcReport, GcError> {
             report.young.push(orphan);
         }
     }
+    kept_in
+}
+
+/// Whether a relative path lies in a tree the storage manages: below a
+/// job directory or a savepoint directory.
+pub(crate) fn is_managed(path: &Path) -> bool {
+    let mut parents = path.parent().into_iter().flat_map(Path::components);
+    parents.any(|c| {
+        c.as_os_str()
+            .to_str()
+            .is_some_and(|n| is_job_id(n) || n.starts_with(SAVEPOINT_DIR_PREFIX))
+    })
+}
+
+/// Finds the orphans of a tenant directory and, with `options.delete`,
+/// deletes them (files first, then the directories they leave empty).
+pub fn collect(root: &Path, options: &GcOptions) -> Result<GcReport, GcError> {
+    let now = SystemTime::now();
+    let old = |mtime: SystemTime| now.duration_since(mtime).is_ok_and(|age| age >= options.grace);
+    let scan = scan(root)?;
+    let referenced = referenced(root, &scan.manifests)?;
+    let mut report = GcReport {
+        manifests: scan.manifests.len(),
+        symlinks: scan.symlinks,
+        deleted: options.delete,
+        ..Default::default()
+    };
+    let kept_in = sort_files(scan.files, &referenced, &old, &mut report);
     for (dir, mtime) in scan.incomplete_dirs {
         if old(mtime) && !kept_in.contains(&dir) && !scan.dirs_with_other.contains(&dir) {
             report.orphans.push(Orphan {

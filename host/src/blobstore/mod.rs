@@ -18,13 +18,14 @@
 //! - all I/O runs on the plugin's runtime, bounded by the call's deadline.
 
 mod error;
+pub mod gc;
 pub mod keys;
 mod listing;
 mod runtime;
 mod s3;
 mod upload;
 
-pub use listing::list_prefix;
+pub use listing::{Listed, list_objects, list_prefix};
 pub(crate) use runtime::{BlobRuntime, Deadline};
 pub use s3::S3Settings;
 pub use upload::{MAX_WRITE, PART_SIZE};
