@@ -62,9 +62,14 @@ pub fn measure(
         secret_access_key: Some(s3_loopback::SECRET_KEY.into()),
         allow_http: true,
     };
-    let store = settings
-        .build()
-        .map_err(|e| BenchError::Invalid(format!("S3 client: {e}")))?;
+    // One client per side: a client's pooled connections are driven by the
+    // runtime that opened them, and the two sides run on different runtimes.
+    let client = || {
+        settings
+            .build()
+            .map_err(|e| BenchError::Invalid(format!("S3 client: {e}")))
+    };
+    let store = client()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -72,7 +77,7 @@ pub fn measure(
     let plugin = Plugin::load_blobstore_with(&PluginOptions::default())?;
     let tenant = plugin.tenant(TenantConfig::object_store(vec![BlobGrant::new(
         BUCKET,
-        store.clone(),
+        store,
         "component",
     )]))?;
     let job = uuid::Uuid::new_v4().simple().to_string();
@@ -82,7 +87,10 @@ pub fn measure(
     };
     let view = tenant.open_worker_view(&config)?;
     let factory = view.resolve_checkpoint_storage_location(1, &LocationReference::Default)?;
-    let native = Native { store, runtime };
+    let native = Native {
+        store: client()?,
+        runtime,
+    };
 
     let data = super::pattern(stream_bytes as usize);
     let (mut component_t, mut native_t) = (Duration::ZERO, Duration::ZERO);

@@ -68,6 +68,12 @@ pub const MAX_LISTED_OBJECTS: usize = 1_000_000;
 /// One container a tenant may use: its name as the tenant writes it (the
 /// bucket of `s3://<container>/...`), the store behind it, and the key
 /// prefix below which all of the tenant's objects go.
+///
+/// Give the plugin a client of its own (another `S3Settings::build()`), not
+/// one your code also drives from a current-thread runtime: a client's
+/// pooled connections are driven by the runtime that opened them, and one
+/// opened on a runtime that is not running stalls the tenant's calls until
+/// their deadline.
 #[derive(Debug, Clone)]
 pub struct BlobGrant {
     /// The container name the tenant uses (the bucket of its `s3://` URIs).
