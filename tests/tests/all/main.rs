@@ -5,6 +5,7 @@
 //! processes by test name) stay binaries of their own.
 
 mod adversarial;
+mod both_backends;
 mod buffered_stream;
 mod cache;
 mod coordinator;
