@@ -140,3 +140,34 @@ fn file_merging_is_refused_as_unsupported() {
         .unwrap();
     assert_eq!(t.tenant.read_state(&handle).unwrap(), bytes(30_000, 7));
 }
+
+#[test]
+fn the_tenants_limits_hold_for_object_storage_too() {
+    let t = S3Tenant::with(|c| c.with_max_open_streams(2).with_max_bytes_written(Some(8 << 20)));
+    let factory = t.default_factory(8);
+    let a = factory
+        .create_checkpoint_state_output_stream(StateScope::Exclusive)
+        .unwrap();
+    let b = factory
+        .create_checkpoint_state_output_stream(StateScope::Shared)
+        .unwrap();
+    let Err(Error::Limit(e)) = factory.create_checkpoint_state_output_stream(StateScope::Exclusive) else {
+        panic!("a third stream must be refused")
+    };
+    assert_eq!(e, LimitExceeded::OpenStreams { limit: 2 });
+    // 6 MiB spills into a multipart upload; 3 MiB more would cross 8 MiB.
+    a.write(&bytes(6 << 20, 1)).unwrap();
+    let Err(Error::Limit(e)) = b.write(&bytes(3 << 20, 2)) else {
+        panic!("the write crossing max_bytes_written must be refused")
+    };
+    assert!(
+        matches!(e, LimitExceeded::BytesWritten { limit, .. } if limit == 8 << 20),
+        "{e}"
+    );
+    let handle = a.close_and_get_handle().unwrap().unwrap();
+    assert_eq!(t.tenant.read_state(&handle).unwrap(), bytes(6 << 20, 1));
+    drop(b);
+    // Only the completed object exists; the refused stream left nothing.
+    assert_eq!(t.object_keys(), vec![t.key_of(handle.file_path().unwrap())]);
+    assert!(!t.tenant.is_poisoned());
+}
