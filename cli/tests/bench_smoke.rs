@@ -16,9 +16,9 @@ fn a_tiny_benchmark_run_reports_finite_positive_figures() {
     let json = serde_json::to_string(&report).unwrap();
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     let figures = value["figures"].as_array().expect("figures");
-    // 4 chunk sizes x 2 ways + vs disk + small states x 2 ways + 2 allocators x 2 + idle memory x 2
+    // 4 chunk sizes x 2 ways + vs disk + small states x 3 ways + 2 allocators x 2 + idle memory x 2
     // + directory fsync + subsumption x 2.
-    assert_eq!(figures.len(), 4 * 2 + 1 + 2 + 4 + 2 + 1 + 2, "{json}");
+    assert_eq!(figures.len(), 4 * 2 + 1 + 3 + 4 + 2 + 1 + 2, "{json}");
     for f in figures {
         for field in ["measured", "baseline", "ratio"] {
             let v = f[field].as_f64().unwrap_or_else(|| panic!("{field} of {f}"));
@@ -29,14 +29,24 @@ fn a_tiny_benchmark_run_reports_finite_positive_figures() {
     let with_targets = figures.iter().filter(|f| !f["target"].is_null()).count();
     assert_eq!(
         with_targets,
-        2 * 2 + 1 + 1 + 1,
-        "64K and 4K (both ways), vs disk, start, memory"
+        2 * 2 + 1 + 1 + 1 + 1,
+        "64K and 4K (both ways), vs disk, batched small states, start, memory"
     );
     assert_eq!(value["machine"]["nproc"].as_u64().map(|n| n > 0), Some(true));
 
     let back: Report = serde_json::from_str(&json).expect("the JSON reads back");
     assert_eq!(back.figures.len(), figures.len());
     assert!(report.table().contains("vs disk"));
+    // One run: every figure is that run's own, with no spread to speak of.
+    assert_eq!(report.runs.len(), 1);
+    for (f, own) in report.figures.iter().zip(&report.runs[0].figures) {
+        assert_eq!(
+            (f.key.as_str(), f.measured, f.ratio),
+            (own.key.as_str(), own.measured, own.ratio)
+        );
+        let s = f.spread.expect("a spread");
+        assert_eq!((s.runs, s.ratio_min, s.ratio_max), (1, f.ratio, f.ratio));
+    }
 
     let chart = dir.path().join("bench.svg");
     bench::write_chart(&report, &chart).unwrap();
@@ -46,6 +56,53 @@ fn a_tiny_benchmark_run_reports_finite_positive_figures() {
         "{}",
         &svg[..svg.len().min(80)]
     );
+}
+
+#[test]
+fn repeated_runs_report_each_figure_as_the_median_of_the_runs_with_its_spread() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = BenchOptions {
+        dir: Some(dir.path().to_path_buf()),
+        repeat: 3,
+        ..BenchOptions::smoke()
+    };
+    let report = bench::run(&options, &ProgressBar::hidden()).expect("the benchmark runs");
+    assert_eq!(report.settings.repeat, 3);
+    assert_eq!(report.runs.len(), 3);
+    for (i, f) in report.figures.iter().enumerate() {
+        let mut ratios: Vec<f64> = report.runs.iter().map(|r| r.figures[i].ratio).collect();
+        assert!(report.runs.iter().all(|r| r.figures[i].key == f.key), "{}", f.key);
+        ratios.sort_by(f64::total_cmp);
+        let s = f.spread.expect("a spread");
+        assert_eq!(s.runs, 3);
+        assert_eq!(
+            (s.ratio_min, f.ratio, s.ratio_max),
+            (ratios[0], ratios[1], ratios[2]),
+            "{}",
+            f.key
+        );
+        assert!(
+            s.measured_min <= f.measured && f.measured <= s.measured_max,
+            "{}",
+            f.key
+        );
+        if let (Some(target), Some(met)) = (f.target, f.met) {
+            let judged = match target {
+                bench::Target::MinRatio(min) => f.ratio >= min,
+                bench::Target::MaxValue(max) => f.measured <= max,
+            };
+            assert_eq!(met, judged, "{} is judged on its median", f.key);
+        }
+    }
+    let table = report.table();
+    assert!(table.contains("3 runs"), "{table}");
+    assert!(table.contains('['), "the table shows the spread: {table}");
+    let json = serde_json::to_string(&report).unwrap();
+    let back: Report = serde_json::from_str(&json).expect("the JSON reads back");
+    assert_eq!(back.runs.len(), 3);
+    let chart = dir.path().join("bench.svg");
+    bench::write_chart(&report, &chart).unwrap();
+    assert!(std::fs::metadata(&chart).unwrap().len() > 0);
 }
 
 #[test]
@@ -71,4 +128,11 @@ fn out_of_range_library_options_are_refused_before_anything_runs() {
         why.contains("4294967295 idle tenants is more than the allowed 100000"),
         "{why}"
     );
+    for repeat in [0, bench::MAX_REPEAT + 1] {
+        let why = refused(BenchOptions {
+            repeat,
+            ..BenchOptions::smoke()
+        });
+        assert!(why.contains("the benchmark runs from 1 to 100 times"), "{why}");
+    }
 }
