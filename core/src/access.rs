@@ -239,24 +239,24 @@ impl<S: Sandbox + 'static> StreamFactory<S> {
     }
 
     fn write_state_from(&self, scope: StateScope, data: Cow<'_, [u8]>) -> Result<Option<StateHandle>> {
-        if let StreamFactory::Fs(f) = self {
-            if data.len() <= f.threshold {
-                // What a stream would give, without building one: it would
-                // buffer these bytes (the buffer is at least the threshold)
-                // and return them inline under a fresh name in its directory.
-                refuse_if_read_only(&*f.sandbox, "create a state stream")?;
-                if data.is_empty() {
-                    return Ok(None);
-                }
-                let dir = match scope {
-                    StateScope::Exclusive => &f.checkpoint_dir,
-                    StateScope::Shared => &f.shared_dir,
-                };
-                return Ok(Some(StateHandle::ByteStream {
-                    name: dir.join(&f.sandbox.random_uuid()).to_string(),
-                    data: data.into_owned(),
-                }));
+        if let StreamFactory::Fs(f) = self
+            && data.len() <= f.threshold
+        {
+            // What a stream would give, without building one: it would
+            // buffer these bytes (the buffer is at least the threshold)
+            // and return them inline under a fresh name in its directory.
+            refuse_if_read_only(&*f.sandbox, "create a state stream")?;
+            if data.is_empty() {
+                return Ok(None);
             }
+            let dir = match scope {
+                StateScope::Exclusive => &f.checkpoint_dir,
+                StateScope::Shared => &f.shared_dir,
+            };
+            return Ok(Some(StateHandle::ByteStream {
+                name: dir.join(&f.sandbox.random_uuid()).to_string(),
+                data: data.into_owned(),
+            }));
         }
         let mut stream = self.create_checkpoint_state_output_stream(scope)?;
         stream.write(&data)?;
