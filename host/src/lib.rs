@@ -69,6 +69,7 @@ mod tenant;
 mod types;
 mod wit_section;
 mod worker;
+mod worker_exports;
 
 pub use buffered::{BufferedStateOutputStream, DEFAULT_BATCH_SIZE};
 pub use cache::{CACHE_STALE_AFTER, CacheStatus};
