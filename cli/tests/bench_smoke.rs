@@ -106,6 +106,27 @@ fn repeated_runs_report_each_figure_as_the_median_of_the_runs_with_its_spread() 
 }
 
 #[test]
+fn a_report_written_before_repeat_existed_still_reads() {
+    // The shape of the reports committed before: one run's results at the
+    // top level, figures without a spread.
+    let old = r#"{
+        "machine": {"nproc": 2, "cpu_model": "AMD EPYC", "memory_mib": 24105, "kernel": "6.18",
+                    "filesystem": "ext4 on /dev/vda (/)", "dir": "/tmp/x"},
+        "settings": {"bytes_per_chunk_size": 268435456, "stream_bytes": 4194304, "batch_bytes": 65536,
+                     "small_states": 200000, "start_samples": 2000, "memory_tenants": [1000, 10000]},
+        "throughput": [], "small_state": {"state_bytes": 100, "streams": 1, "native_per_s": 1.0, "component_per_s": 1.0},
+        "figures": [{"key": "p50 pooling", "benchmark": "tenant start median, pooling", "measured": 17.7,
+                     "unit": "us", "baseline_label": "native (open dir)", "baseline": 2.2, "ratio": 8.1,
+                     "target": {"kind": "max_value", "value": 20.0}, "met": true}]
+    }"#;
+    let report: Report = serde_json::from_str(old).expect("an earlier report reads");
+    assert!(report.runs.is_empty());
+    assert_eq!(report.settings.repeat, 1);
+    assert!(report.figures.iter().all(|f| f.spread.is_none()));
+    assert!(report.table().contains("tenant start"), "{}", report.table());
+}
+
+#[test]
 fn out_of_range_library_options_are_refused_before_anything_runs() {
     let refused = |options: BenchOptions| match bench::run(&options, &ProgressBar::hidden()) {
         Err(bench::BenchError::Invalid(why)) => why,

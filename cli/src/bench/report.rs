@@ -128,7 +128,9 @@ pub struct Report {
     pub settings: Settings,
     /// Each figure's median over the runs, with its spread.
     pub figures: Vec<Figure>,
-    /// The runs, in the order they ran.
+    /// The runs, in the order they ran (none in reports written before
+    /// `--repeat` existed, which kept one run's results at the top level).
+    #[serde(default)]
     pub runs: Vec<Run>,
 }
 
