@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// to 100000.
     #[arg(long, value_delimiter = ',', value_parser = whole_number(1, u64::from(bench::MAX_MEMORY_TENANTS), "tenants"))]
     tenants: Option<Vec<u64>>,
+    /// Full runs, one after the other, 1 to 100 (default 1); each figure is
+    /// then reported as its median over the runs with its min-max spread.
+    #[arg(long, default_value_t = 1, value_parser = whole_number(1, u64::from(bench::MAX_REPEAT), "runs"))]
+    repeat: u64,
     /// Print the report as JSON on stdout (the table goes to stderr).
     #[arg(long)]
     json: bool,
@@ -77,6 +81,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(mib) = args.size {
         options.bytes_per_chunk_size = mib << 20;
     }
+    // In range (the parser checked).
+    options.repeat = args.repeat as u32;
     if let Some(tenants) = args.tenants {
         options.memory_tenants = tenants.into_iter().map(|n| n as u32).collect();
     }

@@ -100,6 +100,10 @@ fn out_of_range_bench_values_are_refused_in_words() {
     assert!(e.contains("must be from 1 to 100000 tenants"), "{e}");
     let e = bench_refuses(&["--tenants", "4294967296"]);
     assert!(e.contains("must be from 1 to 100000 tenants"), "{e}");
+    let e = bench_refuses(&["--repeat", "0"]);
+    assert!(e.contains("'--repeat <REPEAT>': must be from 1 to 100 runs"), "{e}");
+    let e = bench_refuses(&["--repeat", "two"]);
+    assert!(e.contains("expected a whole number of runs from 1 to 100"), "{e}");
 }
 
 #[test]

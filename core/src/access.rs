@@ -18,6 +18,7 @@ use crate::paths::{GuestPath, PathError};
 use crate::reference::LocationReference;
 use crate::sandbox::Sandbox;
 use crate::toolset::Toolset;
+use std::borrow::Cow;
 use std::rc::Rc;
 
 /// Which scope a stream writes (WIT `state-scope`).
@@ -255,8 +256,37 @@ impl<S: Sandbox + 'static> StreamFactory<S> {
     /// One whole state in one call: a stream of `scope`, `data` written to
     /// it, closed. A failed write discards the stream (its file goes away).
     pub fn write_state(&self, scope: StateScope, data: &[u8]) -> Result<Option<StateHandle>> {
+        self.write_state_from(scope, Cow::Borrowed(data))
+    }
+
+    /// [`write_state`](Self::write_state) of bytes the caller gives away:
+    /// inline state keeps them as they are, without a copy.
+    pub fn write_owned_state(&self, scope: StateScope, data: Vec<u8>) -> Result<Option<StateHandle>> {
+        self.write_state_from(scope, Cow::Owned(data))
+    }
+
+    fn write_state_from(&self, scope: StateScope, data: Cow<'_, [u8]>) -> Result<Option<StateHandle>> {
+        if let StreamFactory::Fs(f) = self
+            && data.len() <= f.threshold
+        {
+            // What a stream would give, without building one: it would
+            // buffer these bytes (the buffer is at least the threshold)
+            // and return them inline under a fresh name in its directory.
+            refuse_if_read_only(&*f.sandbox, "create a state stream")?;
+            if data.is_empty() {
+                return Ok(None);
+            }
+            let dir = match scope {
+                StateScope::Exclusive => &f.checkpoint_dir,
+                StateScope::Shared => &f.shared_dir,
+            };
+            return Ok(Some(StateHandle::ByteStream {
+                name: dir.join(&f.sandbox.random_uuid()).to_string(),
+                data: data.into_owned(),
+            }));
+        }
         let mut stream = self.create_checkpoint_state_output_stream(scope)?;
-        stream.write(data)?;
+        stream.write(&data)?;
         stream.close_and_get_handle()
     }
 

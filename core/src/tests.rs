@@ -334,6 +334,37 @@ fn write_state_is_a_stream_written_once_and_closed() {
     assert_eq!(s.files_in(&chk).len(), 1, "only the earlier state's file");
 }
 
+proptest! {
+    /// `write_state` takes a shortcut for inline state; it must give the
+    /// very handle (name included, the randomness being the same) and file
+    /// set a stream written once and closed gives, on both sides of the
+    /// threshold and for both scopes, borrowed or owned.
+    #[test]
+    fn write_state_gives_what_a_stream_gives(len in 0usize..20_600, shared in any::<bool>(), owned in any::<bool>()) {
+        let scope = if shared { StateScope::Shared } else { StateScope::Exclusive };
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let outcome = |via_stream: bool| {
+            let chk = format!("/checkpoints/{JOB}/chk-1");
+            let s = MemSandbox::with_dirs(&[&format!("/checkpoints/{JOB}"), &chk, &format!("/checkpoints/{JOB}/shared")]);
+            let w = WorkerView::open(s.clone(), &config(Backend::Filesystem)).unwrap();
+            let f = w.resolve_checkpoint_storage_location(1, &LocationReference::Default).unwrap();
+            let handle = if via_stream {
+                let mut st = f.create_checkpoint_state_output_stream(scope).unwrap();
+                st.write(&data).unwrap();
+                st.close_and_get_handle().unwrap()
+            } else if owned {
+                f.write_owned_state(scope, data.clone()).unwrap()
+            } else {
+                f.write_state(scope, &data).unwrap()
+            };
+            let files: Vec<(GuestPath, usize)> = s.files.borrow().iter().map(|(p, d)| (p.clone(), d.borrow().len())).collect();
+            (handle, files)
+        };
+        let (by_call, by_stream) = (outcome(false), outcome(true));
+        prop_assert_eq!(by_call, by_stream);
+    }
+}
+
 #[test]
 fn memory_stream_buffer_never_grows_past_the_maximum() {
     let max = 5 * 1024 * 1024;

@@ -7,8 +7,11 @@
 //! an output stream). The preopen itself refuses any path
 //! that leaves it, a second wall behind the guest's own path checks.
 
+use chacha20::ChaCha20Rng;
 use checkpoint_storage_core::paths::GuestPath;
 use checkpoint_storage_core::sandbox::{EntryKind, FsError, FsErrorKind, ReadFile, Sandbox, Stat, StateFile};
+use rand_core::{Rng, SeedableRng};
+use std::cell::RefCell;
 use wasip2::filesystem::preopens::get_directories;
 use wasip2::filesystem::types::{Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags};
 
@@ -17,6 +20,9 @@ pub struct WasiSandbox {
     preopens: Vec<(Descriptor, GuestPath)>,
     /// The host preopened every directory without write permission.
     read_only: bool,
+    /// Randomness of UUID file names: seeded once from `wasi:random` at the
+    /// first name, then local (see `random_bytes`).
+    names: RefCell<Option<ChaCha20Rng>>,
 }
 
 impl WasiSandbox {
@@ -37,7 +43,11 @@ impl WasiSandbox {
                 d.get_flags()
                     .is_ok_and(|f| f.contains(DescriptorFlags::READ) && !f.contains(DescriptorFlags::MUTATE_DIRECTORY))
             });
-        (!preopens.is_empty()).then_some(WasiSandbox { preopens, read_only })
+        (!preopens.is_empty()).then_some(WasiSandbox {
+            preopens,
+            read_only,
+            names: RefCell::new(None),
+        })
     }
 
     /// The preopen holding `path` and the path relative to it.
@@ -325,10 +335,25 @@ impl Sandbox for WasiSandbox {
         self.read_only
     }
 
+    /// A call into the host per name cost more than the rest of writing an
+    /// inline state, so names come from a ChaCha20 generator of this
+    /// instance, seeded with 32 bytes of the host's `wasi:random` (a CSPRNG)
+    /// at the first name. Names stay unique as v4 UUIDs are: every instance
+    /// (tenant, restart) draws its own 256-bit seed, so two instances share
+    /// a name stream only by a seed collision, and files are created
+    /// exclusively anyway. The seed is drawn at the first name, not at
+    /// start, so a tenant start pays nothing for it.
     fn random_bytes(&self) -> [u8; 16] {
-        let bytes = wasip2::random::random::get_random_bytes(16);
+        let mut names = self.names.borrow_mut();
+        let rng = names.get_or_insert_with(|| {
+            let mut seed = [0u8; 32];
+            seed.iter_mut()
+                .zip(wasip2::random::random::get_random_bytes(32))
+                .for_each(|(s, b)| *s = b);
+            ChaCha20Rng::from_seed(seed)
+        });
         let mut out = [0u8; 16];
-        out.iter_mut().zip(bytes).for_each(|(o, b)| *o = b);
+        rng.fill_bytes(&mut out);
         out
     }
 }

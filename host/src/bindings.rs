@@ -7,14 +7,15 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, Eq],
 });
 
-use exports::flink::checkpoint_storage::{coordinator, file_merging, restore, worker};
+use crate::worker_exports::{WorkerExports, WorkerIndices};
+use exports::flink::checkpoint_storage::{coordinator, file_merging, restore};
 use std::sync::Arc;
 use wasmtime::component::{Instance, InstancePre};
 
 /// Where each exported interface's functions sit in the component: found
 /// once per plugin, shared by its tenants.
 pub(crate) struct ExportIndices {
-    worker: worker::GuestIndices,
+    worker: Arc<WorkerIndices>,
     coordinator: coordinator::GuestIndices,
     restore: restore::GuestIndices,
     /// `None` for the object store build, which exports no `file-merging`.
@@ -24,7 +25,7 @@ pub(crate) struct ExportIndices {
 impl ExportIndices {
     pub(crate) fn new<T: 'static>(pre: &InstancePre<T>) -> wasmtime::Result<Arc<Self>> {
         Ok(Arc::new(ExportIndices {
-            worker: worker::GuestIndices::new(pre)?,
+            worker: Arc::new(WorkerIndices::new(pre.component())?),
             coordinator: coordinator::GuestIndices::new(pre)?,
             restore: restore::GuestIndices::new(pre)?,
             file_merging: file_merging::GuestIndices::new(pre).ok(),
@@ -34,11 +35,13 @@ impl ExportIndices {
 
 /// One instance's exported interfaces, each looked up (and type-checked) on
 /// first use rather than at instantiation: a task-side tenant only ever uses
-/// `worker`, and loading all three was ~10% of a tenant start.
+/// `worker`, and loading all three was ~10% of a tenant start. `worker` goes
+/// further: each of its functions is looked up at its own first use
+/// (`worker_exports`).
 pub(crate) struct Exports {
     instance: Instance,
     indices: Arc<ExportIndices>,
-    worker: Option<worker::Guest>,
+    worker: Option<WorkerExports>,
     coordinator: Option<coordinator::Guest>,
     restore: Option<restore::Guest>,
     file_merging: Option<file_merging::Guest>,
@@ -56,9 +59,11 @@ impl Exports {
         }
     }
 
-    pub(crate) fn worker(&mut self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<worker::Guest> {
-        let (indices, instance) = (&self.indices.worker, &self.instance);
-        cached(&mut self.worker, || indices.load(store, instance))
+    pub(crate) fn worker(&mut self) -> WorkerExports {
+        let (indices, instance) = (&self.indices.worker, self.instance);
+        self.worker
+            .get_or_insert_with(|| WorkerExports::new(instance, indices.clone()))
+            .clone()
     }
 
     pub(crate) fn coordinator(&mut self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<coordinator::Guest> {

@@ -71,6 +71,7 @@ mod tenant;
 mod types;
 mod wit_section;
 mod worker;
+mod worker_exports;
 
 #[cfg(feature = "blobstore")]
 pub use blobstore::BlobGrant;

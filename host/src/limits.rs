@@ -206,6 +206,47 @@ impl StreamPermit {
     }
 }
 
+impl StreamPermit {
+    /// Counts against the tenant's byte limit the longest prefix of writes
+    /// of `lens` bytes that fits (all of them without a limit) and says how
+    /// many that is. If not even the first fits, nothing is counted and the
+    /// error is the one a write of the first alone gets.
+    pub(crate) fn admit_prefix(&self, lens: &[usize]) -> Result<usize, LimitExceeded> {
+        let lens = lens.iter().map(|&l| u64::try_from(l).unwrap_or(u64::MAX));
+        let counter = &self.usage.bytes_written;
+        let Some(limit) = self.usage.max_bytes_written else {
+            counter.fetch_add(lens.clone().fold(0, u64::saturating_add), Ordering::AcqRel);
+            return Ok(lens.count());
+        };
+        let mut admitted = 0;
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |written| {
+                let (mut total, mut count) = (written, 0);
+                for len in lens.clone() {
+                    match total.checked_add(len).filter(|&t| t <= limit) {
+                        Some(t) => (total, count) = (t, count + 1),
+                        None => break,
+                    }
+                }
+                admitted = count;
+                (count > 0).then_some(total)
+            })
+            .map_err(|written| LimitExceeded::BytesWritten {
+                limit,
+                written,
+                requested: lens.clone().next().unwrap_or(0),
+            })?;
+        Ok(admitted)
+    }
+
+    /// Takes back `len` bytes [`admit_prefix`](Self::admit_prefix) counted
+    /// for a write the guest refused (refused writes are not counted).
+    pub(crate) fn refund(&self, len: usize) {
+        let len = u64::try_from(len).unwrap_or(u64::MAX);
+        self.usage.bytes_written.fetch_sub(len, Ordering::AcqRel);
+    }
+}
+
 impl Drop for StreamPermit {
     fn drop(&mut self) {
         self.usage.open_streams.fetch_sub(1, Ordering::AcqRel);

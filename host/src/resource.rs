@@ -2,9 +2,9 @@
 //! every resource is a Rust value that calls into its tenant, and dropping
 //! it drops the guest resource (for a stream: discards it).
 
-use crate::bindings::exports::flink::checkpoint_storage::worker::Guest as WorkerGuest;
 use crate::error::Result;
 use crate::tenant::{Inner, Tenant};
+use crate::worker_exports::WorkerExports as WorkerGuest;
 use wasmtime::component::ResourceAny;
 
 /// Most bytes handed to the guest in one call. Every call's bytes are copied

@@ -2,7 +2,7 @@
 //! the one place where a tenant's sandbox is configured.
 
 use crate::bindings::exports::flink::checkpoint_storage::{
-    coordinator::Guest as CoordinatorGuest, restore::Guest as RestoreGuest, worker::Guest as WorkerGuest,
+    coordinator::Guest as CoordinatorGuest, restore::Guest as RestoreGuest,
 };
 use crate::bindings::{ExportIndices, Exports};
 use crate::error::{Error, Result};
@@ -11,6 +11,7 @@ use crate::limits::{
     EpochTicker, LimitExceeded, MemoryLimiter, StreamPermit, Usage,
 };
 use crate::open_at::Created;
+use crate::worker_exports::WorkerExports;
 use std::path::{Component as PathComponent, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -199,8 +200,8 @@ impl Inner {
         }
     }
 
-    pub(crate) fn worker(&mut self) -> wasmtime::Result<WorkerGuest> {
-        self.exports.worker(&mut self.store)
+    pub(crate) fn worker(&mut self) -> wasmtime::Result<WorkerExports> {
+        Ok(self.exports.worker())
     }
 
     pub(crate) fn coordinator(&mut self) -> wasmtime::Result<CoordinatorGuest> {
@@ -419,6 +420,12 @@ impl Tenant {
     #[cfg(test)]
     pub(crate) fn in_place_writes(&self) -> u64 {
         self.lock().store.data().in_place_writes
+    }
+
+    /// Runs `f` on the tenant's store and instance (tests only).
+    #[cfg(test)]
+    pub(crate) fn with_inner<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.lock())
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -92,6 +92,95 @@ impl StreamFactory {
         })
     }
 
+    /// Many whole states in one call (WIT `write-states`): one result per
+    /// state, in order, each what [`write_state`](Self::write_state) of that
+    /// state alone would give, limits included (a state beyond the byte
+    /// limit is refused, the ones before it are written). A failed state
+    /// leaves no file; the others keep their handles. States go to the
+    /// component in calls of at most [`MAX_BYTES_PER_CALL`] bytes, a larger
+    /// state through its own stream. Each call takes one stream slot while
+    /// it runs. If a call traps, its first state gets the trap's error and
+    /// every later state [`Error::Poisoned`](crate::Error::Poisoned), as one
+    /// call per state would; the handles of the states that trapped call had
+    /// finished are lost with the instance (their files stay for `gc`).
+    pub fn write_states(&self, scope: StateScope, states: &[Vec<u8>]) -> Vec<Result<Option<StateHandle>>> {
+        let mut results = Vec::with_capacity(states.len());
+        let mut rest = states;
+        while let Some(first) = rest.first() {
+            if first.len() > MAX_BYTES_PER_CALL {
+                results.push(self.write_state(scope, first));
+                rest = &rest[1..];
+                continue;
+            }
+            let mut bytes = 0;
+            let fit = rest
+                .iter()
+                .take_while(|d| {
+                    bytes += d.len();
+                    bytes <= MAX_BYTES_PER_CALL
+                })
+                .count();
+            let taken = self.write_states_call(scope, &rest[..fit], &mut results);
+            rest = &rest[taken..];
+        }
+        results
+    }
+
+    /// One `write-states` call with as many of `states` (at least one, all
+    /// in one call's bytes) as the byte limit admits; pushes their results
+    /// and returns how many.
+    fn write_states_call(
+        &self,
+        scope: StateScope,
+        states: &[Vec<u8>],
+        results: &mut Vec<Result<Option<StateHandle>>>,
+    ) -> usize {
+        let permit = match self.0.tenant.acquire_stream() {
+            Ok(permit) => permit,
+            Err(e) => {
+                results.push(Err(e));
+                return 1;
+            }
+        };
+        let lens: Vec<usize> = states.iter().map(Vec::len).collect();
+        let admitted = match permit.admit_prefix(&lens) {
+            Ok(n) => n,
+            Err(limit) => {
+                results.push(Err(limit.into()));
+                return 1;
+            }
+        };
+        let batch = &states[..admitted];
+        let written = self.0.call_infallible(|g, i, r| {
+            let written = g.stream_factory().call_write_states(&mut i.store, r, scope, batch)?;
+            if written.len() != batch.len() {
+                // The component broke its contract: treated as a failed instance.
+                return Err(wasmtime::format_err!(
+                    "the component returned {} results for {} states",
+                    written.len(),
+                    batch.len()
+                ));
+            }
+            Ok(written)
+        });
+        match written {
+            Ok(written) => {
+                for (result, len) in written.into_iter().zip(lens) {
+                    if result.is_err() {
+                        permit.refund(len);
+                    }
+                    results.push(result.map_err(crate::Error::Storage));
+                }
+            }
+            Err(e) => {
+                lens[..admitted].iter().for_each(|&len| permit.refund(len));
+                results.push(Err(e));
+                results.extend((1..admitted).map(|_| Err(crate::Error::Poisoned)));
+            }
+        }
+        admitted
+    }
+
     /// Whether [`duplicate`](Self::duplicate) would be cheap for `handle`
     /// into the directory of `scope`.
     pub fn can_fast_duplicate(&self, handle: &StateHandle, scope: StateScope) -> Result<bool> {

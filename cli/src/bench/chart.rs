@@ -1,6 +1,8 @@
 //! The chart of a report (SVG): left, each throughput figure as a ratio to
 //! its baseline with its target; right, tenant start and idle memory as a
-//! fraction of their limits (at most 1 meets the target).
+//! fraction of their limits (at most 1 meets the target). Over several
+//! runs a bar is the median and a whisker spans the smallest to the largest
+//! value.
 
 use super::BenchError;
 use super::report::{Figure, Report, TARGET_IDLE_KIB, TARGET_START_US, Target};
@@ -14,6 +16,8 @@ struct Bar {
     value: f64,
     target: Option<f64>,
     met: Option<bool>,
+    /// Smallest and largest value over the runs, if more than one.
+    range: Option<(f64, f64)>,
 }
 
 /// Writes the chart of `report` as an SVG file.
@@ -33,6 +37,7 @@ pub fn write_chart(report: &Report, path: &Path) -> Result<(), BenchError> {
                 _ => None,
             },
             met: f.met,
+            range: f.spread.filter(|s| s.runs > 1).map(|s| (s.ratio_min, s.ratio_max)),
         })
         .collect();
     let limit_bars: Vec<Bar> = limits
@@ -48,6 +53,10 @@ pub fn write_chart(report: &Report, path: &Path) -> Result<(), BenchError> {
                 value: f.measured / limit,
                 target: Some(1.0),
                 met: f.met,
+                range: f
+                    .spread
+                    .filter(|s| s.runs > 1)
+                    .map(|s| (s.measured_min / limit, s.measured_max / limit)),
             }
         })
         .collect();
@@ -63,7 +72,7 @@ pub fn write_chart(report: &Report, path: &Path) -> Result<(), BenchError> {
     .map_err(|e| chart_error(&e))?;
     panel(
         &right,
-        "Tenant start (20 us) and idle memory (256 KiB)",
+        &format!("Tenant start ({TARGET_START_US} us) and idle memory ({TARGET_IDLE_KIB} KiB)"),
         "measured / target (lower is better)",
         &limit_bars,
     )
@@ -78,7 +87,11 @@ fn panel(area: &DrawingArea<SVGBackend<'_>, Shift>, caption: &str, y_desc: &str,
     let n = bars.len().max(1);
     let top = bars
         .iter()
-        .map(|b| b.value.max(b.target.unwrap_or(0.0)))
+        .map(|b| {
+            b.value
+                .max(b.target.unwrap_or(0.0))
+                .max(b.range.map_or(0.0, |(_, max)| max))
+        })
         .filter(|v| v.is_finite())
         .fold(1.0, f64::max)
         * 1.15;
@@ -120,6 +133,17 @@ fn panel(area: &DrawingArea<SVGBackend<'_>, Shift>, caption: &str, y_desc: &str,
             PathElement::new(
                 vec![(SegmentValue::Exact(i), t), (SegmentValue::Exact(i + 1), t)],
                 BLACK.stroke_width(2),
+            )
+        })
+    }))?;
+    chart.draw_series(bars.iter().enumerate().filter_map(|(i, b)| {
+        b.range.map(|(min, max)| {
+            PathElement::new(
+                vec![
+                    (SegmentValue::CenterOf(i), min.min(top)),
+                    (SegmentValue::CenterOf(i), max.min(top)),
+                ],
+                BLACK.stroke_width(1),
             )
         })
     }))?;

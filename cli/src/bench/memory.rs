@@ -83,6 +83,7 @@ pub fn measure(
     for d in dirs.iter().take(10) {
         drop(start_idle(plugin, d, &config, &state)?);
     }
+    release_free_heap();
     let (before, anon_before) = resident_kib()?;
     let mut alive = Vec::with_capacity(count as usize);
     let mut note = None;
@@ -109,4 +110,18 @@ pub fn measure(
         per_tenant_kib: after.saturating_sub(before) as f64 / f64::from(n.max(1)),
         note,
     })
+}
+
+/// Hands memory the allocator holds free back to the kernel, so that the
+/// tenants measured next fault in their own pages. Otherwise they would
+/// reuse what earlier benchmarks freed (thousands of dropped tenants), which
+/// is already resident, and the growth would depend on what ran before
+/// (between runs it varied by a third).
+fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of glibc's allocator to
+    // the kernel; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

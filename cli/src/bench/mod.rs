@@ -25,7 +25,7 @@ pub use indicatif::ProgressBar;
 pub use machine::Machine;
 pub use memory::MemoryResult;
 pub use object_storage::ObjectStorageResult;
-pub use report::{Figure, Report, Settings, TARGET_IDLE_KIB, TARGET_START_US, Target};
+pub use report::{Figure, Report, Run, Settings, Spread, TARGET_IDLE_KIB, TARGET_START_US, Target};
 pub use small_state::SmallStateResult;
 pub use subsumption::SubsumptionResult;
 pub use tenant_start::StartResult;
@@ -50,6 +50,8 @@ pub const MAX_STREAM_BYTES: u64 = 1 << 30;
 pub const MAX_BYTES_PER_CHUNK_SIZE: u64 = 64 << 30;
 /// Largest idle tenant count (the pooling allocator reserves a slot each).
 pub const MAX_MEMORY_TENANTS: u32 = 100_000;
+/// Most full runs of one benchmark (`--repeat`).
+pub const MAX_REPEAT: u32 = 100;
 
 /// What a benchmark run can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,9 @@ pub struct BenchOptions {
     pub subsumption_rounds: u32,
     /// Small states written as objects per side on the loopback S3 server.
     pub s3_small_objects: u64,
+    /// Full runs, one after the other, 1 to [`MAX_REPEAT`]; each figure is
+    /// reported as its median over the runs with its min-max spread.
+    pub repeat: u32,
 }
 
 impl Default for BenchOptions {
@@ -111,6 +116,7 @@ impl Default for BenchOptions {
             memory_tenants: vec![1_000, 10_000],
             subsumption_rounds: 50,
             s3_small_objects: 2_000,
+            repeat: 1,
         }
     }
 }
@@ -170,6 +176,12 @@ impl BenchOptions {
         if self.s3_small_objects == 0 {
             return fail("S3 small objects must be positive");
         }
+        if !(1..=MAX_REPEAT).contains(&self.repeat) {
+            return Err(BenchError::Invalid(format!(
+                "{} runs: the benchmark runs from 1 to {MAX_REPEAT} times",
+                self.repeat
+            )));
+        }
         if self.memory_tenants.is_empty() || self.memory_tenants.contains(&0) {
             return fail("idle tenant counts must be positive, and at least one");
         }
@@ -202,7 +214,7 @@ impl BenchOptions {
         Ok(())
     }
 
-    /// Progress steps of a run: streams, batches, samples, tenants.
+    /// Progress steps of one run: streams, batches, samples, tenants.
     fn steps(&self) -> u64 {
         let memory: u64 = self.memory_tenants.iter().map(|&n| u64::from(n)).sum();
         let on_demand = self.memory_tenants.iter().min().map_or(0, |&n| u64::from(n));
@@ -252,7 +264,10 @@ impl Workspace {
     }
 }
 
-/// Runs every benchmark; `progress` gets its length and messages here.
+/// Runs every benchmark `options.repeat` times, one full run after the
+/// other (so that a slow spell of the machine shows as spread of every
+/// figure rather than skewing one); `progress` gets its length and
+/// messages here.
 pub fn run(options: &BenchOptions, progress: &ProgressBar) -> Result<Report, BenchError> {
     options.validate()?;
     let parent = options.dir.clone().unwrap_or_else(std::env::temp_dir);
@@ -262,91 +277,31 @@ pub fn run(options: &BenchOptions, progress: &ProgressBar) -> Result<Report, Ben
         .tempdir_in(&parent)
         .map_err(io_error("creating the benchmark directory"))?;
     let machine = Machine::detect(root.path());
-    progress.set_length(options.steps());
+    progress.set_length(options.steps() * u64::from(options.repeat));
+    // Every run loads its plugins anew (a pool whose slots an earlier run
+    // used would start tenants in warm slots and hide their memory); the
+    // compile cache makes the later loads cheap.
+    let cache = root.path().join("compiled");
     progress.set_message("compiling the component");
-    let on_demand = Plugin::load()?;
-    let max_tenants = options
-        .memory_tenants
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(1)
-        .saturating_add(16);
-    let pooling = Plugin::load_with(&PluginOptions::pooling(max_tenants))?;
+    for plugin_options in plugin_options(options, &cache) {
+        // Compiled here, so that every run loads its plugins alike (from the cache).
+        drop(Plugin::load_with(&plugin_options)?);
+    }
     let job = uuid::Uuid::new_v4().simple().to_string();
-
-    let ws = Workspace::new(&on_demand, &root.path().join("io"), &job)?;
-    let data = pattern(options.stream_bytes as usize);
-    let setup = throughput::Setup {
-        ws: &ws,
-        data: &data,
-        batch_size: options.batch_bytes,
-    };
-    let largest = options.chunk_sizes.iter().copied().max().unwrap_or(0);
-    let mut throughput = Vec::new();
-    for &chunk in &options.chunk_sizes {
-        progress.set_message(format!("stream throughput, {chunk} B chunks"));
-        throughput.push(setup.measure(chunk, options.streams_per_chunk_size(), chunk == largest, progress)?);
+    let mut runs = Vec::with_capacity(options.repeat as usize);
+    for i in 0..options.repeat {
+        let dir = root.path().join(format!("run-{i}"));
+        let prefix = if options.repeat > 1 {
+            format!("run {} of {}: ", i + 1, options.repeat)
+        } else {
+            String::new()
+        };
+        runs.push(run_once(options, &dir, &cache, &job, &prefix, progress)?);
+        // Best effort: the next run does not need them, the disk may.
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    progress.set_message("small states");
-    let small = small_state::measure(&ws, options.small_states, progress)?;
-    drop(ws);
-
-    progress.set_message("subsumption, 100 shared files");
-    let subsumption = subsumption::measure(
-        &on_demand,
-        &root.path().join("subsumption"),
-        &job,
-        options.subsumption_rounds,
-        progress,
-    )?;
-
-    progress.set_message("tenant start");
-    let starts_dir = root.path().join("start");
-    let native_start = tenant_start::measure_native(options.start_samples, &starts_dir.join("native"))?;
-    let mut starts = Vec::new();
-    for (name, plugin) in [("on-demand", &on_demand), ("pooling", &pooling)] {
-        let dir = starts_dir.join(name);
-        starts.push(tenant_start::measure(
-            plugin,
-            name,
-            options.start_samples,
-            &dir,
-            &job,
-            progress,
-        )?);
-    }
-
-    let mut memory = Vec::new();
-    let mem_dir = root.path().join("memory");
-    for &count in &options.memory_tenants {
-        progress.set_message(format!("idle memory, {count} tenants (pooling)"));
-        let dir = mem_dir.join(format!("pooling-{count}"));
-        memory.push(memory::measure(&pooling, "pooling", count, &dir, &job, progress)?);
-    }
-    if let Some(&count) = options.memory_tenants.iter().min() {
-        progress.set_message(format!("idle memory, {count} tenants (on-demand)"));
-        let dir = mem_dir.join(format!("on-demand-{count}"));
-        memory.push(memory::measure(&on_demand, "on-demand", count, &dir, &job, progress)?);
-    }
-    progress.set_message("object storage (loopback S3)");
-    let object_storage = object_storage::measure(
-        options.s3_streams(),
-        options.stream_bytes,
-        options.s3_small_objects,
-        progress,
-    )?;
-
-    progress.set_message("directory fsync at close");
-    let dir_sync = dir_sync::measure(
-        &root.path().join("dir-sync"),
-        options.start_samples.min(DIR_SYNC_SAMPLES),
-    )?;
-
-    let mut figures = report::figures(&throughput, &small, &native_start, &starts, &memory);
-    figures.push(dir_sync::figure(&dir_sync));
-    figures.extend(report::subsumption_figures(&subsumption));
-    figures.extend(object_storage::figures(&object_storage));
+    progress.set_message("done");
+    let per_run: Vec<Vec<Figure>> = runs.iter().map(|r| r.figures.clone()).collect();
     Ok(Report {
         machine,
         settings: Settings {
@@ -356,7 +311,114 @@ pub fn run(options: &BenchOptions, progress: &ProgressBar) -> Result<Report, Ben
             small_states: options.small_states,
             start_samples: options.start_samples,
             memory_tenants: options.memory_tenants.clone(),
+            repeat: options.repeat,
         },
+        figures: report::combine(&per_run)?,
+        runs,
+    })
+}
+
+/// The plugins of a run: on-demand, and pooling with a slot for every idle
+/// tenant measured.
+fn plugin_options(options: &BenchOptions, cache: &std::path::Path) -> [PluginOptions; 2] {
+    let max_tenants = options
+        .memory_tenants
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .saturating_add(16);
+    [
+        PluginOptions::default().with_cache_dir(cache),
+        PluginOptions::pooling(max_tenants).with_cache_dir(cache),
+    ]
+}
+
+/// One full run of every benchmark, in `root` (created).
+fn run_once(
+    options: &BenchOptions,
+    root: &std::path::Path,
+    cache: &std::path::Path,
+    job: &str,
+    prefix: &str,
+    progress: &ProgressBar,
+) -> Result<Run, BenchError> {
+    progress.set_message(format!("{prefix}loading the component"));
+    let [on_demand, pooling] = plugin_options(options, cache);
+    let (on_demand, pooling) = (Plugin::load_with(&on_demand)?, Plugin::load_with(&pooling)?);
+
+    let ws = Workspace::new(&on_demand, &root.join("io"), job)?;
+    let data = pattern(options.stream_bytes as usize);
+    let setup = throughput::Setup {
+        ws: &ws,
+        data: &data,
+        batch_size: options.batch_bytes,
+    };
+    let largest = options.chunk_sizes.iter().copied().max().unwrap_or(0);
+    let mut throughput = Vec::new();
+    for &chunk in &options.chunk_sizes {
+        progress.set_message(format!("{prefix}stream throughput, {chunk} B chunks"));
+        throughput.push(setup.measure(chunk, options.streams_per_chunk_size(), chunk == largest, progress)?);
+    }
+    progress.set_message(format!("{prefix}small states"));
+    let small = small_state::measure(&ws, options.small_states, progress)?;
+    drop(ws);
+
+    progress.set_message(format!("{prefix}subsumption, 100 shared files"));
+    let subsumption = subsumption::measure(
+        &on_demand,
+        &root.join("subsumption"),
+        job,
+        options.subsumption_rounds,
+        progress,
+    )?;
+
+    progress.set_message(format!("{prefix}tenant start"));
+    let starts_dir = root.join("start");
+    let native_start = tenant_start::measure_native(options.start_samples, &starts_dir.join("native"))?;
+    let mut starts = Vec::new();
+    for (name, plugin) in [("on-demand", &on_demand), ("pooling", &pooling)] {
+        let dir = starts_dir.join(name);
+        starts.push(tenant_start::measure(
+            plugin,
+            name,
+            options.start_samples,
+            &dir,
+            job,
+            progress,
+        )?);
+    }
+
+    let mut memory = Vec::new();
+    let mem_dir = root.join("memory");
+    for &count in &options.memory_tenants {
+        progress.set_message(format!("{prefix}idle memory, {count} tenants (pooling)"));
+        let dir = mem_dir.join(format!("pooling-{count}"));
+        memory.push(memory::measure(&pooling, "pooling", count, &dir, job, progress)?);
+    }
+    if let Some(&count) = options.memory_tenants.iter().min() {
+        progress.set_message(format!("{prefix}idle memory, {count} tenants (on-demand)"));
+        let dir = mem_dir.join(format!("on-demand-{count}"));
+        memory.push(memory::measure(&on_demand, "on-demand", count, &dir, job, progress)?);
+    }
+
+    progress.set_message(format!("{prefix}object storage (loopback S3)"));
+    let object_storage = object_storage::measure(
+        options.s3_streams(),
+        options.stream_bytes,
+        options.s3_small_objects,
+        cache,
+        progress,
+    )?;
+
+    progress.set_message(format!("{prefix}directory fsync at close"));
+    let dir_sync = dir_sync::measure(&root.join("dir-sync"), options.start_samples.min(DIR_SYNC_SAMPLES))?;
+
+    let mut figures = report::figures(&throughput, &small, &native_start, &starts, &memory);
+    figures.push(dir_sync::figure(&dir_sync));
+    figures.extend(report::subsumption_figures(&subsumption));
+    figures.extend(object_storage::figures(&object_storage));
+    Ok(Run {
         throughput,
         small_state: small,
         native_start,

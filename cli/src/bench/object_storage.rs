@@ -51,6 +51,7 @@ pub fn measure(
     streams: u64,
     stream_bytes: u64,
     small_objects: u64,
+    cache: &std::path::Path,
     progress: &ProgressBar,
 ) -> Result<ObjectStorageResult, BenchError> {
     let server = s3_loopback::S3Server::start(&[BUCKET]);
@@ -74,7 +75,7 @@ pub fn measure(
         .enable_all()
         .build()
         .map_err(io_error("starting the native object store runtime"))?;
-    let plugin = Plugin::load_blobstore_with(&PluginOptions::default())?;
+    let plugin = Plugin::load_blobstore_with(&PluginOptions::default().with_cache_dir(cache))?;
     let tenant = plugin.tenant(TenantConfig::object_store(vec![BlobGrant::new(
         BUCKET,
         store,

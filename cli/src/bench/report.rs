@@ -1,7 +1,10 @@
-//! The report of one benchmark run: raw results, and the figures derived
-//! from them (each paired with its baseline from the same run, the ratio,
-//! and the target where there is one), as JSON or a table.
+//! The report of a benchmark: each run's raw results and the figures
+//! derived from them (each paired with its baseline from the same run, the
+//! ratio, and the target where there is one), and over all runs
+//! (`bench --repeat N`) each figure's median with its min-max spread; as
+//! JSON or a table.
 
+use super::BenchError;
 use super::machine::Machine;
 use super::memory::MemoryResult;
 use super::small_state::SmallStateResult;
@@ -51,6 +54,22 @@ pub struct Figure {
     pub ratio: f64,
     pub target: Option<Target>,
     pub met: Option<bool>,
+    /// How the figure varied over the runs (`measured`, `baseline` and
+    /// `ratio` are then medians over the runs); absent in reports written
+    /// before `--repeat` existed.
+    #[serde(default)]
+    pub spread: Option<Spread>,
+}
+
+/// Smallest and largest value of a figure over the runs of one report.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    /// Runs the figure was measured in.
+    pub runs: u32,
+    pub measured_min: f64,
+    pub measured_max: f64,
+    pub ratio_min: f64,
+    pub ratio_max: f64,
 }
 
 impl Figure {
@@ -72,6 +91,7 @@ impl Figure {
             ratio: measured / baseline,
             target: None,
             met: None,
+            spread: None,
         }
     }
 
@@ -91,12 +111,32 @@ pub struct Settings {
     pub small_states: u64,
     pub start_samples: u32,
     pub memory_tenants: Vec<u32>,
+    /// Full runs, one after the other (`--repeat`).
+    #[serde(default = "one")]
+    pub repeat: u32,
 }
 
+fn one() -> u32 {
+    1
+}
+
+/// A benchmark: the settings, each figure over all runs (median and
+/// spread), and every run on its own.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub machine: Machine,
     pub settings: Settings,
+    /// Each figure's median over the runs, with its spread.
+    pub figures: Vec<Figure>,
+    /// The runs, in the order they ran (none in reports written before
+    /// `--repeat` existed, which kept one run's results at the top level).
+    #[serde(default)]
+    pub runs: Vec<Run>,
+}
+
+/// One full run: raw results and the figures derived from them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
     pub throughput: Vec<ThroughputResult>,
     pub small_state: SmallStateResult,
     /// A native tenant start (canonicalise and open the directory): the
@@ -113,12 +153,70 @@ pub struct Report {
     pub figures: Vec<Figure>,
 }
 
+/// The median of `values` (the mean of the middle two for an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The figures of all runs in one list: per figure the medians of measured
+/// value, baseline and ratio over the runs, the spread (min and max), and
+/// the target judged on the medians. Every run must report the same
+/// figures (they do: the same code ran with the same settings).
+pub fn combine(runs: &[Vec<Figure>]) -> Result<Vec<Figure>, BenchError> {
+    let Some(first) = runs.first() else {
+        return Err(BenchError::Invalid("no run to report".into()));
+    };
+    first
+        .iter()
+        .map(|f| {
+            let same: Vec<&Figure> = runs
+                .iter()
+                .map(|run| {
+                    run.iter().find(|g| g.key == f.key).ok_or_else(|| {
+                        BenchError::Invalid(format!("a run has no figure \"{}\" where the first has one", f.key))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            let pick = |get: fn(&Figure) -> f64| same.iter().map(|g| get(g)).collect::<Vec<f64>>();
+            let (measured, baseline, ratio) = (pick(|g| g.measured), pick(|g| g.baseline), pick(|g| g.ratio));
+            let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mut out = Figure {
+                measured: median(&measured),
+                baseline: median(&baseline),
+                ratio: median(&ratio),
+                met: None,
+                spread: Some(Spread {
+                    runs: same.len() as u32,
+                    measured_min: min(&measured),
+                    measured_max: max(&measured),
+                    ratio_min: min(&ratio),
+                    ratio_max: max(&ratio),
+                }),
+                ..f.clone()
+            };
+            out.met = out.target.map(|t| t.met(out.measured, out.ratio));
+            Ok(out)
+        })
+        .collect()
+}
+
 /// Targets of issue 6 (ratios on a 2-core machine).
 const TARGET_64K: f64 = 0.95;
 const TARGET_4K: f64 = 0.90;
 const TARGET_1M_DISK: f64 = 0.90;
-pub const TARGET_START_US: f64 = 20.0;
-pub const TARGET_IDLE_KIB: f64 = 256.0;
+/// Issue 12: inline states written in batches, against native.
+const TARGET_INLINE_STATES: f64 = 0.5;
+/// Issue 12: tenant start (pooling, median) and resident memory per idle
+/// tenant (pooling).
+pub const TARGET_START_US: f64 = 10.0;
+pub const TARGET_IDLE_KIB: f64 = 48.0;
 
 /// Derives the figures from the raw results.
 pub fn figures(
@@ -184,6 +282,21 @@ pub fn figures(
         "native",
         small.native_per_s,
     ));
+    out.push(
+        Figure::new(
+            format!("{}B batch", small.state_bytes),
+            format!(
+                "{} B states (inline), write_states ({} per call)",
+                small.state_bytes,
+                super::small_state::STATES_PER_CALL
+            ),
+            small.batched_per_s,
+            "streams/s",
+            "native",
+            small.native_per_s,
+        )
+        .with_target(Target::MinRatio(TARGET_INLINE_STATES)),
+    );
     for s in starts {
         let median = Figure::new(
             format!("p50 {}", s.allocator),
@@ -243,17 +356,33 @@ pub fn subsumption_figures(results: &[SubsumptionResult]) -> Vec<Figure> {
 }
 
 impl Report {
-    /// A plain-text table of the figures, then notes.
+    /// A plain-text table of the figures, then notes. With more than one
+    /// run, each value is the median and the range over the runs follows it
+    /// in brackets.
     pub fn table(&self) -> String {
+        let repeated = self.runs.len() > 1;
         let rows: Vec<[String; 6]> = self
             .figures
             .iter()
             .map(|f| {
+                let (measured, ratio) = match f.spread.filter(|_| repeated) {
+                    Some(s) => (
+                        format!(
+                            "{} {} [{}-{}]",
+                            num(f.measured),
+                            f.unit,
+                            num(s.measured_min),
+                            num(s.measured_max)
+                        ),
+                        format!("{:.2} [{:.2}-{:.2}]", f.ratio, s.ratio_min, s.ratio_max),
+                    ),
+                    None => (format!("{} {}", num(f.measured), f.unit), format!("{:.2}", f.ratio)),
+                };
                 [
                     f.benchmark.clone(),
-                    format!("{} {}", num(f.measured), f.unit),
+                    measured,
                     format!("{} ({})", num(f.baseline), f.baseline_label),
-                    format!("{:.2}", f.ratio),
+                    ratio,
                     f.target.map_or_else(String::new, |t| t.describe(&f.unit)),
                     match f.met {
                         Some(true) => "met".into(),
@@ -280,18 +409,38 @@ impl Report {
             "machine: {} cores, {}, {} MiB RAM, Linux {}; {}",
             m.nproc, m.cpu_model, m.memory_mib, m.kernel, m.filesystem
         );
+        if repeated {
+            let _ = writeln!(
+                out,
+                "{} runs: each value is the median over the runs, [min-max] its spread; a target is judged on the median",
+                self.runs.len()
+            );
+        }
         for r in std::iter::once(&header).chain(&rows) {
             let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
             let _ = writeln!(out, "{}", line.join("  ").trim_end());
         }
-        for s in &self.tenant_start {
+        let allocators = self.runs.first().map_or(&[][..], |r| &r.tenant_start[..]);
+        for (i, s) in allocators.iter().enumerate() {
+            let over_runs = |get: fn(&StartResult) -> f64| {
+                let v: Vec<f64> = self
+                    .runs
+                    .iter()
+                    .filter_map(|r| r.tenant_start.get(i))
+                    .map(get)
+                    .collect();
+                median(&v)
+            };
             let _ = writeln!(
                 out,
                 "tenant start, {} (medians): create tenant {:.1} us + open worker view {:.1} us; drop afterwards {:.1} us",
-                s.allocator, s.create_median_us, s.open_view_median_us, s.drop_median_us
+                s.allocator,
+                over_runs(|s| s.create_median_us),
+                over_runs(|s| s.open_view_median_us),
+                over_runs(|s| s.drop_median_us)
             );
         }
-        for mem in self.memory.iter().filter_map(|m| m.note.as_ref()) {
+        for mem in self.runs.iter().flat_map(|r| &r.memory).filter_map(|m| m.note.as_ref()) {
             let _ = writeln!(out, "note: {mem}");
         }
         out
@@ -343,6 +492,38 @@ mod tests {
         assert_eq!(f.met, Some(true));
         let f = Figure::new("y".into(), "y".into(), 21.0, "us", "native", 2.0).with_target(Target::MaxValue(20.0));
         assert_eq!(f.met, Some(false));
+    }
+
+    #[test]
+    fn repeated_runs_give_medians_with_their_spread_and_judge_the_median() {
+        let run = |measured: f64| {
+            vec![
+                Figure::new("s".into(), "start".into(), measured, "us", "native", 2.0)
+                    .with_target(Target::MaxValue(10.0)),
+            ]
+        };
+        // One run far over the target does not decide: the median does.
+        let figures = combine(&[run(8.0), run(30.0), run(9.0)]).unwrap();
+        let f = &figures[0];
+        assert_eq!((f.measured, f.baseline, f.ratio), (9.0, 2.0, 4.5));
+        assert_eq!(f.met, Some(true));
+        let s = f.spread.unwrap();
+        assert_eq!((s.runs, s.measured_min, s.measured_max), (3, 8.0, 30.0));
+        assert_eq!((s.ratio_min, s.ratio_max), (4.0, 15.0));
+        // An even count takes the mean of the middle two.
+        assert_eq!(combine(&[run(8.0), run(12.0)]).unwrap()[0].measured, 10.0);
+        assert_eq!(combine(&[run(8.0), run(12.0)]).unwrap()[0].met, Some(true));
+    }
+
+    #[test]
+    fn runs_that_disagree_on_their_figures_are_refused() {
+        let a = vec![Figure::new("a".into(), "a".into(), 1.0, "us", "x", 1.0)];
+        let b = vec![Figure::new("b".into(), "b".into(), 1.0, "us", "x", 1.0)];
+        match combine(&[a, b]) {
+            Err(BenchError::Invalid(why)) => assert!(why.contains("no figure \"a\""), "{why}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(matches!(combine(&[]), Err(BenchError::Invalid(_))));
     }
 
     #[test]

@@ -61,7 +61,15 @@ impl GuestStreamFactory for StreamFactoryImpl {
     }
 
     fn write_state(&self, s: wit::StateScope, data: Vec<u8>) -> WitResult<Option<wit::StateHandle>> {
-        written_state(self.0.write_state(scope(s), &data))
+        written_state(self.0.write_owned_state(scope(s), data))
+    }
+
+    fn write_states(&self, s: wit::StateScope, states: Vec<Vec<u8>>) -> Vec<WitResult<Option<wit::StateHandle>>> {
+        let s = scope(s);
+        states
+            .into_iter()
+            .map(|data| written_state(self.0.write_owned_state(s, data)))
+            .collect()
     }
 
     fn can_fast_duplicate(&self, handle: wit::StateHandle, s: wit::StateScope) -> bool {

@@ -16,7 +16,7 @@
 //!   they move to the blocking thread.
 //! - A call whose future is dropped before it finishes (cancelled, e.g. by a
 //!   timeout) still runs to its end. When that call hands out state handles
-//!   (`close_and_get_handle`, `write_state`, `duplicate`) nobody can record
+//!   (`close_and_get_handle`, `write_state`, `write_states`, `duplicate`) nobody can record
 //!   them, so their files are discarded, as Flink discards the state of a
 //!   cancelled snapshot. A cancelled `close_and_finalize_checkpoint` may
 //!   still complete the checkpoint.
@@ -270,6 +270,12 @@ impl HandsOut for Option<StateHandle> {
 impl HandsOut for Vec<StateHandle> {
     fn into_handles(self) -> Vec<StateHandle> {
         self
+    }
+}
+
+impl HandsOut for Vec<Result<Option<StateHandle>>> {
+    fn into_handles(self) -> Vec<StateHandle> {
+        self.into_iter().filter_map(|r| r.ok().flatten()).collect()
     }
 }
 

@@ -93,6 +93,19 @@ impl AsyncStreamFactory {
             .await
     }
 
+    /// Many whole states in one call ([`StreamFactory::write_states`]): one
+    /// result per state, in order. If the future is dropped before it
+    /// returns, the files of the states it wrote are discarded.
+    pub async fn write_states(
+        &self,
+        scope: StateScope,
+        states: Vec<Vec<u8>>,
+    ) -> Result<Vec<Result<Option<StateHandle>>>> {
+        self.inner
+            .call_handing_out(&self.tenant, move |f| Ok(f.write_states(scope, &states)))
+            .await
+    }
+
     /// Whether [`duplicate`](Self::duplicate) would be cheap
     /// ([`StreamFactory::can_fast_duplicate`]).
     pub async fn can_fast_duplicate(&self, handle: StateHandle, scope: StateScope) -> Result<bool> {

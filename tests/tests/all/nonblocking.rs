@@ -151,6 +151,21 @@ fn threshold_edge_with_flinks_defaults_through_streams_and_write_state() {
         assert_eq!(t.read_handle(&file).unwrap(), bytes(20_481, 2));
 
         assert_eq!(f.write_state(StateScope::Shared, Vec::new()).await.unwrap(), None);
+        let batch = f
+            .write_states(
+                StateScope::Exclusive,
+                vec![bytes(20_480, 3), Vec::new(), bytes(20_481, 4)],
+            )
+            .await
+            .unwrap();
+        assert!(matches!(&batch[0], Ok(Some(StateHandle::ByteStream(b))) if b.data == bytes(20_480, 3)));
+        assert!(matches!(&batch[1], Ok(None)), "{:?}", batch[1]);
+        let Ok(Some(file)) = &batch[2] else {
+            panic!("a file handle, got {:?}", batch[2])
+        };
+        assert!(matches!(file, StateHandle::RelativeFile(r) if r.size == 20_481));
+        assert_eq!(t.read_handle(file).unwrap(), bytes(20_481, 4));
+        assert_eq!(chk_files(&t, 1).len(), 2);
         let s = f
             .create_checkpoint_state_output_stream(StateScope::Shared)
             .await
@@ -272,6 +287,17 @@ fn a_cancelled_close_discards_the_state_it_made() {
         // The same for a whole state in one call, and for duplicates.
         let open = hold_the_blocking_thread();
         poll_once_and_cancel(f.write_state(StateScope::Exclusive, bytes(30_000, 2))).await;
+        open.send(()).unwrap();
+        fence().await;
+        fence().await;
+        assert!(chk_files(&t, 1).is_empty(), "{:?}", chk_files(&t, 1));
+
+        let open = hold_the_blocking_thread();
+        poll_once_and_cancel(f.write_states(
+            StateScope::Exclusive,
+            vec![bytes(30_000, 4), bytes(10, 5), bytes(40_000, 6)],
+        ))
+        .await;
         open.send(()).unwrap();
         fence().await;
         fence().await;

@@ -233,6 +233,14 @@ fn reused_pool_slots_work_with_and_without_keeping_memory_resident() {
             assert_eq!(stream.get_pos().unwrap(), 0, "keep {keep}, round {round}");
             let h = write_state(stream, &bytes(300_000, round)).unwrap();
             assert_eq!(tenant.read_state(&h).unwrap(), bytes(300_000, round));
+            // Nothing of the slot's previous tenant (its preopen, its open
+            // files) leaks in: file state lands in this tenant's directory.
+            let view = tenant.open_worker_view(&StorageConfig::filesystem(&job)).unwrap();
+            let h = write_state(view.create_task_owned_state_stream().unwrap(), &bytes(30_000, round)).unwrap();
+            let file = tenant.host_path(h.file_path().unwrap()).unwrap();
+            assert!(file.starts_with(dir.path()), "{}", file.display());
+            assert_eq!(std::fs::read(&file).unwrap(), bytes(30_000, round));
+            assert_eq!(all_files(dir.path()).len(), 1, "keep {keep}, round {round}");
         }
     }
 }
