@@ -61,6 +61,7 @@ pub mod manifest;
 #[cfg(feature = "tokio")]
 pub mod nonblocking;
 mod open_at;
+mod output_stream;
 mod plugin;
 mod resource;
 mod restore;
@@ -70,7 +71,7 @@ mod types;
 mod wit_section;
 mod worker;
 
-pub use buffered::{BufferedStateOutputStream, DEFAULT_BATCH_SIZE};
+pub use buffered::BufferedStateOutputStream;
 pub use cache::{CACHE_STALE_AFTER, CacheStatus};
 pub use config_check::{ConfigError, MAX_CALL_TIME, MAX_MEMORY_BYTES, MIN_MEMORY_BYTES};
 pub use coordinator::{
@@ -82,6 +83,7 @@ pub use limits::{
     DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_READ_STATE_BYTES,
     LimitExceeded,
 };
+pub use output_stream::DEFAULT_BATCH_SIZE;
 #[cfg(feature = "embedded-component")]
 pub use plugin::EMBEDDED_COMPONENT;
 pub use plugin::{

@@ -12,6 +12,7 @@ use crate::limits::{
 };
 use crate::open_at::Created;
 use std::path::{Component as PathComponent, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use wasmtime::component::InstancePre;
@@ -193,6 +194,10 @@ pub struct Tenant {
     /// `max_call_time` in epoch ticks: the deadline set before every call.
     deadline: u64,
     max_read_state_bytes: u64,
+    /// Mirrors `Inner::poisoned` for checks that do not take the lock: a
+    /// write the host batches or writes into a file itself must still be
+    /// refused once the instance is gone.
+    poisoned: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -298,6 +303,7 @@ impl Tenant {
             max_call_time: config.max_call_time,
             deadline,
             max_read_state_bytes: config.max_read_state_bytes,
+            poisoned: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -348,6 +354,7 @@ impl Tenant {
             Ok(Err(e)) => Err(Error::Storage(e)),
             Err(trap) => {
                 inner.poisoned = true;
+                self.poisoned.store(true, Ordering::Release);
                 tracing::warn!(dir = %self.dir.display(), "tenant trapped: {trap:#}");
                 inner.store.data_mut().remove_partial_files(&self.dir);
                 match classify_trap(&mut inner.store, &trap, self.max_call_time) {
@@ -386,6 +393,15 @@ impl Tenant {
         self.lock().poisoned
     }
 
+    /// [`Err(Error::Poisoned)`](Error::Poisoned) once an earlier call
+    /// trapped, without waiting for the tenant's running call.
+    pub(crate) fn check_not_poisoned(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        Ok(())
+    }
+
     /// Drops a guest resource (runs its destructor). Errors are logged: a
     /// destructor cannot report, and a poisoned instance is gone anyway.
     pub(crate) fn drop_resource(&self, resource: ResourceAny) {
@@ -396,6 +412,7 @@ impl Tenant {
         inner.store.set_epoch_deadline(self.deadline);
         if let Err(e) = resource.resource_drop(&mut inner.store) {
             inner.poisoned = true;
+            self.poisoned.store(true, Ordering::Release);
             tracing::warn!(dir = %self.dir.display(), "dropping a resource trapped: {e:#}");
             inner.store.data_mut().remove_partial_files(&self.dir);
         }

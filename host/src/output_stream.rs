@@ -1,0 +1,226 @@
+//! [`StateOutputStream`]: the typed API over the WIT `state-output-stream`,
+//! with host-side batching of small writes.
+//!
+//! Every call into the component is a boundary crossing plus a copy of the
+//! bytes into guest memory, so a caller writing records of a few bytes would
+//! pay the boundary per record. The stream therefore collects small writes
+//! in a host-side batch and hands them to the guest together. Nothing the
+//! guest decides changes: whether state ends inline or in a file depends on
+//! its total size only, never on how it was chunked. What must stay exact
+//! is kept exact:
+//! - the memory backend's maximum state size: the host knows it from the
+//!   configuration the view was opened with, and a write that would cross it
+//!   is handed to the guest at once (after the batch), so the guest refuses
+//!   that very write with `state-too-large`;
+//! - the position: the guest's plus what is batched;
+//! - the tenant's byte limit: every write is counted (or refused) when it is
+//!   made, batched or not; bytes the guest later refuses are taken back;
+//! - a poisoned tenant refuses every write.
+//!
+//! Once the guest has refused anything (a closed, failed or discarded
+//! stream), every call goes straight to it, so it answers as it always did.
+
+use crate::error::Result;
+use crate::limits::StreamPermit;
+use crate::resource::{Owned, pieces};
+use crate::types::StateHandle;
+use std::sync::{Mutex, MutexGuard};
+
+/// Default batch size: larger than the guest's default effective buffer
+/// (20 KiB), so a full batch skips the guest's buffer and goes to the file
+/// in one positional write. Writes of at least this size are not batched.
+pub const DEFAULT_BATCH_SIZE: usize = 64 * 1024;
+
+/// A state output stream. Dropping it without `close_and_get_handle`
+/// discards it (its file is deleted, batched bytes are dropped). It holds
+/// one of its tenant's stream slots until dropped (fields drop in order: the
+/// guest resource first).
+#[derive(Debug)]
+pub struct StateOutputStream {
+    owned: Owned,
+    permit: StreamPermit,
+    /// A mutex because the async API shares streams (`Arc`); calls on one
+    /// stream are serialised anyway.
+    writes: Mutex<Writes>,
+}
+
+/// What the host holds back of a stream's writes.
+#[derive(Debug)]
+struct Writes {
+    batch: Vec<u8>,
+    /// Writes smaller than this are batched.
+    batch_size: usize,
+    /// Bytes the guest accepted, for the boundary check.
+    handed_over: u64,
+    /// `StorageConfig::exact_boundary` until a write crossed it.
+    boundary: Option<u64>,
+    /// The guest refused a call or the stream was closed: nothing is held
+    /// back any more, every call goes to the guest.
+    pass_through: bool,
+}
+
+impl StateOutputStream {
+    /// A stream resource of the worker or file-merging interface.
+    /// `boundary` is `StorageConfig::exact_boundary` of the configuration
+    /// the stream's view was opened with.
+    pub(crate) fn new(owned: Owned, permit: StreamPermit, boundary: u64) -> Self {
+        StateOutputStream {
+            owned,
+            permit,
+            writes: Mutex::new(Writes {
+                batch: Vec::new(),
+                batch_size: DEFAULT_BATCH_SIZE,
+                handed_over: 0,
+                boundary: Some(boundary),
+                pass_through: false,
+            }),
+        }
+    }
+
+    /// Batches writes smaller than `bytes` (default [`DEFAULT_BATCH_SIZE`];
+    /// 0 or 1 batches nothing: every write is a call into the component).
+    pub fn with_batch_size(self, bytes: usize) -> Self {
+        self.lock().batch_size = bytes;
+        self
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Writes> {
+        // A panic while holding the lock leaves at worst a batch the guest
+        // has not seen; the stream is still consistent for the next call.
+        self.writes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends `data`. Small writes are batched on the host (see the module
+    /// docs); larger ones go to the guest in calls of at most
+    /// [`crate::MAX_BYTES_PER_CALL`] bytes.
+    pub fn write(&self, data: &[u8]) -> Result<()> {
+        let mut w = self.lock();
+        if w.pass_through {
+            return self.permit.metered_write(data.len(), || self.guest_write(&mut w, data));
+        }
+        self.owned.tenant.check_not_poisoned()?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.permit.reserve(data.len())?;
+        let result = self.write_held_back(&mut w, data);
+        if result.is_err() {
+            self.permit.release(data.len());
+        }
+        result
+    }
+
+    /// The write of an open stream whose bytes are already counted.
+    fn write_held_back(&self, w: &mut Writes, data: &[u8]) -> Result<()> {
+        let len = data.len() as u64;
+        if let Some(boundary) = w.boundary
+            && w.handed_over + w.batch.len() as u64 + len > boundary
+        {
+            // The guest must see the write that crosses it, and succeed or
+            // fail with it itself (its messages name sizes and paths).
+            w.boundary = None;
+            self.hand_over(w)?;
+            return self.guest_write(w, data);
+        }
+        if w.batch.len() + data.len() < w.batch_size {
+            if w.batch.capacity() == 0 {
+                w.batch.reserve_exact(w.batch_size);
+            }
+            w.batch.extend_from_slice(data);
+            return Ok(());
+        }
+        self.hand_over(w)?;
+        if data.len() >= w.batch_size {
+            return self.guest_write(w, data);
+        }
+        w.batch.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// Hands the batch to the guest. On failure its bytes, refused by the
+    /// guest, no longer count against the tenant's limit.
+    fn hand_over(&self, w: &mut Writes) -> Result<()> {
+        if w.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut w.batch);
+        let result = self.guest_write(w, &batch);
+        if result.is_err() {
+            self.permit.release(batch.len());
+        }
+        w.batch = batch;
+        w.batch.clear();
+        result
+    }
+
+    /// `write` calls into the guest (at most [`crate::MAX_BYTES_PER_CALL`]
+    /// bytes each).
+    fn guest_write(&self, w: &mut Writes, data: &[u8]) -> Result<()> {
+        let result = pieces(data).try_for_each(|piece| {
+            self.owned
+                .call(|g, i, r| g.state_output_stream().call_write(&mut i.store, r, piece))
+        });
+        match result {
+            Ok(()) => w.handed_over += data.len() as u64,
+            Err(_) => w.pass_through = true,
+        }
+        result
+    }
+
+    /// Runs a guest call on the stream after its batch was handed over.
+    fn after_hand_over<T>(&self, w: &mut Writes, call: impl FnOnce() -> Result<T>) -> Result<T> {
+        let result = self.hand_over(w).and_then(|()| call());
+        if result.is_err() {
+            w.pass_through = true;
+        }
+        result
+    }
+
+    /// Bytes written so far (batched bytes included).
+    pub fn get_pos(&self) -> Result<u64> {
+        let w = self.lock();
+        let guest = self
+            .owned
+            .call_infallible(|g, i, r| g.state_output_stream().call_get_pos(&mut i.store, r))?;
+        Ok(guest + w.batch.len() as u64)
+    }
+
+    /// Hands the batch to the guest, then writes buffered bytes to the file
+    /// if there is one or the state is over the threshold; small state stays
+    /// in memory.
+    pub fn flush(&self) -> Result<()> {
+        let mut w = self.lock();
+        self.after_hand_over(&mut w, || {
+            self.owned
+                .call(|g, i, r| g.state_output_stream().call_flush(&mut i.store, r))
+        })
+    }
+
+    /// [`flush`](Self::flush), then makes the file's data durable.
+    pub fn sync(&self) -> Result<()> {
+        let mut w = self.lock();
+        self.after_hand_over(&mut w, || {
+            self.owned
+                .call(|g, i, r| g.state_output_stream().call_sync(&mut i.store, r))
+        })
+    }
+
+    /// Hands the batch to the guest and finishes the stream; `None` if
+    /// nothing was written.
+    pub fn close_and_get_handle(self) -> Result<Option<StateHandle>> {
+        self.close_shared()
+    }
+
+    /// [`close_and_get_handle`](Self::close_and_get_handle) of a stream that
+    /// is shared (the async API holds it in an `Arc`); later calls on it get
+    /// `closed` from the component.
+    pub(crate) fn close_shared(&self) -> Result<Option<StateHandle>> {
+        let mut w = self.lock();
+        let result = self.after_hand_over(&mut w, || {
+            self.owned
+                .call(|g, i, r| g.state_output_stream().call_close_and_get_handle(&mut i.store, r))
+        });
+        w.pass_through = true;
+        result
+    }
+}
