@@ -5,6 +5,14 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "checkpoint-storage",
     additional_derives: [PartialEq, Eq],
+    // The contract names WASI types (descriptors handed to the host for
+    // direct writes and reads): they are wasmtime-wasi's, in the tenant's
+    // resource table.
+    with: {
+        "wasi:filesystem/types": wasmtime_wasi::p2::bindings::sync::filesystem::types,
+        "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
+        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+    },
 });
 
 use exports::flink::checkpoint_storage::{coordinator, file_merging, restore, worker};

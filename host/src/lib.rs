@@ -51,6 +51,7 @@ mod config_check;
 #[cfg(test)]
 mod contract_tests;
 mod coordinator;
+mod direct_io;
 mod error;
 mod file_merging;
 pub mod gc;

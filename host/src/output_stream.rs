@@ -19,17 +19,37 @@
 //!
 //! Once the guest has refused anything (a closed, failed or discarded
 //! stream), every call goes straight to it, so it answers as it always did.
+//!
+//! Large writes skip guest memory altogether: once the stream's state lives
+//! in a file, the guest hands the host a descriptor of that file (one the
+//! guest opened itself on the file it created; WIT `prepare-direct-write`)
+//! and the host writes the caller's bytes, and its batches, straight into
+//! it at the end of the file, telling the guest how many with `advance`
+//! before any other call. The guest keeps the position, the inline-or-file
+//! decision and the file (its close syncs it, its discard deletes it). A
+//! failed direct write is done again through the guest, which then fails it
+//! (and discards the stream) exactly as it would have. Streams that do not
+//! hand their file over (memory backend, file merging) take the copying
+//! path as before.
 
+use crate::bindings::exports::flink::checkpoint_storage::worker::DirectAnswer;
+use crate::direct_io;
 use crate::error::Result;
 use crate::limits::StreamPermit;
 use crate::resource::{Owned, pieces};
 use crate::types::StateHandle;
-use std::sync::{Mutex, MutexGuard};
+use std::fs::File;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Default batch size: larger than the guest's default effective buffer
 /// (20 KiB), so a full batch skips the guest's buffer and goes to the file
 /// in one positional write. Writes of at least this size are not batched.
 pub const DEFAULT_BATCH_SIZE: usize = 64 * 1024;
+
+/// Smallest write for which the host asks the guest for its file before
+/// the stream writes directly: below it, the copy into guest memory costs
+/// less than the extra call. Once direct, every write is.
+const DIRECT_WRITE_MIN: usize = 16 * 1024;
 
 /// A state output stream. Dropping it without `close_and_get_handle`
 /// discards it (its file is deleted, batched bytes are dropped). It holds
@@ -57,6 +77,21 @@ struct Writes {
     /// The guest refused a call or the stream was closed: nothing is held
     /// back any more, every call goes to the guest.
     pass_through: bool,
+    /// The stream's file as the guest handed it over, for direct writes.
+    file: Option<Arc<File>>,
+    direct: Direct,
+}
+
+/// How the host's writes reach the stream's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direct {
+    /// Through the guest; ask before the next large write.
+    Unasked,
+    /// Through the guest, always: the stream never hands its file over.
+    Never,
+    /// Straight into the file: `offset` is where the guest's file ends,
+    /// `unreported` what the host wrote after it since the last `advance`.
+    Writing { offset: u64, unreported: u64 },
 }
 
 impl StateOutputStream {
@@ -73,6 +108,8 @@ impl StateOutputStream {
                 handed_over: 0,
                 boundary: Some(boundary),
                 pass_through: false,
+                file: None,
+                direct: Direct::Unasked,
             }),
         }
     }
@@ -120,7 +157,7 @@ impl StateOutputStream {
             // fail with it itself (its messages name sizes and paths).
             w.boundary = None;
             self.hand_over(w)?;
-            return self.guest_write(w, data);
+            return self.send(w, data);
         }
         if w.batch.len() + data.len() < w.batch_size {
             if w.batch.capacity() == 0 {
@@ -131,7 +168,7 @@ impl StateOutputStream {
         }
         self.hand_over(w)?;
         if data.len() >= w.batch_size {
-            return self.guest_write(w, data);
+            return self.send(w, data);
         }
         w.batch.extend_from_slice(data);
         Ok(())
@@ -144,12 +181,87 @@ impl StateOutputStream {
             return Ok(());
         }
         let batch = std::mem::take(&mut w.batch);
-        let result = self.guest_write(w, &batch);
+        let result = self.send(w, &batch);
         if result.is_err() {
             self.permit.release(batch.len());
         }
         w.batch = batch;
         w.batch.clear();
+        result
+    }
+
+    /// Writes `data` into the stream's file directly when the guest allows
+    /// it, else through the guest.
+    fn send(&self, w: &mut Writes, data: &[u8]) -> Result<()> {
+        if w.direct == Direct::Unasked && data.len() >= DIRECT_WRITE_MIN {
+            self.ask_direct(w, data.len())?;
+        }
+        if let (Direct::Writing { offset, unreported }, Some(file)) = (&mut w.direct, &w.file) {
+            match direct_io::write_all_at(file, data, *offset + *unreported) {
+                Ok(()) => {
+                    *unreported += data.len() as u64;
+                    w.handed_over += data.len() as u64;
+                    return Ok(());
+                }
+                Err(e) => {
+                    // The guest writes the same bytes at the same place and
+                    // reports a failure its own way (discarding the stream).
+                    tracing::debug!("a direct write failed ({e}); writing through the component");
+                    self.report(w)?;
+                    w.direct = Direct::Never;
+                    w.file = None;
+                }
+            }
+        }
+        self.guest_write(w, data)
+    }
+
+    /// Asks the guest whether the next `len` bytes may go straight into
+    /// its file.
+    fn ask_direct(&self, w: &mut Writes, len: usize) -> Result<()> {
+        let answer = self.owned.call(|g, i, r| {
+            let answer = g
+                .state_output_stream()
+                .call_prepare_direct_write(&mut i.store, r, len as u64)?;
+            // The descriptor leaves the tenant's table in any case: the host
+            // keeps the file itself, and nothing of the guest refers to it.
+            Ok(answer.map(|(answer, file)| {
+                let file = file.and_then(|f| direct_io::take_file(i.store.data_mut().table_mut(), f, true));
+                (answer, file)
+            }))
+        });
+        let (answer, file) = answer.inspect_err(|_| w.pass_through = true)?;
+        if let Some(file) = file {
+            w.file = Some(file);
+        }
+        w.direct = match answer {
+            DirectAnswer::Copy => Direct::Unasked,
+            DirectAnswer::Ready(offset) if w.file.is_some() => Direct::Writing { offset, unreported: 0 },
+            DirectAnswer::Ready(_) | DirectAnswer::Never => Direct::Never,
+        };
+        Ok(())
+    }
+
+    /// Tells the guest what the host wrote into its file since the last
+    /// report; before any other call on the stream.
+    fn report(&self, w: &mut Writes) -> Result<()> {
+        let Direct::Writing { offset, unreported } = &mut w.direct else {
+            return Ok(());
+        };
+        if *unreported == 0 {
+            return Ok(());
+        }
+        let written = *unreported;
+        let result = self
+            .owned
+            .call(|g, i, r| g.state_output_stream().call_advance(&mut i.store, r, written));
+        match result {
+            Ok(()) => {
+                *offset += written;
+                *unreported = 0;
+            }
+            Err(_) => w.pass_through = true,
+        }
         result
     }
 
@@ -169,7 +281,7 @@ impl StateOutputStream {
 
     /// Runs a guest call on the stream after its batch was handed over.
     fn after_hand_over<T>(&self, w: &mut Writes, call: impl FnOnce() -> Result<T>) -> Result<T> {
-        let result = self.hand_over(w).and_then(|()| call());
+        let result = self.hand_over(w).and_then(|()| self.report(w)).and_then(|()| call());
         if result.is_err() {
             w.pass_through = true;
         }
@@ -179,6 +291,13 @@ impl StateOutputStream {
     /// Bytes written so far (batched bytes included).
     pub fn get_pos(&self) -> Result<u64> {
         let w = self.lock();
+        if let Direct::Writing { offset, unreported } = w.direct
+            && !w.pass_through
+        {
+            // The guest's buffer is empty: its position is its file's end.
+            self.owned.tenant.check_not_poisoned()?;
+            return Ok(offset + unreported + w.batch.len() as u64);
+        }
         let guest = self
             .owned
             .call_infallible(|g, i, r| g.state_output_stream().call_get_pos(&mut i.store, r))?;
@@ -221,6 +340,8 @@ impl StateOutputStream {
                 .call(|g, i, r| g.state_output_stream().call_close_and_get_handle(&mut i.store, r))
         });
         w.pass_through = true;
+        w.file = None;
+        w.direct = Direct::Never;
         result
     }
 }

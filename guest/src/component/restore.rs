@@ -5,8 +5,10 @@ use super::exports::flink::checkpoint_storage::types as wit;
 use super::types::*;
 use super::{Component, sandbox};
 use crate::wasi_sandbox::WasiReader;
+use checkpoint_storage_core::paths::GuestPath;
 use checkpoint_storage_core::restore as restore_logic;
 use std::cell::RefCell;
+use wasip2::filesystem::types::Descriptor;
 
 impl restore::Guest for Component {
     type StateInputStream = InputStreamImpl;
@@ -39,5 +41,26 @@ impl restore::GuestStateInputStream for InputStreamImpl {
 
     fn size(&self) -> u64 {
         self.0.borrow().size()
+    }
+
+    fn open_direct_read(&self) -> WitResult<Option<(Descriptor, restore::DirectRead)>> {
+        let stream = self.0.borrow();
+        let Some((reader, path, base)) = stream.file_source() else {
+            return Ok(None);
+        };
+        // The path was checked when the stream opened; a failure to reopen
+        // it only means the host reads through `read`.
+        let Ok(path) = GuestPath::parse(path) else {
+            return Ok(None);
+        };
+        let file = sandbox()?.host_read_handle(&path, reader).ok().flatten();
+        Ok(file.map(|file| {
+            let at = restore::DirectRead {
+                base,
+                size: stream.size(),
+                pos: stream.pos(),
+            };
+            (file, at)
+        }))
     }
 }

@@ -3,14 +3,16 @@
 
 use super::exports::flink::checkpoint_storage::types as wit;
 use super::exports::flink::checkpoint_storage::worker::{
-    CheckpointStateToolset, Guest, GuestCheckpointStateToolset, GuestStateOutputStream, GuestStreamFactory,
-    GuestWorkerView, StateOutputStream, StreamFactory, WorkerView,
+    CheckpointStateToolset, DirectAnswer, Guest, GuestCheckpointStateToolset, GuestStateOutputStream,
+    GuestStreamFactory, GuestWorkerView, StateOutputStream, StreamFactory, WorkerView,
 };
 use super::types::*;
 use super::{Component, sandbox};
 use crate::wasi_sandbox::WasiSandbox;
 use checkpoint_storage_core::access::{self, BoxedStream};
+use checkpoint_storage_core::output_stream::DirectWrite as CoreDirectWrite;
 use std::cell::RefCell;
+use wasip2::filesystem::types::Descriptor;
 
 impl Guest for Component {
     type WorkerView = WorkerViewImpl;
@@ -126,6 +128,23 @@ impl GuestStateOutputStream for StreamImpl {
             .close_and_get_handle()
             .map(|h| h.map(to_wit_handle))
             .map_err(to_wit_error)
+    }
+
+    fn prepare_direct_write(&self, len: u64) -> WitResult<(DirectAnswer, Option<Descriptor>)> {
+        let answer = self.0.borrow_mut().prepare_direct_write(len).map_err(to_wit_error)?;
+        Ok(match answer {
+            CoreDirectWrite::Copy => (DirectAnswer::Copy, None),
+            CoreDirectWrite::Never => (DirectAnswer::Never, None),
+            // `WasiSandbox::host_write_handle` gives descriptors only.
+            CoreDirectWrite::Ready { offset, file } => (
+                DirectAnswer::Ready(offset),
+                file.and_then(|f| f.downcast::<Descriptor>().ok()).map(|d| *d),
+            ),
+        })
+    }
+
+    fn advance(&self, written: u64) -> WitResult<()> {
+        self.0.borrow_mut().advance(written).map_err(to_wit_error)
     }
 }
 

@@ -8,6 +8,7 @@ mod adversarial;
 mod buffered_stream;
 mod cache;
 mod coordinator;
+mod direct_io;
 mod hardening;
 mod isolation;
 mod jco;
