@@ -13,6 +13,7 @@ mod machine;
 mod memory;
 pub mod native;
 mod report;
+mod restore_read;
 mod small_state;
 mod subsumption;
 mod tenant_start;
@@ -273,6 +274,8 @@ pub fn run(options: &BenchOptions, progress: &ProgressBar) -> Result<Report, Ben
     }
     progress.set_message("small states");
     let small = small_state::measure(&ws, options.small_states, progress)?;
+    progress.set_message("restore reads");
+    let restore = restore_read::measure(&ws, &data, options.streams_per_chunk_size())?;
     drop(ws);
 
     progress.set_message("subsumption, 100 shared files");
@@ -322,6 +325,7 @@ pub fn run(options: &BenchOptions, progress: &ProgressBar) -> Result<Report, Ben
 
     let mut figures = report::figures(&throughput, &small, &native_start, &starts, &memory);
     figures.push(dir_sync::figure(&dir_sync));
+    figures.extend(restore_read::figures(&restore));
     figures.extend(report::subsumption_figures(&subsumption));
     Ok(Report {
         machine,
