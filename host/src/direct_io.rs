@@ -34,6 +34,16 @@ pub(crate) fn write_all_at(file: &File, data: &[u8], offset: u64) -> std::io::Re
     file.write_all_at(data, offset)
 }
 
+/// One positional read into `buf`; returns how many bytes (0 at the end).
+pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    loop {
+        match file.read_at(buf, offset) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Appends up to `len` bytes read at `offset` to `out`, without zeroing
 /// the room first; fewer only at the end of the file. Returns how many.
 pub(crate) fn read_at_into(file: &File, out: &mut Vec<u8>, len: usize, offset: u64) -> std::io::Result<usize> {

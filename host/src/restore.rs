@@ -105,6 +105,36 @@ impl StateInputStream {
         Ok(out)
     }
 
+    /// Reads up to `buf.len()` bytes (at most [`crate::MAX_BYTES_PER_CALL`])
+    /// from the current position into `buf`, as `std::io::Read::read`:
+    /// returns how many, 0 only at the end (or for an empty `buf`). Large
+    /// reads of file state go from the file straight into `buf`.
+    pub fn read_into(&self, buf: &mut [u8]) -> Result<usize> {
+        let len = buf.len().min(crate::MAX_BYTES_PER_CALL);
+        let mut d = self.lock();
+        if self.direct_ready(&mut d, len as u64)?
+            && let DirectRead::Reading { file, base, size, pos } = &mut *d
+        {
+            let len = len.min((*size - *pos) as usize);
+            match direct_io::read_at(file, &mut buf[..len], *base + *pos) {
+                Ok(n) => {
+                    *pos += n as u64;
+                    return Ok(n);
+                }
+                Err(e) => {
+                    tracing::debug!("a direct read failed ({e}); reading through the component");
+                    let at = *pos;
+                    *d = DirectRead::Never;
+                    self.seek_guest(at)?;
+                }
+            }
+        }
+        drop(d);
+        let data = self.read(len as u64)?;
+        buf[..data.len()].copy_from_slice(&data);
+        Ok(data.len())
+    }
+
     /// Whether reads of `len` bytes go to the file directly (asking the
     /// guest for it first if they are large).
     fn direct_ready(&self, d: &mut DirectRead, len: u64) -> Result<bool> {
@@ -243,5 +273,13 @@ impl StateInputStream {
             }
             out.extend_from_slice(&piece);
         }
+    }
+}
+
+/// For callers that deserialise state through `std::io::Read`
+/// ([`StateInputStream::read_into`]).
+impl std::io::Read for &StateInputStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.read_into(buf).map_err(std::io::Error::other)
     }
 }

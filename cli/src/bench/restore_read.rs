@@ -1,7 +1,7 @@
 //! Restore read throughput: reading large states back through the
-//! component (`Tenant::open_input_stream` and `read` in chunks) against a
-//! native read of the same bytes (`std::fs::File` and `read` into one reused
-//! buffer: the least a native reader does).
+//! component (`Tenant::open_input_stream` and `read_into` one reused buffer)
+//! against a native read of the same bytes (`std::fs::File` and `read` into
+//! one reused buffer).
 //!
 //! Both read files that were just written, so the page cache serves them:
 //! what remains is the per-read cost of each side, which is what the
@@ -61,9 +61,10 @@ pub fn measure(ws: &Workspace, data: &[u8], states: u64) -> Result<Vec<RestoreRe
     let mut buf = vec![0u8; READ_SIZES.iter().copied().max().unwrap_or(0)];
     for read_size in READ_SIZES {
         // One unmeasured read each way first (allocator, first calls).
-        read_component(ws, &written[0].0, read_size, data.len())?;
+        read_component(ws, &written[0].0, &mut buf[..read_size], data.len())?;
         read_native(&written[0].1, &mut buf[..read_size], data.len())?;
         let (mut component, mut native) = (Vec::new(), Vec::new());
+        let buf = &mut buf[..read_size];
         for (round, (handle, path)) in written.iter().enumerate() {
             // Alternating which goes first spreads any order effect.
             let mut sides = [true, false];
@@ -73,10 +74,10 @@ pub fn measure(ws: &Workspace, data: &[u8], states: u64) -> Result<Vec<RestoreRe
             for through_component in sides {
                 let started = Instant::now();
                 if through_component {
-                    read_component(ws, handle, read_size, data.len())?;
+                    read_component(ws, handle, buf, data.len())?;
                     component.push(mib_s(data.len(), started.elapsed().as_secs_f64()));
                 } else {
-                    read_native(path, &mut buf[..read_size], data.len())?;
+                    read_native(path, buf, data.len())?;
                     native.push(mib_s(data.len(), started.elapsed().as_secs_f64()));
                 }
             }
@@ -95,16 +96,17 @@ pub fn measure(ws: &Workspace, data: &[u8], states: u64) -> Result<Vec<RestoreRe
     Ok(results)
 }
 
-/// Reads a whole state through the component in reads of `read_size`.
-fn read_component(ws: &Workspace, handle: &StateHandle, read_size: usize, expected: usize) -> Result<(), BenchError> {
+/// Reads a whole state through the component into `buf`, reused for every
+/// read, as the native side does.
+fn read_component(ws: &Workspace, handle: &StateHandle, buf: &mut [u8], expected: usize) -> Result<(), BenchError> {
     let input = ws.tenant.open_input_stream(handle)?;
     let mut total = 0;
     loop {
-        let piece = input.read(read_size as u64)?;
-        if piece.is_empty() {
+        let n = input.read_into(buf)?;
+        if n == 0 {
             break;
         }
-        total += piece.len();
+        total += n;
     }
     check_len(total, expected)
 }

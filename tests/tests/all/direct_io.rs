@@ -267,3 +267,35 @@ fn read_state_of_a_large_state_is_bounded_as_before() {
         Err(Error::Limit(LimitExceeded::StateTooLarge { size, .. })) if size == 2 << 20
     ));
 }
+
+#[test]
+fn read_into_and_io_read_give_the_states_bytes() {
+    use std::io::Read;
+    let t = TestTenant::new();
+    let f = factory(&t);
+    let data = bytes(3 << 20, 8);
+    let h = f.write_state(StateScope::Exclusive, &data).unwrap().unwrap();
+    let input = t.tenant.open_input_stream(&h).unwrap();
+    let mut small = [0u8; 100];
+    assert_eq!(
+        input.read_into(&mut small).unwrap(),
+        100,
+        "a small read through the component"
+    );
+    assert_eq!(&small[..], &data[..100]);
+    let mut big = vec![0u8; 2 << 20];
+    let n = input.read_into(&mut big).unwrap();
+    assert_eq!(n, 1 << 20, "at most MAX_BYTES_PER_CALL per call");
+    assert_eq!(&big[..n], &data[100..100 + n]);
+    let mut rest = Vec::new();
+    Read::read_to_end(&mut &input, &mut rest).unwrap();
+    assert_eq!(rest, &data[100 + n..]);
+    assert_eq!(input.read_into(&mut big).unwrap(), 0, "0 at the end");
+    // Inline state reads the same way.
+    let inline = f.write_state(StateScope::Exclusive, b"tiny").unwrap().unwrap();
+    let mut back = String::new();
+    (&t.tenant.open_input_stream(&inline).unwrap())
+        .read_to_string(&mut back)
+        .unwrap();
+    assert_eq!(back, "tiny");
+}
