@@ -82,6 +82,16 @@ struct Writes {
     direct: Direct,
 }
 
+impl Writes {
+    /// The guest refused a call or the stream is closed: from now on every
+    /// call goes to the guest, and the host writes nothing itself.
+    fn stop(&mut self) {
+        self.pass_through = true;
+        self.direct = Direct::Never;
+        self.file = None;
+    }
+}
+
 /// How the host's writes reach the stream's file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Direct {
@@ -230,7 +240,7 @@ impl StateOutputStream {
                 (answer, file)
             }))
         });
-        let (answer, file) = answer.inspect_err(|_| w.pass_through = true)?;
+        let (answer, file) = answer.inspect_err(|_| w.stop())?;
         if let Some(file) = file {
             w.file = Some(file);
         }
@@ -260,7 +270,7 @@ impl StateOutputStream {
                 *offset += written;
                 *unreported = 0;
             }
-            Err(_) => w.pass_through = true,
+            Err(_) => w.stop(),
         }
         result
     }
@@ -274,7 +284,7 @@ impl StateOutputStream {
         });
         match result {
             Ok(()) => w.handed_over += data.len() as u64,
-            Err(_) => w.pass_through = true,
+            Err(_) => w.stop(),
         }
         result
     }
@@ -283,7 +293,7 @@ impl StateOutputStream {
     fn after_hand_over<T>(&self, w: &mut Writes, call: impl FnOnce() -> Result<T>) -> Result<T> {
         let result = self.hand_over(w).and_then(|()| self.report(w)).and_then(|()| call());
         if result.is_err() {
-            w.pass_through = true;
+            w.stop();
         }
         result
     }
@@ -339,9 +349,7 @@ impl StateOutputStream {
             self.owned
                 .call(|g, i, r| g.state_output_stream().call_close_and_get_handle(&mut i.store, r))
         });
-        w.pass_through = true;
-        w.file = None;
-        w.direct = Direct::Never;
+        w.stop();
         result
     }
 }
