@@ -3,10 +3,11 @@
 //! against a native read of the same bytes (`std::fs::File` and `read` into
 //! one reused buffer).
 //!
-//! Both read files that were just written, so the page cache serves them:
-//! what remains is the per-read cost of each side, which is what the
-//! component adds. The two take turns state by state, so that both see the
-//! same machine conditions; medians are compared.
+//! Both read the very same file (the state's, found by its handle), just
+//! written, so the page cache serves it: what remains is the cost of each
+//! side, which is what the component adds. The two take turns state by
+//! state, so that both see the same machine conditions; medians are
+//! compared.
 
 use super::report::{Figure, Target};
 use super::{BenchError, Workspace, io_error};
@@ -39,13 +40,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-/// Writes `states` states of `data` through the component and the same
-/// bytes natively, then reads them back each way per read size.
+/// Writes `states` states of `data` through the component, then reads each
+/// back both ways per read size.
 pub fn measure(ws: &Workspace, data: &[u8], states: u64) -> Result<Vec<RestoreReadResult>, BenchError> {
-    let native_dir = ws.native_dir.join("restore");
-    std::fs::create_dir_all(&native_dir).map_err(io_error("creating the restore directory"))?;
     let mut written: Vec<(StateHandle, PathBuf)> = Vec::new();
-    for i in 0..states.max(1) {
+    for _ in 0..states.max(1) {
         let stream = ws
             .factory
             .create_checkpoint_state_output_stream(StateScope::Exclusive)?;
@@ -53,8 +52,10 @@ pub fn measure(ws: &Workspace, data: &[u8], states: u64) -> Result<Vec<RestoreRe
         let handle = stream
             .close_and_get_handle()?
             .ok_or_else(|| BenchError::Invalid("a restore state was empty".into()))?;
-        let path = native_dir.join(format!("state-{i}"));
-        std::fs::write(&path, data).map_err(io_error("writing a native restore state"))?;
+        let path = handle
+            .file_path()
+            .and_then(|p| ws.tenant.host_path(p))
+            .ok_or_else(|| BenchError::Invalid(format!("the restore state {handle} is not a file")))?;
         written.push((handle, path));
     }
     let mut results = Vec::new();
@@ -89,9 +90,8 @@ pub fn measure(ws: &Workspace, data: &[u8], states: u64) -> Result<Vec<RestoreRe
             native_mib_s: median(native),
         });
     }
-    for (handle, path) in written {
+    for (handle, _) in written {
         ws.tenant.discard_state(&handle)?;
-        std::fs::remove_file(&path).map_err(io_error("removing a native restore state"))?;
     }
     Ok(results)
 }
