@@ -353,3 +353,68 @@ impl StateOutputStream {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Direct;
+    use crate::{FileMergingOptions, LocationReference, Plugin, StateScope, StorageConfig, SubtaskKey, TenantConfig};
+
+    #[test]
+    fn file_streams_write_large_state_directly_merging_and_memory_streams_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = "0123456789abcdef0123456789abcdef";
+        std::fs::create_dir_all(dir.path().join(job).join("chk-1")).unwrap();
+        std::fs::create_dir_all(dir.path().join(job).join("shared")).unwrap();
+        let tenant = Plugin::load().unwrap().tenant(TenantConfig::new(dir.path())).unwrap();
+        let chunk = vec![5u8; 1 << 20];
+        let direct_after_write = |stream: crate::StateOutputStream| {
+            assert_eq!(stream.lock().direct, Direct::Unasked);
+            stream.write(&chunk).unwrap();
+            stream.write(&chunk).unwrap();
+            let direct = stream.lock().direct;
+            assert_eq!(stream.get_pos().unwrap(), 2 << 20);
+            assert!(stream.close_and_get_handle().unwrap().is_some());
+            direct
+        };
+
+        let view = tenant.open_worker_view(&StorageConfig::filesystem(job)).unwrap();
+        let plain = view
+            .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+            .unwrap();
+        let direct = direct_after_write(
+            plain
+                .create_checkpoint_state_output_stream(StateScope::Exclusive)
+                .unwrap(),
+        );
+        assert_eq!(
+            direct,
+            Direct::Writing {
+                offset: 0,
+                unreported: 2 << 20
+            }
+        );
+
+        let memory = tenant
+            .open_worker_view(&StorageConfig::memory(job))
+            .unwrap()
+            .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+            .unwrap();
+        let stream = memory
+            .create_checkpoint_state_output_stream(StateScope::Shared)
+            .unwrap();
+        assert_eq!(direct_after_write(stream), Direct::Never);
+
+        let manager = tenant
+            .open_file_merging_manager(&StorageConfig::filesystem(job), "tm-1", &FileMergingOptions::enabled())
+            .unwrap();
+        let subtask = SubtaskKey::new("a3f1c2d4e5f60718293a4b5c6d7e8f90", 0, 1);
+        manager.register_subtask(&subtask).unwrap();
+        let merging = manager
+            .resolve_checkpoint_storage_location(&subtask, 1, &LocationReference::Default)
+            .unwrap();
+        let stream = merging
+            .create_checkpoint_state_output_stream(StateScope::Shared)
+            .unwrap();
+        assert_eq!(direct_after_write(stream), Direct::Never);
+    }
+}

@@ -283,3 +283,36 @@ impl std::io::Read for &StateInputStream {
         self.read_into(buf).map_err(std::io::Error::other)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DirectRead;
+    use crate::{LocationReference, Plugin, StateScope, StorageConfig, TenantConfig};
+
+    #[test]
+    fn large_reads_of_file_state_come_from_the_file_small_ones_and_inline_state_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = "0123456789abcdef0123456789abcdef";
+        std::fs::create_dir_all(dir.path().join(job).join("shared")).unwrap();
+        let tenant = Plugin::load().unwrap().tenant(TenantConfig::new(dir.path())).unwrap();
+        let view = tenant.open_worker_view(&StorageConfig::filesystem(job)).unwrap();
+        let f = view
+            .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+            .unwrap();
+        let data: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 249) as u8).collect();
+        let file = f.write_state(StateScope::Shared, &data).unwrap().unwrap();
+        let input = tenant.open_input_stream(&file).unwrap();
+        assert_eq!(input.read(100).unwrap(), &data[..100]);
+        assert!(
+            matches!(*input.lock(), DirectRead::Unasked),
+            "a small read goes through the guest"
+        );
+        assert_eq!(input.read(1 << 20).unwrap(), &data[100..(1 << 20) + 100]);
+        assert!(matches!(*input.lock(), DirectRead::Reading { .. }));
+
+        let inline = f.write_state(StateScope::Shared, b"small").unwrap().unwrap();
+        let input = tenant.open_input_stream(&inline).unwrap();
+        assert_eq!(input.read(1 << 20).unwrap(), b"small");
+        assert!(matches!(*input.lock(), DirectRead::Never), "inline state has no file");
+    }
+}
