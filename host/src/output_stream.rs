@@ -8,10 +8,14 @@
 //! guest decides changes: whether state ends inline or in a file depends on
 //! its total size only, never on how it was chunked. What must stay exact
 //! is kept exact:
-//! - the memory backend's maximum state size: the host knows it from the
-//!   configuration the view was opened with, and a write that would cross it
-//!   is handed to the guest at once (after the batch), so the guest refuses
-//!   that very write with `state-too-large`;
+//! - the write at which the guest's stream changes course: the memory
+//!   backend's maximum state size (beyond it the write fails with
+//!   `state-too-large`) and the filesystem backend's effective buffer size
+//!   (beyond it the guest creates the stream's file, which may fail, e.g.
+//!   with `not-found` for a missing directory). The host knows both from the
+//!   configuration the view was opened with and hands the write that
+//!   crosses them on at once (after the batch), so that very write succeeds
+//!   or fails as it would unbatched;
 //! - the position: the guest's plus what is batched;
 //! - the tenant's byte limit: every write is counted (or refused) when it is
 //!   made, batched or not; bytes the guest later refuses are taken back;
@@ -125,9 +129,11 @@ impl StateOutputStream {
     }
 
     /// Batches writes smaller than `bytes` (default [`DEFAULT_BATCH_SIZE`];
-    /// 0 or 1 batches nothing: every write is a call into the component).
+    /// 0 or 1 batches nothing: every write is handed on at once; at most
+    /// [`crate::MAX_BYTES_PER_CALL`], larger sizes count as it, since the
+    /// batch is held in host memory).
     pub fn with_batch_size(self, bytes: usize) -> Self {
-        self.lock().batch_size = bytes;
+        self.lock().batch_size = bytes.min(crate::MAX_BYTES_PER_CALL);
         self
     }
 
@@ -138,7 +144,8 @@ impl StateOutputStream {
     }
 
     /// Appends `data`. Small writes are batched on the host (see the module
-    /// docs); larger ones go to the guest in calls of at most
+    /// docs); larger ones, and full batches, go straight into the stream's
+    /// file once it has one, else to the guest in calls of at most
     /// [`crate::MAX_BYTES_PER_CALL`] bytes.
     pub fn write(&self, data: &[u8]) -> Result<()> {
         let mut w = self.lock();
