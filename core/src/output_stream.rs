@@ -14,7 +14,7 @@ use crate::entropy::Entropy;
 use crate::error::{ErrorCode, Result, StorageError};
 use crate::handle::StateHandle;
 use crate::paths::GuestPath;
-use crate::sandbox::{FsErrorKind, Sandbox, StateFile};
+use crate::sandbox::{FsErrorKind, HostHandle, Sandbox, StateFile};
 use std::rc::Rc;
 
 /// Flink's number of attempts to find an unused random file name.
@@ -41,6 +41,54 @@ pub trait CheckpointStateOutputStream {
     fn close_and_get_handle(&mut self) -> Result<Option<StateHandle>>;
     /// Discards the stream: deletes its file, if any. Idempotent, never fails.
     fn discard(&mut self);
+
+    /// Whether the host may write the next `len` bytes into the stream's
+    /// file itself (see [`DirectWrite`]). Streams that never hand their file
+    /// over (the memory backend, file merging) answer `Never`.
+    fn prepare_direct_write(&mut self, len: u64) -> Result<DirectWrite> {
+        let _ = len;
+        Ok(DirectWrite::Never)
+    }
+
+    /// The host wrote `written` more bytes at the end of the file since the
+    /// last `Ready` or `advance`: they become part of the stream.
+    fn advance(&mut self, written: u64) -> Result<()> {
+        let _ = written;
+        Err(StorageError::invalid_argument(
+            "advance: this stream never hands its file to the host, so the host wrote nothing into it; write through `write`",
+        ))
+    }
+}
+
+/// The answer to [`CheckpointStateOutputStream::prepare_direct_write`].
+///
+/// The stream keeps its position, its threshold decision and its file; it
+/// only lets the host put bytes at the end of the file with a handle of its
+/// own, and learns of them through `advance` before any other operation.
+pub enum DirectWrite {
+    /// Write these bytes through `write`: the stream would buffer them (no
+    /// file is needed yet, so the state may still end inline).
+    Copy,
+    /// This stream never hands its file over: always write through `write`.
+    Never,
+    /// The stream's buffer is in its file; the host may write at `offset`
+    /// and on, then `advance`. `file` is the handle to write with, given the
+    /// first time only (the host keeps it for the stream's life).
+    Ready { offset: u64, file: Option<HostHandle> },
+}
+
+impl std::fmt::Debug for DirectWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DirectWrite::Copy => f.write_str("Copy"),
+            DirectWrite::Never => f.write_str("Never"),
+            DirectWrite::Ready { offset, file } => f
+                .debug_struct("Ready")
+                .field("offset", offset)
+                .field("file", &file.is_some())
+                .finish(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +122,20 @@ pub struct FsOutputStream<S: Sandbox> {
     /// Object storage: the marker in a new file's key becomes random
     /// characters.
     entropy: Option<Entropy>,
+    /// How far the host writes into the file itself.
+    host: HostWrites,
+}
+
+/// The stream's side of direct writes by the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostWrites {
+    /// The host has no handle of the file yet.
+    NoHandle,
+    /// The host has a handle; `ready`: the buffer is empty, so the host may
+    /// append at the end of the file (until the stream buffers again).
+    Handed { ready: bool },
+    /// The environment gives no handle: everything goes through `write`.
+    Unavailable,
 }
 
 impl<S: Sandbox> FsOutputStream<S> {
@@ -90,6 +152,7 @@ impl<S: Sandbox> FsOutputStream<S> {
             file: None,
             phase: Phase::Open,
             entropy: None,
+            host: HostWrites::NoHandle,
         }
     }
 
@@ -274,7 +337,57 @@ impl<S: Sandbox> FsOutputStream<S> {
 impl<S: Sandbox> CheckpointStateOutputStream for FsOutputStream<S> {
     fn write(&mut self, data: &[u8]) -> Result<()> {
         self.check_open("write")?;
+        if let HostWrites::Handed { ready } = &mut self.host {
+            // Bytes in the buffer would come before any the host appends.
+            *ready = false;
+        }
         self.write_inner(data).map_err(|e| self.fail(e))
+    }
+
+    fn prepare_direct_write(&mut self, len: u64) -> Result<DirectWrite> {
+        self.check_open("write")?;
+        if self.host == HostWrites::Unavailable {
+            return Ok(DirectWrite::Never);
+        }
+        if (self.buf.len() as u64).saturating_add(len) <= self.buffer_size as u64 {
+            return Ok(DirectWrite::Copy);
+        }
+        // The write would overflow the buffer, so it goes to the file: the
+        // file is created (its failures are the write's) and takes the buffer.
+        self.flush_to_file().map_err(|e| self.fail(e))?;
+        let f = self.file.as_ref().expect("file exists");
+        let file = match self.host {
+            HostWrites::Handed { .. } => None,
+            _ => match self.sandbox.host_write_handle(&f.path, &f.file) {
+                Ok(Some(handle)) => Some(handle),
+                // No handle (or none that is surely this file): the bytes
+                // take the copying path, which fails or not as it always did.
+                Ok(None) | Err(_) => {
+                    self.host = HostWrites::Unavailable;
+                    return Ok(DirectWrite::Never);
+                }
+            },
+        };
+        self.host = HostWrites::Handed { ready: true };
+        Ok(DirectWrite::Ready { offset: f.len, file })
+    }
+
+    fn advance(&mut self, written: u64) -> Result<()> {
+        self.check_open("advance")?;
+        let f = match (&self.host, self.file.as_mut()) {
+            (HostWrites::Handed { ready: true }, Some(f)) => f,
+            _ => {
+                return Err(StorageError::invalid_argument(
+                    "advance: no direct write is prepared (the stream has buffered bytes since, or never handed its file over); call prepare-direct-write first",
+                ));
+            }
+        };
+        f.len = f.len.checked_add(written).ok_or_else(|| {
+            StorageError::invalid_argument(format!(
+                "advance: {written} more bytes would take the file past the largest size"
+            ))
+        })?;
+        Ok(())
     }
 
     fn pos(&self) -> u64 {

@@ -78,6 +78,15 @@ impl<R: ReadFile> StateInputStream<R> {
         self.size
     }
 
+    /// The file this stream reads, its path and where the state starts in
+    /// it; `None` for inline state.
+    pub fn file_source(&self) -> Option<(&R, &str, u64)> {
+        match &self.source {
+            Source::Inline(_) => None,
+            Source::File { reader, path, base } => Some((reader, path, *base)),
+        }
+    }
+
     pub fn pos(&self) -> u64 {
         self.pos
     }

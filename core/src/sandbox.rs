@@ -4,7 +4,12 @@
 //! use an in-memory fake (`test_support`).
 
 use crate::paths::GuestPath;
+use std::any::Any;
 use std::fmt;
+
+/// A file handle the environment gives away to the host (in the component:
+/// a `wasi:filesystem` descriptor); opaque to the storage logic.
+pub type HostHandle = Box<dyn Any>;
 
 /// Kinds of filesystem failure the logic distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +141,17 @@ pub trait Sandbox {
     fn names_file(&self, path: &GuestPath, file: &Self::File) -> Result<bool, FsError> {
         let _ = (path, file);
         Ok(true)
+    }
+
+    /// A second handle of the open state file `file` (named `path`), opened
+    /// for writing, that the host writes the stream's next bytes into
+    /// itself, so that large state never passes through the component's
+    /// memory. It must be the very file `file` is (never whatever the path
+    /// names now). `None`: this environment has no such handle to give, and
+    /// every byte goes through `StateFile::write_all_at`.
+    fn host_write_handle(&self, path: &GuestPath, file: &Self::File) -> Result<Option<HostHandle>, FsError> {
+        let _ = (path, file);
+        Ok(None)
     }
 
     /// Whether the tenant may only read: every operation that would write,

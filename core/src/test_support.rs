@@ -1,7 +1,7 @@
 //! An in-memory sandbox for native unit tests, with fault injection.
 
 use crate::paths::GuestPath;
-use crate::sandbox::{EntryKind, FsError, FsErrorKind, ReadFile, Sandbox, Stat, StateFile};
+use crate::sandbox::{EntryKind, FsError, FsErrorKind, HostHandle, ReadFile, Sandbox, Stat, StateFile};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
@@ -22,6 +22,24 @@ pub struct MemSandbox {
     pub read_only: Cell<bool>,
     /// Faults shared with the open files.
     pub faults: Rc<Faults>,
+    /// Makes `host_write_handle` answer that there is none.
+    pub no_host_handles: Cell<bool>,
+}
+
+/// What `MemSandbox::host_write_handle` gives: the file's bytes, for a test
+/// to write into as the host would.
+pub struct MemHostHandle(Data);
+
+impl MemHostHandle {
+    /// Writes `data` at `offset`, as the host's positional write.
+    pub fn write_at(&self, data: &[u8], offset: u64) {
+        let mut d = self.0.borrow_mut();
+        let end = offset as usize + data.len();
+        if d.len() < end {
+            d.resize(end, 0);
+        }
+        d[offset as usize..end].copy_from_slice(data);
+    }
 }
 
 impl MemSandbox {
@@ -280,6 +298,13 @@ impl Sandbox for MemSandbox {
 
     fn names_file(&self, path: &GuestPath, file: &MemFile) -> Result<bool, FsError> {
         Ok(self.files.borrow().get(path).is_some_and(|d| Rc::ptr_eq(d, &file.data)))
+    }
+
+    fn host_write_handle(&self, _path: &GuestPath, file: &MemFile) -> Result<Option<HostHandle>, FsError> {
+        if self.no_host_handles.get() {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(MemHostHandle(file.data.clone()))))
     }
 
     fn read_only(&self) -> bool {

@@ -726,3 +726,98 @@ mod coordinator_and_restore {
         loc.dispose_on_failure().unwrap();
     }
 }
+
+mod direct_writes {
+    //! The host writing large state into the stream's file itself: the
+    //! stream keeps its position, its threshold decision and its file.
+    use super::*;
+    use crate::output_stream::DirectWrite;
+    use crate::test_support::MemHostHandle;
+
+    fn ready(answer: DirectWrite) -> (u64, Option<Box<MemHostHandle>>) {
+        match answer {
+            DirectWrite::Ready { offset, file } => (offset, file.map(|f| f.downcast::<MemHostHandle>().unwrap())),
+            other => panic!("expected Ready, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_host_appends_after_the_buffer_and_the_handle_has_every_byte() {
+        let s = MemSandbox::with_dirs(&[DIR]);
+        let mut st = stream(&s, 10, 100, false);
+        st.write(&[1; 60]).unwrap();
+        // Fits the buffer: the stream would keep it, so the host copies.
+        assert!(matches!(st.prepare_direct_write(40).unwrap(), DirectWrite::Copy));
+        assert!(s.files_in(DIR).is_empty(), "no file yet: the state may still be inline");
+        let (offset, file) = ready(st.prepare_direct_write(41).unwrap());
+        assert_eq!(offset, 60, "the buffer went to the file first");
+        let file = file.expect("the first Ready hands the file over");
+        file.write_at(&[2; 41], offset);
+        st.advance(41).unwrap();
+        assert_eq!(st.pos(), 101);
+        // Later answers give the offset only; the host keeps its handle.
+        let (offset, again) = ready(st.prepare_direct_write(1000).unwrap());
+        assert_eq!((offset, again.is_none()), (101, true));
+        file.write_at(&[3; 1000], offset);
+        st.advance(1000).unwrap();
+        let h = st.close_and_get_handle().unwrap().unwrap();
+        assert!(matches!(&h, StateHandle::File { size: 1101, .. }), "{h:?}");
+        let mut expected = vec![1; 60];
+        expected.extend([2; 41]);
+        expected.extend([3; 1000]);
+        assert_eq!(s.read(file_of(&h)).unwrap(), expected);
+    }
+
+    #[test]
+    fn advance_without_a_prepared_direct_write_is_invalid() {
+        let s = MemSandbox::with_dirs(&[DIR]);
+        let mut st = stream(&s, 10, 100, false);
+        assert_eq!(st.advance(5).unwrap_err().code, ErrorCode::InvalidArgument);
+        let (offset, _file) = ready(st.prepare_direct_write(500).unwrap());
+        assert_eq!(offset, 0);
+        st.write(&[1; 5]).unwrap(); // buffered again: the host must ask anew
+        assert_eq!(st.advance(5).unwrap_err().code, ErrorCode::InvalidArgument);
+        assert_eq!(st.pos(), 5);
+        let (offset, file) = ready(st.prepare_direct_write(500).unwrap());
+        assert_eq!((offset, file.is_none()), (5, true));
+        assert_eq!(st.advance(u64::MAX).unwrap_err().code, ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn a_closed_stream_refuses_direct_writes_and_advance() {
+        let s = MemSandbox::with_dirs(&[DIR]);
+        let mut st = stream(&s, 10, 100, false);
+        st.write(&[1; 200]).unwrap();
+        st.discard();
+        assert_eq!(st.prepare_direct_write(500).unwrap_err().code, ErrorCode::Closed);
+        assert_eq!(st.advance(1).unwrap_err().code, ErrorCode::Closed);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_created_fails_the_prepare_and_discards_the_stream() {
+        let s = MemSandbox::with_dirs(&[]);
+        let mut st = stream(&s, 0, 4, false);
+        let e = st.prepare_direct_write(500).unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFound);
+        assert_eq!(st.write(b"x").unwrap_err().code, ErrorCode::Closed);
+    }
+
+    #[test]
+    fn without_a_host_handle_every_byte_takes_the_copying_path() {
+        let s = MemSandbox::with_dirs(&[DIR]);
+        s.no_host_handles.set(true);
+        let mut st = stream(&s, 10, 100, false);
+        assert!(matches!(st.prepare_direct_write(500).unwrap(), DirectWrite::Never));
+        assert!(matches!(st.prepare_direct_write(500).unwrap(), DirectWrite::Never));
+        st.write(&[4; 500]).unwrap();
+        let h = st.close_and_get_handle().unwrap().unwrap();
+        assert_eq!(s.read(file_of(&h)).unwrap(), vec![4; 500]);
+    }
+
+    #[test]
+    fn memory_streams_never_hand_a_file_over() {
+        let mut st = MemoryOutputStream::new(100, "n".into());
+        assert!(matches!(st.prepare_direct_write(500).unwrap(), DirectWrite::Never));
+        assert_eq!(st.advance(1).unwrap_err().code, ErrorCode::InvalidArgument);
+    }
+}

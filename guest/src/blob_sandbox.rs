@@ -11,7 +11,7 @@
 use crate::component::wasi::blobstore::blobstore::{copy_object, get_container};
 use crate::component::wasi::blobstore::container::Container;
 use crate::component::wasi::blobstore::types::{IncomingValue, ObjectId, OutgoingValue};
-use crate::component::wasi::io::streams::{OutputStream, StreamError};
+use crate::component::wasi::io0_2_1::streams::{OutputStream, StreamError};
 use checkpoint_storage_core::blob_error;
 use checkpoint_storage_core::paths::GuestPath;
 use checkpoint_storage_core::sandbox::{EntryKind, FsError, FsErrorKind, ReadFile, Sandbox, Stat, StateFile};

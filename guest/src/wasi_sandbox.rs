@@ -9,7 +9,9 @@
 
 use chacha20::ChaCha20Rng;
 use checkpoint_storage_core::paths::GuestPath;
-use checkpoint_storage_core::sandbox::{EntryKind, FsError, FsErrorKind, ReadFile, Sandbox, Stat, StateFile};
+use checkpoint_storage_core::sandbox::{
+    EntryKind, FsError, FsErrorKind, HostHandle, ReadFile, Sandbox, Stat, StateFile,
+};
 use rand_core::{Rng, SeedableRng};
 use std::cell::RefCell;
 use wasip2::filesystem::preopens::get_directories;
@@ -74,6 +76,28 @@ impl WasiSandbox {
 }
 
 impl WasiSandbox {
+    /// A second descriptor of the open file `opened` (named `path`), with
+    /// `flags`, for the host to read or write it itself. `None` if `path`
+    /// no longer names that very file (it was replaced meanwhile).
+    fn reopen_for_host(
+        &self,
+        path: &GuestPath,
+        opened: &Descriptor,
+        flags: DescriptorFlags,
+    ) -> Result<Option<Descriptor>, FsError> {
+        let (dir, rel) = self.locate(path)?;
+        let again = dir
+            .open_at(PathFlags::empty(), rel, OpenFlags::empty(), flags)
+            .map_err(fs_error)?;
+        Ok(again.is_same_object(opened).then_some(again))
+    }
+
+    /// A read-only descriptor of the file `reader` reads (named `path`),
+    /// for the host's own reads (WIT `direct-read`).
+    pub fn host_read_handle(&self, path: &GuestPath, reader: &WasiReader) -> Result<Option<Descriptor>, FsError> {
+        self.reopen_for_host(path, &reader.0, DescriptorFlags::READ)
+    }
+
     /// Like `locate`, but the mount point itself is allowed (as `.`).
     fn locate_dir<'a>(&'a self, path: &'a GuestPath) -> Result<(&'a Descriptor, &'a str), FsError> {
         if let Some((d, _)) = self.preopens.iter().find(|(_, mount)| mount == path) {
@@ -329,6 +353,12 @@ impl Sandbox for WasiSandbox {
         };
         let opened = file.0.metadata_hash().map_err(fs_error)?;
         Ok(at_path.lower == opened.lower && at_path.upper == opened.upper)
+    }
+
+    fn host_write_handle(&self, path: &GuestPath, file: &WasiFile) -> Result<Option<HostHandle>, FsError> {
+        Ok(self
+            .reopen_for_host(path, &file.0, DescriptorFlags::WRITE)?
+            .map(|d| Box::new(d) as HostHandle))
     }
 
     fn read_only(&self) -> bool {

@@ -5,10 +5,18 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "checkpoint-storage",
     additional_derives: [PartialEq, Eq],
+    // The contract names WASI types (descriptors handed to the host for
+    // direct writes and reads): they are wasmtime-wasi's, in the tenant's
+    // resource table.
+    with: {
+        "wasi:filesystem/types": wasmtime_wasi::p2::bindings::sync::filesystem::types,
+        "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
+        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+    },
 });
 
 use crate::worker_exports::{WorkerExports, WorkerIndices};
-use exports::flink::checkpoint_storage::{coordinator, file_merging, restore};
+use exports::flink::checkpoint_storage::{coordinator, direct_io, file_merging, restore};
 use std::sync::Arc;
 use wasmtime::component::{Instance, InstancePre};
 
@@ -20,6 +28,8 @@ pub(crate) struct ExportIndices {
     restore: restore::GuestIndices,
     /// `None` for the object store build, which exports no `file-merging`.
     file_merging: Option<file_merging::GuestIndices>,
+    /// `None` for the object store build, which has no files to hand over.
+    direct_io: Option<direct_io::GuestIndices>,
 }
 
 impl ExportIndices {
@@ -29,6 +39,7 @@ impl ExportIndices {
             coordinator: coordinator::GuestIndices::new(pre)?,
             restore: restore::GuestIndices::new(pre)?,
             file_merging: file_merging::GuestIndices::new(pre).ok(),
+            direct_io: direct_io::GuestIndices::new(pre).ok(),
         }))
     }
 }
@@ -45,6 +56,7 @@ pub(crate) struct Exports {
     coordinator: Option<coordinator::Guest>,
     restore: Option<restore::Guest>,
     file_merging: Option<file_merging::Guest>,
+    direct_io: Option<direct_io::Guest>,
 }
 
 impl Exports {
@@ -56,6 +68,7 @@ impl Exports {
             coordinator: None,
             restore: None,
             file_merging: None,
+            direct_io: None,
         }
     }
 
@@ -78,6 +91,19 @@ impl Exports {
 }
 
 impl Exports {
+    /// Whether the component exports `direct-io`.
+    pub(crate) fn has_direct_io(&self) -> bool {
+        self.indices.direct_io.is_some()
+    }
+
+    pub(crate) fn direct_io(&mut self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<direct_io::Guest> {
+        let (indices, instance) = (&self.indices.direct_io, &self.instance);
+        let indices = indices
+            .as_ref()
+            .ok_or_else(|| wasmtime::format_err!("the component exports no direct-io interface"))?;
+        cached(&mut self.direct_io, || indices.load(store, instance))
+    }
+
     /// Whether the component exports `file-merging`.
     pub(crate) fn has_file_merging(&self) -> bool {
         self.indices.file_merging.is_some()

@@ -1,112 +1,73 @@
-//! Host-side batching of small writes to a state stream.
+//! [`BufferedStateOutputStream`]: kept for callers written against it.
 //!
-//! Every [`StateOutputStream::write`] is a call into the component (a boundary
-//! crossing plus a copy of the bytes), so a caller writing records of a few
-//! bytes pays the boundary per record. [`BufferedStateOutputStream`] collects
-//! small writes on the host side and crosses the boundary once per batch.
-//! Writes of at least the batch size pass straight through (no extra copy).
-//!
-//! Batching changes nothing the guest decides: whether state ends inline or
-//! in a file depends on the total size only, never on how it was chunked.
+//! [`StateOutputStream::write`] batches small writes on the host by itself
+//! (see `output_stream.rs`), so this is a thin wrapper now: a position
+//! without a call, a batch size, and `std::io::Write`.
 
 use crate::error::Result;
 use crate::types::StateHandle;
 use crate::worker::StateOutputStream;
 use std::io;
 
-/// Default batch size. Larger than the guest's default effective buffer
-/// (20 KiB), so a full batch skips the guest's buffer and goes to the file
-/// in one positional write.
-pub const DEFAULT_BATCH_SIZE: usize = 64 * 1024;
-
-/// A [`StateOutputStream`] with a host-side write batch. Dropping it without
+/// A [`StateOutputStream`] with a position known without a call and
+/// `std::io::Write`. Dropping it without
 /// [`close_and_get_handle`](Self::close_and_get_handle) discards the stream,
 /// batched bytes included.
 #[derive(Debug)]
 pub struct BufferedStateOutputStream {
     inner: StateOutputStream,
-    batch: Vec<u8>,
-    capacity: usize,
-    /// Bytes already handed to the guest: the position without a call.
-    handed_over: u64,
+    /// Bytes accepted by `append`: the position without a call.
+    written: u64,
 }
 
 impl BufferedStateOutputStream {
-    /// Batches with [`DEFAULT_BATCH_SIZE`].
+    /// Batches with the stream's batch size ([`crate::DEFAULT_BATCH_SIZE`]
+    /// unless set).
     pub fn new(inner: StateOutputStream) -> Self {
-        Self::with_capacity(DEFAULT_BATCH_SIZE, inner)
+        BufferedStateOutputStream { inner, written: 0 }
     }
 
-    /// Batches up to `capacity` bytes (at least 1) before calling the guest.
+    /// Batches writes smaller than `capacity` bytes
+    /// ([`StateOutputStream::with_batch_size`]).
     pub fn with_capacity(capacity: usize, inner: StateOutputStream) -> Self {
-        let capacity = capacity.max(1);
-        BufferedStateOutputStream {
-            inner,
-            batch: Vec::with_capacity(capacity),
-            capacity,
-            handed_over: 0,
-        }
+        Self::new(inner.with_batch_size(capacity))
     }
 
-    /// Appends bytes; calls the guest only when the batch is full or `data`
-    /// alone fills one.
+    /// Appends bytes ([`StateOutputStream::write`]).
     pub fn append(&mut self, data: &[u8]) -> Result<()> {
-        if data.len() <= self.capacity - self.batch.len() {
-            self.batch.extend_from_slice(data);
-            return Ok(());
-        }
-        self.hand_over()?;
-        if data.len() >= self.capacity {
-            self.handed_over += data.len() as u64;
-            return self.inner.write(data);
-        }
-        self.batch.extend_from_slice(data);
+        self.inner.write(data)?;
+        self.written += data.len() as u64;
         Ok(())
     }
 
     /// Number of bytes written so far (batched bytes included); no call.
     pub fn get_pos(&self) -> u64 {
-        self.handed_over + self.batch.len() as u64
+        self.written
     }
 
-    /// Hands the batch to the guest, then the guest's `flush`.
+    /// [`StateOutputStream::flush`].
     pub fn flush(&mut self) -> Result<()> {
-        self.hand_over()?;
         self.inner.flush()
     }
 
-    /// Hands the batch to the guest, then the guest's `sync`.
+    /// [`StateOutputStream::sync`].
     pub fn sync(&mut self) -> Result<()> {
-        self.hand_over()?;
         self.inner.sync()
     }
 
-    /// Hands the batch to the guest and finishes the stream.
-    pub fn close_and_get_handle(mut self) -> Result<Option<StateHandle>> {
-        self.hand_over()?;
+    /// Finishes the stream ([`StateOutputStream::close_and_get_handle`]).
+    pub fn close_and_get_handle(self) -> Result<Option<StateHandle>> {
         self.inner.close_and_get_handle()
     }
 
-    /// The unbatched stream, after handing the batch to the guest.
-    pub fn into_inner(mut self) -> Result<StateOutputStream> {
-        self.hand_over()?;
+    /// The stream itself (it batches on its own).
+    pub fn into_inner(self) -> Result<StateOutputStream> {
         Ok(self.inner)
     }
 
-    /// The unbatched stream (bytes still batched are not in it yet).
+    /// The stream itself.
     pub fn get_ref(&self) -> &StateOutputStream {
         &self.inner
-    }
-
-    fn hand_over(&mut self) -> Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        self.handed_over += self.batch.len() as u64;
-        // On failure the guest has discarded the stream; the batch is moot.
-        let result = self.inner.write(&self.batch);
-        self.batch.clear();
-        result
     }
 }
 

@@ -98,7 +98,10 @@ impl Tenant {
                 .file_merging_snapshot_manager()
                 .call_open(&mut i.store, config, task_manager_id, *options)
         })?;
-        Ok(FileMergingSnapshotManager(Owned::new(self, resource)))
+        Ok(FileMergingSnapshotManager(
+            Owned::new(self, resource),
+            config.exact_boundary(),
+        ))
     }
 }
 
@@ -107,7 +110,7 @@ impl Tenant {
 /// live (their files stay; a later manager learns them from
 /// [`Self::restore_state_handles`]).
 #[derive(Debug)]
-pub struct FileMergingSnapshotManager(Owned);
+pub struct FileMergingSnapshotManager(Owned, u64);
 
 impl FileMergingSnapshotManager {
     /// Whether this manager merges (the `enabled` option). When it does
@@ -149,7 +152,7 @@ impl FileMergingSnapshotManager {
             g.file_merging_snapshot_manager()
                 .call_resolve_checkpoint_storage_location(&mut i.store, r, subtask, checkpoint_id, reference)
         })?;
-        Ok(MergingStreamFactory(self.0.sibling(resource)))
+        Ok(MergingStreamFactory(self.0.sibling(resource), self.1))
     }
 
     /// Flink's `notifyCheckpointComplete`.
@@ -216,7 +219,11 @@ impl FileMergingSnapshotManager {
 
 /// The stream factory of one subtask for one checkpoint.
 #[derive(Debug)]
-pub struct MergingStreamFactory(Owned);
+pub struct MergingStreamFactory(
+    Owned,
+    /// `StorageConfig::exact_boundary` of the manager's configuration.
+    u64,
+);
 
 impl MergingStreamFactory {
     /// Whether its streams merge (false for savepoints and with merging off).
@@ -233,7 +240,7 @@ impl MergingStreamFactory {
             g.merging_stream_factory()
                 .call_create_checkpoint_state_output_stream(&mut i.store, r, scope)
         })?;
-        Ok(StateOutputStream::from_parts(self.0.sibling(resource), permit))
+        Ok(StateOutputStream::new(self.0.sibling(resource), permit, self.1))
     }
 
     /// One whole state in one call (as [`crate::StreamFactory::write_state`]).

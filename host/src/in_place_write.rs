@@ -165,11 +165,14 @@ mod tests {
         let factory = view
             .resolve_checkpoint_storage_location(1, &LocationReference::Default)
             .unwrap();
+        // Unbatched writes too small for direct writes by the host: the
+        // guest writes them, from its buffer.
         let stream = factory
             .create_checkpoint_state_output_stream(StateScope::Exclusive)
-            .unwrap();
+            .unwrap()
+            .with_batch_size(0);
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        for chunk in data.chunks(70_000) {
+        for chunk in data.chunks(10_000) {
             stream.write(chunk).unwrap();
         }
         let handle = stream.close_and_get_handle().unwrap().unwrap();
@@ -177,6 +180,34 @@ mod tests {
         let StateHandle::RelativeFile(file) = &handle else {
             panic!("expected a file, got {handle:?}");
         };
+        let on_disk = std::fs::read(dir.path().join(job).join("chk-1").join(&file.relative_path)).unwrap();
+        assert_eq!(on_disk, data);
+    }
+
+    #[test]
+    fn large_writes_reach_the_file_without_the_guest_writing_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = "0123456789abcdef0123456789abcdef";
+        std::fs::create_dir_all(dir.path().join(job).join("chk-1")).unwrap();
+        let tenant = Plugin::load().unwrap().tenant(TenantConfig::new(dir.path())).unwrap();
+        let view = tenant.open_worker_view(&StorageConfig::filesystem(job)).unwrap();
+        let factory = view
+            .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+            .unwrap();
+        let stream = factory
+            .create_checkpoint_state_output_stream(StateScope::Exclusive)
+            .unwrap();
+        let data: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 253) as u8).collect();
+        for chunk in data.chunks(1 << 20) {
+            stream.write(chunk).unwrap();
+        }
+        assert_eq!(stream.get_pos().unwrap(), data.len() as u64);
+        let handle = stream.close_and_get_handle().unwrap().unwrap();
+        assert_eq!(tenant.in_place_writes(), 0, "the host wrote every byte itself");
+        let StateHandle::RelativeFile(file) = &handle else {
+            panic!("expected a file, got {handle:?}");
+        };
+        assert_eq!(file.size, data.len() as u64);
         let on_disk = std::fs::read(dir.path().join(job).join("chk-1").join(&file.relative_path)).unwrap();
         assert_eq!(on_disk, data);
     }

@@ -53,6 +53,7 @@ mod config_check;
 #[cfg(test)]
 mod contract_tests;
 mod coordinator;
+mod direct_io;
 mod error;
 mod file_merging;
 pub mod gc;
@@ -63,6 +64,7 @@ pub mod manifest;
 #[cfg(feature = "tokio")]
 pub mod nonblocking;
 mod open_at;
+mod output_stream;
 mod plugin;
 mod resource;
 mod restore;
@@ -75,7 +77,7 @@ mod worker_exports;
 
 #[cfg(feature = "blobstore")]
 pub use blobstore::BlobGrant;
-pub use buffered::{BufferedStateOutputStream, DEFAULT_BATCH_SIZE};
+pub use buffered::BufferedStateOutputStream;
 pub use cache::{CACHE_STALE_AFTER, CacheStatus};
 pub use config_check::{ConfigError, MAX_CALL_TIME, MAX_MEMORY_BYTES, MIN_MEMORY_BYTES};
 pub use coordinator::{
@@ -89,6 +91,7 @@ pub use limits::{
 };
 #[cfg(all(feature = "embedded-component", feature = "blobstore"))]
 pub use plugin::EMBEDDED_BLOBSTORE_COMPONENT;
+pub use output_stream::DEFAULT_BATCH_SIZE;
 #[cfg(feature = "embedded-component")]
 pub use plugin::EMBEDDED_COMPONENT;
 pub use plugin::{

@@ -183,6 +183,19 @@ impl StreamPermit {
         len: usize,
         write: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
+        self.reserve(len)?;
+        let result = write();
+        if result.is_err() {
+            self.release(len);
+        }
+        result
+    }
+
+    /// Counts `len` bytes against the tenant's byte limit, or refuses them
+    /// (nothing counted) if they would exceed it. For writes the host holds
+    /// back before the guest sees them: [`release`](Self::release) what the
+    /// guest later refuses.
+    pub(crate) fn reserve(&self, len: usize) -> Result<(), LimitExceeded> {
         let len = u64::try_from(len).unwrap_or(u64::MAX);
         let counter = &self.usage.bytes_written;
         if let Some(limit) = self.usage.max_bytes_written {
@@ -198,11 +211,14 @@ impl StreamPermit {
         } else {
             counter.fetch_add(len, Ordering::AcqRel);
         }
-        let result = write();
-        if result.is_err() {
-            counter.fetch_sub(len, Ordering::AcqRel);
-        }
-        result
+        Ok(())
+    }
+
+    /// Takes back bytes [`reserve`](Self::reserve) counted that the guest
+    /// did not accept.
+    pub(crate) fn release(&self, len: usize) {
+        let len = u64::try_from(len).unwrap_or(u64::MAX);
+        self.usage.bytes_written.fetch_sub(len, Ordering::AcqRel);
     }
 }
 

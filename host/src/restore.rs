@@ -1,13 +1,28 @@
 //! Typed API over the WIT `restore` interface: reading any handle's bytes
 //! back through the component, in the tenant's sandbox, and discarding state.
+//!
+//! Large reads of file state skip guest memory: at the first one, the guest
+//! hands the host a read-only descriptor of the state's file that it opened
+//! itself (WIT `open-direct-read`), and the host reads the state's bytes
+//! from it straight into the caller's buffer. The position and size are
+//! then the host's; `seek` still asks the guest, which keeps its checks and
+//! errors. A failed direct read is done again by the guest, which reports
+//! it its own way.
 
 use crate::bindings::exports::flink::checkpoint_storage::restore::Guest as RestoreGuest;
+use crate::direct_io;
 use crate::error::{Error, Result};
 use crate::limits::{LimitExceeded, StreamPermit};
 use crate::resource::{GuestResult, Owned};
 use crate::tenant::{Inner, Tenant};
 use crate::types::StateHandle;
+use std::fs::File;
+use std::sync::{Arc, Mutex, MutexGuard};
 use wasmtime::component::ResourceAny;
+
+/// Smallest read for which the host asks the guest for the state's file:
+/// below it, the copy out of guest memory costs less than the extra calls.
+const DIRECT_READ_MIN: u64 = 16 * 1024;
 
 /// One call on a restore-interface resource.
 fn call<T>(owned: &Owned, f: impl FnOnce(&RestoreGuest, &mut Inner, ResourceAny) -> GuestResult<T>) -> Result<T> {
@@ -19,7 +34,11 @@ impl Tenant {
     pub fn open_input_stream(&self, handle: &StateHandle) -> Result<StateInputStream> {
         let permit = self.acquire_stream()?;
         let resource = self.call(|i| i.restore()?.state_input_stream().call_open(&mut i.store, handle))?;
-        Ok(StateInputStream(Owned::new(self, resource), permit))
+        Ok(StateInputStream {
+            owned: Owned::new(self, resource),
+            _permit: permit,
+            direct: Mutex::new(DirectRead::Unasked),
+        })
     }
 
     /// All bytes of a handle, read through the component. A state larger
@@ -40,36 +59,181 @@ impl Tenant {
 /// A readable, seekable view of one handle's bytes. It holds one of its
 /// tenant's stream slots (an open file in the guest) until dropped.
 #[derive(Debug)]
-pub struct StateInputStream(Owned, #[allow(dead_code)] /* held for its Drop */ StreamPermit);
+pub struct StateInputStream {
+    owned: Owned,
+    /// Held for its Drop (the slot).
+    _permit: StreamPermit,
+    /// A mutex because the async API shares streams (`Arc`).
+    direct: Mutex<DirectRead>,
+}
+
+/// How reads reach the state's bytes.
+#[derive(Debug)]
+enum DirectRead {
+    /// Through the guest; ask before the next large read.
+    Unasked,
+    /// Through the guest, always (inline state, or no descriptor).
+    Never,
+    /// From the file the guest handed over: the state is
+    /// `[base, base + size)` of it; `pos` is the stream's position.
+    Reading {
+        file: Arc<File>,
+        base: u64,
+        size: u64,
+        pos: u64,
+    },
+}
 
 impl StateInputStream {
+    fn lock(&self) -> MutexGuard<'_, DirectRead> {
+        self.direct.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Up to `len` bytes from the current position, at most
-    /// [`crate::MAX_BYTES_PER_CALL`] per call (they pass through the guest's
-    /// capped memory); empty only at the end (or when `len` is 0).
+    /// [`crate::MAX_BYTES_PER_CALL`] per call; empty only at the end (or
+    /// when `len` is 0).
     pub fn read(&self, len: u64) -> Result<Vec<u8>> {
         let len = len.min(crate::MAX_BYTES_PER_CALL as u64);
-        call(&self.0, |g, i, r| {
-            g.state_input_stream().call_read(&mut i.store, r, len)
+        let mut d = self.lock();
+        if !self.direct_ready(&mut d, len)? {
+            return call(&self.owned, |g, i, r| {
+                g.state_input_stream().call_read(&mut i.store, r, len)
+            });
+        }
+        let mut out = Vec::new();
+        self.read_direct(&mut d, &mut out, len)?;
+        Ok(out)
+    }
+
+    /// Reads up to `buf.len()` bytes (at most [`crate::MAX_BYTES_PER_CALL`])
+    /// from the current position into `buf`, as `std::io::Read::read`:
+    /// returns how many, 0 only at the end (or for an empty `buf`). Large
+    /// reads of file state go from the file straight into `buf`.
+    pub fn read_into(&self, buf: &mut [u8]) -> Result<usize> {
+        let len = buf.len().min(crate::MAX_BYTES_PER_CALL);
+        let mut d = self.lock();
+        if self.direct_ready(&mut d, len as u64)?
+            && let DirectRead::Reading { file, base, size, pos } = &mut *d
+        {
+            let len = len.min((*size - *pos) as usize);
+            match direct_io::read_at(file, &mut buf[..len], *base + *pos) {
+                Ok(n) => {
+                    *pos += n as u64;
+                    return Ok(n);
+                }
+                Err(e) => {
+                    tracing::debug!("a direct read failed ({e}); reading through the component");
+                    let at = *pos;
+                    *d = DirectRead::Never;
+                    self.seek_guest(at)?;
+                }
+            }
+        }
+        drop(d);
+        let data = self.read(len as u64)?;
+        buf[..data.len()].copy_from_slice(&data);
+        Ok(data.len())
+    }
+
+    /// Whether reads of `len` bytes go to the file directly (asking the
+    /// guest for it first if they are large).
+    fn direct_ready(&self, d: &mut DirectRead, len: u64) -> Result<bool> {
+        if matches!(d, DirectRead::Unasked) && len >= DIRECT_READ_MIN {
+            if !self.owned.tenant.lock().has_direct_io() {
+                // The object store build: there is no file to hand over.
+                *d = DirectRead::Never;
+                return Ok(false);
+            }
+            let handed = self.owned.call_on(Inner::direct_io, |g, i, r| {
+                let answer = g.call_open_direct_read(&mut i.store, r)?;
+                // The descriptor leaves the tenant's table in any case.
+                Ok(answer.map(|handed| {
+                    handed.and_then(|(file, at)| {
+                        direct_io::take_file(i.store.data_mut().table_mut(), file, false).map(|f| (f, at))
+                    })
+                }))
+            })?;
+            *d = match handed {
+                Some((file, at)) => DirectRead::Reading {
+                    file,
+                    base: at.base,
+                    size: at.size,
+                    pos: at.pos,
+                },
+                None => DirectRead::Never,
+            };
+        }
+        if matches!(d, DirectRead::Reading { .. }) {
+            self.owned.tenant.check_not_poisoned()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Appends up to `len` bytes from the file to `out` (a direct read).
+    fn read_direct(&self, d: &mut DirectRead, out: &mut Vec<u8>, len: u64) -> Result<usize> {
+        let DirectRead::Reading { file, base, size, pos } = d else {
+            unreachable!("only called when reading directly")
+        };
+        let len = len.min(*size - *pos) as usize;
+        match direct_io::read_at_into(file, out, len, *base + *pos) {
+            Ok(n) => {
+                *pos += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                // The guest reads from here on, from the same position, and
+                // reports a failure its own way.
+                tracing::debug!("a direct read failed ({e}); reading through the component");
+                let at = *pos;
+                *d = DirectRead::Never;
+                self.seek_guest(at)?;
+                let data = call(&self.owned, |g, i, r| {
+                    g.state_input_stream().call_read(&mut i.store, r, len as u64)
+                })?;
+                out.extend_from_slice(&data);
+                Ok(data.len())
+            }
+        }
+    }
+
+    fn seek_guest(&self, pos: u64) -> Result<()> {
+        call(&self.owned, |g, i, r| {
+            g.state_input_stream().call_seek(&mut i.store, r, pos)
         })
     }
 
     /// Moves to `pos`, which must be at most [`size`](Self::size).
     pub fn seek(&self, pos: u64) -> Result<()> {
-        call(&self.0, |g, i, r| {
-            g.state_input_stream().call_seek(&mut i.store, r, pos)
-        })
+        let mut d = self.lock();
+        // The guest checks the position (and says why it is refused).
+        self.seek_guest(pos)?;
+        if let DirectRead::Reading { pos: at, .. } = &mut *d {
+            *at = pos;
+        }
+        Ok(())
     }
 
     /// The current position.
     pub fn get_pos(&self) -> Result<u64> {
-        call(&self.0, |g, i, r| {
+        let d = self.lock();
+        if let DirectRead::Reading { pos, .. } = *d {
+            self.owned.tenant.check_not_poisoned()?;
+            return Ok(pos);
+        }
+        call(&self.owned, |g, i, r| {
             g.state_input_stream().call_get_pos(&mut i.store, r).map(Ok)
         })
     }
 
     /// Total number of bytes of the state.
     pub fn size(&self) -> Result<u64> {
-        call(&self.0, |g, i, r| {
+        let d = self.lock();
+        if let DirectRead::Reading { size, .. } = *d {
+            self.owned.tenant.check_not_poisoned()?;
+            return Ok(size);
+        }
+        call(&self.owned, |g, i, r| {
             g.state_input_stream().call_size(&mut i.store, r).map(Ok)
         })
     }
@@ -91,17 +255,69 @@ impl StateInputStream {
         if remaining > limit {
             return Err(too_large(remaining));
         }
+        let chunk = crate::MAX_BYTES_PER_CALL as u64;
         let mut out = Vec::new();
         loop {
-            let chunk = self.read(crate::MAX_BYTES_PER_CALL as u64)?;
-            if chunk.is_empty() {
+            let mut d = self.lock();
+            if self.direct_ready(&mut d, chunk)? {
+                // Straight into `out`: the size was checked above and a
+                // direct read never goes past it.
+                if self.read_direct(&mut d, &mut out, chunk)? == 0 {
+                    return Ok(out);
+                }
+                continue;
+            }
+            drop(d);
+            let piece = self.read(chunk)?;
+            if piece.is_empty() {
                 return Ok(out);
             }
-            let total = out.len() as u64 + chunk.len() as u64;
+            let total = out.len() as u64 + piece.len() as u64;
             if total > limit {
                 return Err(too_large(total));
             }
-            out.extend_from_slice(&chunk);
+            out.extend_from_slice(&piece);
         }
+    }
+}
+
+/// For callers that deserialise state through `std::io::Read`
+/// ([`StateInputStream::read_into`]).
+impl std::io::Read for &StateInputStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.read_into(buf).map_err(std::io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DirectRead;
+    use crate::{LocationReference, Plugin, StateScope, StorageConfig, TenantConfig};
+
+    #[test]
+    fn large_reads_of_file_state_come_from_the_file_small_ones_and_inline_state_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = "0123456789abcdef0123456789abcdef";
+        std::fs::create_dir_all(dir.path().join(job).join("shared")).unwrap();
+        let tenant = Plugin::load().unwrap().tenant(TenantConfig::new(dir.path())).unwrap();
+        let view = tenant.open_worker_view(&StorageConfig::filesystem(job)).unwrap();
+        let f = view
+            .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+            .unwrap();
+        let data: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 249) as u8).collect();
+        let file = f.write_state(StateScope::Shared, &data).unwrap().unwrap();
+        let input = tenant.open_input_stream(&file).unwrap();
+        assert_eq!(input.read(100).unwrap(), &data[..100]);
+        assert!(
+            matches!(*input.lock(), DirectRead::Unasked),
+            "a small read goes through the guest"
+        );
+        assert_eq!(input.read(1 << 20).unwrap(), &data[100..(1 << 20) + 100]);
+        assert!(matches!(*input.lock(), DirectRead::Reading { .. }));
+
+        let inline = f.write_state(StateScope::Shared, b"small").unwrap().unwrap();
+        let input = tenant.open_input_stream(&inline).unwrap();
+        assert_eq!(input.read(1 << 20).unwrap(), b"small");
+        assert!(matches!(*input.lock(), DirectRead::Never), "inline state has no file");
     }
 }

@@ -13,6 +13,7 @@ use crate::limits::{
 use crate::open_at::Created;
 use crate::worker_exports::WorkerExports;
 use std::path::{Component as PathComponent, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use wasmtime::component::InstancePre;
@@ -218,6 +219,18 @@ impl Inner {
         self.exports.file_merging(&mut self.store)
     }
 
+    pub(crate) fn direct_io(
+        &mut self,
+    ) -> wasmtime::Result<crate::bindings::exports::flink::checkpoint_storage::direct_io::Guest> {
+        self.exports.direct_io(&mut self.store)
+    }
+
+    /// Whether this tenant's component exports `direct-io` (the filesystem
+    /// build does; the object store build has no files to hand over).
+    pub(crate) fn has_direct_io(&self) -> bool {
+        self.exports.has_direct_io()
+    }
+
     /// Whether this tenant's component exports `file-merging`.
     pub(crate) fn has_file_merging(&self) -> bool {
         self.exports.has_file_merging()
@@ -236,6 +249,10 @@ pub struct Tenant {
     /// `max_call_time` in epoch ticks: the deadline set before every call.
     deadline: u64,
     max_read_state_bytes: u64,
+    /// Mirrors `Inner::poisoned` for checks that do not take the lock: a
+    /// write the host batches or writes into a file itself must still be
+    /// refused once the instance is gone.
+    poisoned: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -393,6 +410,7 @@ impl Tenant {
             max_call_time: config.max_call_time,
             deadline,
             max_read_state_bytes: config.max_read_state_bytes,
+            poisoned: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -450,6 +468,7 @@ impl Tenant {
             Ok(Err(e)) => Err(Error::Storage(e)),
             Err(trap) => {
                 inner.poisoned = true;
+                self.poisoned.store(true, Ordering::Release);
                 tracing::warn!(dir = %self.dir.display(), "tenant trapped: {trap:#}");
                 inner.store.data_mut().remove_partial_files(&self.dir);
                 match classify_trap(&mut inner.store, &trap, self.max_call_time) {
@@ -488,6 +507,15 @@ impl Tenant {
         self.lock().poisoned
     }
 
+    /// [`Err(Error::Poisoned)`](Error::Poisoned) once an earlier call
+    /// trapped, without waiting for the tenant's running call.
+    pub(crate) fn check_not_poisoned(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        Ok(())
+    }
+
     /// Drops a guest resource (runs its destructor). Errors are logged: a
     /// destructor cannot report, and a poisoned instance is gone anyway.
     pub(crate) fn drop_resource(&self, resource: ResourceAny) {
@@ -499,6 +527,7 @@ impl Tenant {
         inner.begin_call();
         if let Err(e) = resource.resource_drop(&mut inner.store) {
             inner.poisoned = true;
+            self.poisoned.store(true, Ordering::Release);
             tracing::warn!(dir = %self.dir.display(), "dropping a resource trapped: {e:#}");
             inner.store.data_mut().remove_partial_files(&self.dir);
         }

@@ -67,6 +67,27 @@ impl StorageConfig {
         self.s3_entropy_length = length;
         self
     }
+
+    /// The stream size at which the guest's stream changes course, which
+    /// the host (batching writes) must let the guest see at the very write
+    /// that crosses it: the memory backend's maximum state size (beyond it
+    /// the write fails) and the filesystem backend's effective buffer size
+    /// (beyond it the guest creates the stream's file, which can fail).
+    pub(crate) fn exact_boundary(&self) -> u64 {
+        use checkpoint_storage_core::config as defaults;
+        u64::from(match self.backend {
+            Backend::Memory => self
+                .max_memory_state_size
+                .unwrap_or(defaults::DEFAULT_MAX_MEMORY_STATE_SIZE),
+            Backend::Filesystem => self
+                .write_buffer_size
+                .unwrap_or(defaults::DEFAULT_WRITE_BUFFER_SIZE)
+                .max(
+                    self.file_state_threshold
+                        .unwrap_or(defaults::DEFAULT_FILE_STATE_THRESHOLD),
+                ),
+        })
+    }
 }
 
 impl LocationReference {

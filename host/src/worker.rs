@@ -3,8 +3,8 @@
 //! streams and the task-owned toolset.
 
 use crate::error::Result;
-use crate::limits::StreamPermit;
-use crate::resource::{MAX_BYTES_PER_CALL, Owned, pieces};
+pub use crate::output_stream::StateOutputStream;
+use crate::resource::{MAX_BYTES_PER_CALL, Owned};
 use crate::tenant::Tenant;
 use crate::types::{LocationReference, StateHandle, StateScope, StorageConfig};
 
@@ -15,13 +15,20 @@ impl Tenant {
             let guest = inner.worker()?;
             guest.worker_view().call_open(&mut inner.store, config)
         })?;
-        Ok(WorkerView(Owned::new(self, resource)))
+        Ok(WorkerView {
+            owned: Owned::new(self, resource),
+            boundary: config.exact_boundary(),
+        })
     }
 }
 
 /// A job's worker view inside one tenant.
 #[derive(Debug)]
-pub struct WorkerView(Owned);
+pub struct WorkerView {
+    owned: Owned,
+    /// `StorageConfig::exact_boundary` of its configuration, for its streams.
+    boundary: u64,
+}
 
 impl WorkerView {
     /// Flink's `resolveCheckpointStorageLocation`.
@@ -30,47 +37,61 @@ impl WorkerView {
         checkpoint_id: u64,
         reference: &LocationReference,
     ) -> Result<StreamFactory> {
-        let resource = self.0.call(|g, i, r| {
+        let resource = self.owned.call(|g, i, r| {
             g.worker_view()
                 .call_resolve_checkpoint_storage_location(&mut i.store, r, checkpoint_id, reference)
         })?;
-        Ok(StreamFactory(self.0.sibling(resource)))
+        Ok(StreamFactory {
+            owned: self.owned.sibling(resource),
+            boundary: self.boundary,
+        })
     }
 
     /// Flink's `createTaskOwnedStateStream`.
     pub fn create_task_owned_state_stream(&self) -> Result<StateOutputStream> {
-        let permit = self.0.tenant.acquire_stream()?;
+        let permit = self.owned.tenant.acquire_stream()?;
         let resource = self
-            .0
+            .owned
             .call(|g, i, r| g.worker_view().call_create_task_owned_state_stream(&mut i.store, r))?;
-        Ok(StateOutputStream(self.0.sibling(resource), permit))
+        Ok(StateOutputStream::new(
+            self.owned.sibling(resource),
+            permit,
+            self.boundary,
+        ))
     }
 
     /// Flink's `createTaskOwnedCheckpointStateToolset`.
     pub fn create_task_owned_checkpoint_state_toolset(&self) -> Result<CheckpointStateToolset> {
-        let resource = self.0.call(|g, i, r| {
+        let resource = self.owned.call(|g, i, r| {
             g.worker_view()
                 .call_create_task_owned_checkpoint_state_toolset(&mut i.store, r)
         })?;
-        Ok(CheckpointStateToolset(self.0.sibling(resource)))
+        Ok(CheckpointStateToolset(self.owned.sibling(resource)))
     }
 }
 
 /// The stream factory of one checkpoint location.
 #[derive(Debug)]
-pub struct StreamFactory(Owned);
+pub struct StreamFactory {
+    owned: Owned,
+    boundary: u64,
+}
 
 impl StreamFactory {
     /// A new stream for state of `scope` (Flink's
     /// `createCheckpointStateOutputStream`). Takes one of the tenant's
     /// stream slots until it is closed or dropped.
     pub fn create_checkpoint_state_output_stream(&self, scope: StateScope) -> Result<StateOutputStream> {
-        let permit = self.0.tenant.acquire_stream()?;
-        let resource = self.0.call(|g, i, r| {
+        let permit = self.owned.tenant.acquire_stream()?;
+        let resource = self.owned.call(|g, i, r| {
             g.stream_factory()
                 .call_create_checkpoint_state_output_stream(&mut i.store, r, scope)
         })?;
-        Ok(StateOutputStream(self.0.sibling(resource), permit))
+        Ok(StateOutputStream::new(
+            self.owned.sibling(resource),
+            permit,
+            self.boundary,
+        ))
     }
 
     /// One whole state in one call: the same handle (or none for empty
@@ -85,9 +106,9 @@ impl StreamFactory {
             stream.write(data)?;
             return stream.close_and_get_handle();
         }
-        let permit = self.0.tenant.acquire_stream()?;
+        let permit = self.owned.tenant.acquire_stream()?;
         permit.metered_write(data.len(), || {
-            self.0
+            self.owned
                 .call(|g, i, r| g.stream_factory().call_write_state(&mut i.store, r, scope, data))
         })
     }
@@ -135,7 +156,7 @@ impl StreamFactory {
         states: &[Vec<u8>],
         results: &mut Vec<Result<Option<StateHandle>>>,
     ) -> usize {
-        let permit = match self.0.tenant.acquire_stream() {
+        let permit = match self.owned.tenant.acquire_stream() {
             Ok(permit) => permit,
             Err(e) => {
                 results.push(Err(e));
@@ -151,7 +172,7 @@ impl StreamFactory {
             }
         };
         let batch = &states[..admitted];
-        let written = self.0.call_infallible(|g, i, r| {
+        let written = self.owned.call_infallible(|g, i, r| {
             let written = g.stream_factory().call_write_states(&mut i.store, r, scope, batch)?;
             if written.len() != batch.len() {
                 // The component broke its contract: treated as a failed instance.
@@ -184,7 +205,7 @@ impl StreamFactory {
     /// Whether [`duplicate`](Self::duplicate) would be cheap for `handle`
     /// into the directory of `scope`.
     pub fn can_fast_duplicate(&self, handle: &StateHandle, scope: StateScope) -> Result<bool> {
-        self.0.call_infallible(|g, i, r| {
+        self.owned.call_infallible(|g, i, r| {
             g.stream_factory()
                 .call_can_fast_duplicate(&mut i.store, r, handle, scope)
         })
@@ -193,75 +214,20 @@ impl StreamFactory {
     /// Duplicates file state into the directory of `scope` (hard links
     /// where possible); inline handles are refused before anything is made.
     pub fn duplicate(&self, handles: &[StateHandle], scope: StateScope) -> Result<Vec<StateHandle>> {
-        self.0
+        self.owned
             .call(|g, i, r| g.stream_factory().call_duplicate(&mut i.store, r, handles, scope))
     }
 
     /// Guest path of the exclusive-state directory ("" for the memory backend).
     pub fn checkpoint_directory(&self) -> Result<String> {
-        self.0
+        self.owned
             .call_infallible(|g, i, r| g.stream_factory().call_checkpoint_directory(&mut i.store, r))
     }
 
     /// Guest path of the shared-state directory ("" for the memory backend).
     pub fn shared_state_directory(&self) -> Result<String> {
-        self.0
+        self.owned
             .call_infallible(|g, i, r| g.stream_factory().call_shared_state_directory(&mut i.store, r))
-    }
-}
-
-/// A state output stream. Dropping it without `close_and_get_handle`
-/// discards it (its file is deleted). It holds one of its tenant's stream
-/// slots until dropped (fields drop in order: the guest resource first).
-#[derive(Debug)]
-pub struct StateOutputStream(Owned, StreamPermit);
-
-impl StateOutputStream {
-    /// A stream resource of the worker interface made by another interface.
-    pub(crate) fn from_parts(owned: Owned, permit: StreamPermit) -> Self {
-        StateOutputStream(owned, permit)
-    }
-
-    /// Appends `data` (in calls of at most [`MAX_BYTES_PER_CALL`] bytes).
-    pub fn write(&self, data: &[u8]) -> Result<()> {
-        self.1.metered_write(data.len(), || {
-            pieces(data).try_for_each(|piece| {
-                self.0
-                    .call(|g, i, r| g.state_output_stream().call_write(&mut i.store, r, piece))
-            })
-        })
-    }
-
-    /// Bytes written so far.
-    pub fn get_pos(&self) -> Result<u64> {
-        self.0
-            .call_infallible(|g, i, r| g.state_output_stream().call_get_pos(&mut i.store, r))
-    }
-
-    /// Writes buffered bytes to the file if there is one or the state is
-    /// over the threshold; small state stays in memory.
-    pub fn flush(&self) -> Result<()> {
-        self.0
-            .call(|g, i, r| g.state_output_stream().call_flush(&mut i.store, r))
-    }
-
-    /// [`flush`](Self::flush), then makes the file's data durable.
-    pub fn sync(&self) -> Result<()> {
-        self.0
-            .call(|g, i, r| g.state_output_stream().call_sync(&mut i.store, r))
-    }
-
-    /// Finishes the stream; `None` if nothing was written.
-    pub fn close_and_get_handle(self) -> Result<Option<StateHandle>> {
-        self.close_shared()
-    }
-
-    /// [`close_and_get_handle`](Self::close_and_get_handle) of a stream that
-    /// is shared (the async API holds it in an `Arc`); later calls on it get
-    /// `closed` from the component.
-    pub(crate) fn close_shared(&self) -> Result<Option<StateHandle>> {
-        self.0
-            .call(|g, i, r| g.state_output_stream().call_close_and_get_handle(&mut i.store, r))
     }
 }
 

@@ -14,6 +14,7 @@ mod memory;
 pub mod native;
 pub mod object_storage;
 mod report;
+mod restore_read;
 mod small_state;
 mod subsumption;
 mod tenant_start;
@@ -362,6 +363,8 @@ fn run_once(
     }
     progress.set_message(format!("{prefix}small states"));
     let small = small_state::measure(&ws, options.small_states, progress)?;
+    progress.set_message(format!("{prefix}restore reads"));
+    let restore = restore_read::measure(&ws, &data, options.streams_per_chunk_size())?;
     drop(ws);
 
     progress.set_message(format!("{prefix}subsumption, 100 shared files"));
@@ -416,6 +419,7 @@ fn run_once(
 
     let mut figures = report::figures(&throughput, &small, &native_start, &starts, &memory);
     figures.push(dir_sync::figure(&dir_sync));
+    figures.extend(restore_read::figures(&restore));
     figures.extend(report::subsumption_figures(&subsumption));
     figures.extend(object_storage::figures(&object_storage));
     Ok(Run {

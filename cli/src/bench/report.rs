@@ -95,7 +95,7 @@ impl Figure {
         }
     }
 
-    fn with_target(mut self, target: Target) -> Self {
+    pub(super) fn with_target(mut self, target: Target) -> Self {
         self.met = Some(target.met(self.measured, self.ratio));
         self.target = Some(target);
         self

@@ -8,6 +8,8 @@
 
 mod coordinator;
 #[cfg(not(feature = "blobstore"))]
+mod direct_io;
+#[cfg(not(feature = "blobstore"))]
 mod file_merging;
 mod restore;
 mod types;
@@ -22,6 +24,15 @@ use std::rc::Rc;
 wit_bindgen::generate!({
     path: "../wit",
     world: "checkpoint-storage",
+    // The WASI types the contract names (a descriptor handed to the host)
+    // are the `wasip2` crate's, which the sandbox already uses.
+    with: {
+        "wasi:filesystem/types@0.2.12": wasip2::filesystem::types,
+        "wasi:io/streams@0.2.12": wasip2::io::streams,
+        "wasi:io/error@0.2.12": wasip2::io::error,
+        "wasi:io/poll@0.2.12": wasip2::io::poll,
+        "wasi:clocks/wall-clock@0.2.12": wasip2::clocks::wall_clock,
+    },
 });
 
 #[cfg(feature = "blobstore")]

@@ -5,11 +5,11 @@ use super::exports::flink::checkpoint_storage::restore;
 use super::exports::flink::checkpoint_storage::types as wit;
 use super::types::*;
 use super::{Component, sandbox};
+use checkpoint_storage_core::restore as restore_logic;
 use checkpoint_storage_core::sandbox::Sandbox;
+use std::cell::RefCell;
 
 type WasiReader = <ActiveSandbox as Sandbox>::Reader;
-use checkpoint_storage_core::restore as restore_logic;
-use std::cell::RefCell;
 
 impl restore::Guest for Component {
     type StateInputStream = InputStreamImpl;
@@ -19,7 +19,7 @@ impl restore::Guest for Component {
     }
 }
 
-pub struct InputStreamImpl(RefCell<restore_logic::StateInputStream<WasiReader>>);
+pub struct InputStreamImpl(pub(super) RefCell<restore_logic::StateInputStream<WasiReader>>);
 
 impl restore::GuestStateInputStream for InputStreamImpl {
     fn open(handle: wit::StateHandle) -> WitResult<restore::StateInputStream> {

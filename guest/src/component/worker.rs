@@ -3,8 +3,8 @@
 
 use super::exports::flink::checkpoint_storage::types as wit;
 use super::exports::flink::checkpoint_storage::worker::{
-    CheckpointStateToolset, Guest, GuestCheckpointStateToolset, GuestStateOutputStream, GuestStreamFactory,
-    GuestWorkerView, StateOutputStream, StreamFactory, WorkerView,
+    CheckpointStateToolset, Guest, GuestCheckpointStateToolset, GuestStateOutputStream,
+    GuestStreamFactory, GuestWorkerView, StateOutputStream, StreamFactory, WorkerView,
 };
 use super::types::*;
 use super::{ActiveSandbox as WasiSandbox, path_out};
@@ -97,7 +97,7 @@ impl GuestStreamFactory for StreamFactoryImpl {
 }
 
 /// Resource methods take `&self`; the stream needs `&mut`.
-pub struct StreamImpl(RefCell<BoxedStream>);
+pub struct StreamImpl(pub(super) RefCell<BoxedStream>);
 
 /// A new stream of any factory (plain or merging) as a WIT resource.
 pub(super) fn stream_resource(

@@ -9,6 +9,7 @@ mod both_backends;
 mod buffered_stream;
 mod cache;
 mod coordinator;
+mod direct_io;
 mod hardening;
 mod isolation;
 mod jco;
