@@ -89,9 +89,9 @@ pub use limits::{
     DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_READ_STATE_BYTES,
     LimitExceeded,
 };
+pub use output_stream::DEFAULT_BATCH_SIZE;
 #[cfg(all(feature = "embedded-component", feature = "blobstore"))]
 pub use plugin::EMBEDDED_BLOBSTORE_COMPONENT;
-pub use output_stream::DEFAULT_BATCH_SIZE;
 #[cfg(feature = "embedded-component")]
 pub use plugin::EMBEDDED_COMPONENT;
 pub use plugin::{

@@ -14,7 +14,10 @@ use checkpoint_storage_core::paths::GuestPath;
 use wasip2::filesystem::types::Descriptor;
 
 impl Guest for Component {
-    fn prepare_direct_write(stream: StateOutputStreamBorrow<'_>, len: u64) -> WitResult<(DirectAnswer, Option<Descriptor>)> {
+    fn prepare_direct_write(
+        stream: StateOutputStreamBorrow<'_>,
+        len: u64,
+    ) -> WitResult<(DirectAnswer, Option<Descriptor>)> {
         let stream = stream.get::<StreamImpl>();
         let answer = stream.0.borrow_mut().prepare_direct_write(len).map_err(to_wit_error)?;
         Ok(match answer {

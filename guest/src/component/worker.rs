@@ -3,8 +3,8 @@
 
 use super::exports::flink::checkpoint_storage::types as wit;
 use super::exports::flink::checkpoint_storage::worker::{
-    CheckpointStateToolset, Guest, GuestCheckpointStateToolset, GuestStateOutputStream,
-    GuestStreamFactory, GuestWorkerView, StateOutputStream, StreamFactory, WorkerView,
+    CheckpointStateToolset, Guest, GuestCheckpointStateToolset, GuestStateOutputStream, GuestStreamFactory,
+    GuestWorkerView, StateOutputStream, StreamFactory, WorkerView,
 };
 use super::types::*;
 use super::{ActiveSandbox as WasiSandbox, path_out};
