@@ -16,9 +16,9 @@ fn a_tiny_benchmark_run_reports_finite_positive_figures() {
     let json = serde_json::to_string(&report).unwrap();
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     let figures = value["figures"].as_array().expect("figures");
-    // 4 chunk sizes x 2 ways + vs disk + small states x 3 ways + 2 allocators x 2 + idle memory x 2
+    // 4 chunk sizes x (2 ways + vs disk) + small states x 3 ways + 2 allocators x 2 + idle memory x 2
     // + directory fsync + subsumption x 2 + restore reads x 2 + object storage (stream, small objects).
-    assert_eq!(figures.len(), 4 * 2 + 1 + 3 + 4 + 2 + 1 + 2 + 2 + 2, "{json}");
+    assert_eq!(figures.len(), 4 * 3 + 3 + 4 + 2 + 1 + 2 + 2 + 2, "{json}");
     for key in ["s3 stream", "s3 small"] {
         assert!(figures.iter().any(|f| f["key"] == key), "{key} in {json}");
     }
@@ -32,8 +32,8 @@ fn a_tiny_benchmark_run_reports_finite_positive_figures() {
     let with_targets = figures.iter().filter(|f| !f["target"].is_null()).count();
     assert_eq!(
         with_targets,
-        2 * 2 + 1 + 1 + 1 + 1 + 2,
-        "64K and 4K (both ways), vs disk, batched small states, start, memory, restore reads"
+        2 * 2 + 4 + 1 + 1 + 1 + 2,
+        "64K and 1M (both ways), every chunk size vs disk, batched small states, start, memory, restore reads"
     );
     assert_eq!(value["machine"]["nproc"].as_u64().map(|n| n > 0), Some(true));
 

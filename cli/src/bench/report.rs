@@ -207,10 +207,12 @@ pub fn combine(runs: &[Vec<Figure>]) -> Result<Vec<Figure>, BenchError> {
         .collect()
 }
 
-/// Targets of issue 6 (ratios on a 2-core machine).
-const TARGET_64K: f64 = 0.95;
-const TARGET_4K: f64 = 0.90;
-const TARGET_1M_DISK: f64 = 0.90;
+/// Issue 12, large writes: 64 KiB and 1 MiB chunks against native Rust
+/// with the same policy and against the disk.
+const TARGET_LARGE: f64 = 0.97;
+/// Issue 12, small writes through the default (host-batched) write:
+/// 64 B and 4 KiB chunks against the disk at 1 MiB chunks.
+const TARGET_SMALL_VS_DISK: f64 = 0.95;
 /// Issue 12: inline states written in batches, against native.
 const TARGET_INLINE_STATES: f64 = 0.5;
 /// Issue 12: tenant start (pooling, median) and resident memory per idle
@@ -227,17 +229,17 @@ pub fn figures(
     memory: &[MemoryResult],
 ) -> Vec<Figure> {
     let mut out = Vec::new();
+    // The disk's speed is measured once, at the largest chunk: every chunk
+    // size is compared with it (the disk is the yardstick).
+    let disk = throughput.iter().find_map(|t| t.disk_mib_s);
     for t in throughput {
         let size = human_bytes(t.chunk_bytes as u64);
-        let target = match t.chunk_bytes {
-            65536 => Some(Target::MinRatio(TARGET_64K)),
-            4096 => Some(Target::MinRatio(TARGET_4K)),
-            _ => None,
-        };
+        let large = t.chunk_bytes >= 65536;
+        let target = large.then_some(Target::MinRatio(TARGET_LARGE));
         let short = short_bytes(t.chunk_bytes as u64);
         for (how, key, measured) in [
-            ("call per chunk", "call", t.component_mib_s),
-            ("host-batched", "batched", t.batched_mib_s),
+            ("write per chunk (default)", "call", t.component_mib_s),
+            ("BufferedStateOutputStream", "batched", t.batched_mib_s),
         ] {
             let f = Figure::new(
                 format!("{short} {key}"),
@@ -252,17 +254,18 @@ pub fn figures(
                 None => f,
             });
         }
-        if let Some(disk) = t.disk_mib_s {
+        if let Some(disk) = disk {
+            let target = if large { TARGET_LARGE } else { TARGET_SMALL_VS_DISK };
             out.push(
                 Figure::new(
                     format!("{short} vs disk"),
-                    format!("{size} chunks vs disk"),
+                    format!("{size} chunks (default write) vs disk"),
                     t.component_mib_s,
                     "MiB/s",
-                    "disk (plain write + fsync)",
+                    "disk (one write + fsync)",
                     disk,
                 )
-                .with_target(Target::MinRatio(TARGET_1M_DISK)),
+                .with_target(Target::MinRatio(target)),
             );
         }
     }
