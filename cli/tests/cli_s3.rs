@@ -6,15 +6,19 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_checkpoint-storage");
 
-fn run(server: &S3Server, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
+/// The CLI with `args`, pointed at `server` as a user would do it.
+fn command(server: &S3Server, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
         .args(["--endpoint", &server.endpoint(), "--allow-http"])
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap();
+        .env("AWS_REGION", "us-east-1");
+    cmd
+}
+
+fn run(server: &S3Server, args: &[&str]) -> String {
+    let out = command(server, args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -172,14 +176,12 @@ fn s3_gc_stops_at_an_unreadable_manifest_and_deletes_nothing() {
         b"{ not a manifest",
     );
     put(&server, &format!("team-a/checkpoints/{job}/chk-1/state"), b"state");
-    let out = Command::new(BIN)
-        .args(["gc", "--s3", "s3://demo-bucket/team-a", "--grace", "0s", "--delete"])
-        .args(["--endpoint", &server.endpoint(), "--allow-http"])
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap();
+    let out = command(
+        &server,
+        &["gc", "--s3", "s3://demo-bucket/team-a", "--grace", "0s", "--delete"],
+    )
+    .output()
+    .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot read the manifest"), "{err}");
