@@ -155,16 +155,25 @@ mod tests {
         add_to_linker(&mut linker).unwrap();
     }
 
-    #[test]
-    fn the_guests_file_writes_take_the_in_place_path() {
+    const JOB: &str = "0123456789abcdef0123456789abcdef";
+
+    /// A tenant of a fresh directory and the factory of its checkpoint 1
+    /// (`<JOB>/chk-1` made).
+    fn checkpoint_1() -> (tempfile::TempDir, crate::Tenant, crate::StreamFactory) {
         let dir = tempfile::tempdir().unwrap();
-        let job = "0123456789abcdef0123456789abcdef";
-        std::fs::create_dir_all(dir.path().join(job).join("chk-1")).unwrap();
+        std::fs::create_dir_all(dir.path().join(JOB).join("chk-1")).unwrap();
         let tenant = Plugin::load().unwrap().tenant(TenantConfig::new(dir.path())).unwrap();
-        let view = tenant.open_worker_view(&StorageConfig::filesystem(job)).unwrap();
-        let factory = view
+        let factory = tenant
+            .open_worker_view(&StorageConfig::filesystem(JOB))
+            .unwrap()
             .resolve_checkpoint_storage_location(1, &LocationReference::Default)
             .unwrap();
+        (dir, tenant, factory)
+    }
+
+    #[test]
+    fn the_guests_file_writes_take_the_in_place_path() {
+        let (dir, tenant, factory) = checkpoint_1();
         // Unbatched writes too small for direct writes by the host: the
         // guest writes them, from its buffer.
         let stream = factory
@@ -180,20 +189,13 @@ mod tests {
         let StateHandle::RelativeFile(file) = &handle else {
             panic!("expected a file, got {handle:?}");
         };
-        let on_disk = std::fs::read(dir.path().join(job).join("chk-1").join(&file.relative_path)).unwrap();
+        let on_disk = std::fs::read(dir.path().join(JOB).join("chk-1").join(&file.relative_path)).unwrap();
         assert_eq!(on_disk, data);
     }
 
     #[test]
     fn large_writes_reach_the_file_without_the_guest_writing_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let job = "0123456789abcdef0123456789abcdef";
-        std::fs::create_dir_all(dir.path().join(job).join("chk-1")).unwrap();
-        let tenant = Plugin::load().unwrap().tenant(TenantConfig::new(dir.path())).unwrap();
-        let view = tenant.open_worker_view(&StorageConfig::filesystem(job)).unwrap();
-        let factory = view
-            .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-            .unwrap();
+        let (dir, tenant, factory) = checkpoint_1();
         let stream = factory
             .create_checkpoint_state_output_stream(StateScope::Exclusive)
             .unwrap();
@@ -208,7 +210,7 @@ mod tests {
             panic!("expected a file, got {handle:?}");
         };
         assert_eq!(file.size, data.len() as u64);
-        let on_disk = std::fs::read(dir.path().join(job).join("chk-1").join(&file.relative_path)).unwrap();
+        let on_disk = std::fs::read(dir.path().join(JOB).join("chk-1").join(&file.relative_path)).unwrap();
         assert_eq!(on_disk, data);
     }
 }

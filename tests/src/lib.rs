@@ -163,6 +163,24 @@ pub fn bytes(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// A tenant of its own directory whose config `adjust` changes (limits),
+/// with what the coordinator makes before tasks write (`<job>/chk-1`,
+/// `shared`, `taskowned`) and the factory of checkpoint 1 at its default
+/// location. Keep the returned test tenant alive: it owns the directory.
+pub fn adjusted_tenant(adjust: impl FnOnce(TenantConfig) -> TenantConfig) -> (TestTenant, Tenant, StreamFactory) {
+    let t = TestTenant::new();
+    t.init_job_dirs(&[1]);
+    let tenant = plugin()
+        .tenant(adjust(TenantConfig::new(t.tenant.dir())))
+        .expect("tenant");
+    let factory = tenant
+        .open_worker_view(&StorageConfig::filesystem(&t.job))
+        .expect("worker view opens")
+        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+        .expect("default location resolves");
+    (t, tenant, factory)
+}
+
 /// Writes `data` to a stream in one call and closes it.
 pub fn write_state(stream: StateOutputStream, data: &[u8]) -> Option<StateHandle> {
     stream.write(data).expect("write");

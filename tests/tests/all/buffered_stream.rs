@@ -144,16 +144,7 @@ fn dropping_a_stream_with_batched_bytes_discards_its_file() {
 
 #[test]
 fn the_byte_limit_refuses_the_batched_write_that_crosses_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let tenant = plugin()
-        .tenant(TenantConfig::new(dir.path()).with_max_bytes_written(Some(1000)))
-        .unwrap();
-    let job = job_id();
-    std::fs::create_dir_all(dir.path().join(&job).join("chk-1")).unwrap();
-    let view = tenant.open_worker_view(&StorageConfig::filesystem(&job)).unwrap();
-    let f = view
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap();
+    let (_dir, tenant, f) = adjusted_tenant(|c| c.with_max_bytes_written(Some(1000)));
     let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     for i in 0..10 {
         s.write(&bytes(100, i)).unwrap();

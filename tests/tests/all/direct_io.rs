@@ -95,16 +95,7 @@ fn a_trap_removes_a_directly_written_file_and_the_stream_answers_poisoned() {
 
 #[test]
 fn the_byte_limit_refuses_a_direct_write_that_crosses_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let tenant = plugin()
-        .tenant(TenantConfig::new(dir.path()).with_max_bytes_written(Some(3 << 20)))
-        .unwrap();
-    let job = job_id();
-    std::fs::create_dir_all(dir.path().join(&job).join("chk-1")).unwrap();
-    let view = tenant.open_worker_view(&StorageConfig::filesystem(&job)).unwrap();
-    let f = view
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap();
+    let (_dir, tenant, f) = adjusted_tenant(|c| c.with_max_bytes_written(Some(3 << 20)));
     let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     let chunk = bytes(1 << 20, 2);
     for _ in 0..3 {
@@ -251,16 +242,7 @@ fn a_state_file_replaced_after_open_is_still_read_from_the_opened_file() {
 
 #[test]
 fn read_state_of_a_large_state_is_bounded_as_before() {
-    let dir = tempfile::tempdir().unwrap();
-    let tenant = plugin()
-        .tenant(TenantConfig::new(dir.path()).with_max_read_state_bytes(1 << 20))
-        .unwrap();
-    let job = job_id();
-    std::fs::create_dir_all(dir.path().join(&job).join("shared")).unwrap();
-    let view = tenant.open_worker_view(&StorageConfig::filesystem(&job)).unwrap();
-    let f = view
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap();
+    let (_dir, tenant, f) = adjusted_tenant(|c| c.with_max_read_state_bytes(1 << 20));
     let h = f.write_state(StateScope::Shared, &bytes(2 << 20, 1)).unwrap().unwrap();
     assert!(matches!(
         tenant.read_state(&h),

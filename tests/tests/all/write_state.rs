@@ -90,7 +90,7 @@ fn memory_backend_refuses_state_over_its_maximum() {
 
 #[test]
 fn write_state_counts_against_the_tenant_limits() {
-    let (_dir, tenant, f) = limited_tenant();
+    let (_dir, tenant, f) = adjusted_tenant(|c| c.with_max_bytes_written(Some(100)).with_max_open_streams(1));
     f.write_state(StateScope::Exclusive, &[1; 60]).unwrap();
     match f.write_state(StateScope::Exclusive, &[2; 60]) {
         Err(Error::Limit(LimitExceeded::BytesWritten {
@@ -265,7 +265,7 @@ fn write_states_on_the_memory_backend_refuses_only_the_state_over_its_maximum() 
 
 #[test]
 fn write_states_counts_each_state_against_the_tenant_limits() {
-    let (_dir, tenant, f) = limited_tenant();
+    let (_dir, tenant, f) = adjusted_tenant(|c| c.with_max_bytes_written(Some(100)).with_max_open_streams(1));
     // 60 fits; 60 more would make 120; 30 after it still fits (90).
     let results = f.write_states(
         StateScope::Exclusive,
@@ -413,24 +413,4 @@ fn a_batch_over_one_calls_bytes_is_split_and_a_trap_poisons_the_rest() {
         "states that were not written are not counted"
     );
     assert!(all_files(dir.path()).is_empty());
-}
-
-/// A tenant that may write 100 bytes in all and hold one stream, with the
-/// factory of checkpoint 1 (its directories made).
-fn limited_tenant() -> (TestTenant, Tenant, StreamFactory) {
-    let t = TestTenant::new();
-    t.init_job_dirs(&[1]);
-    let tenant = plugin()
-        .tenant(
-            TenantConfig::new(t.tenant.dir())
-                .with_max_bytes_written(Some(100))
-                .with_max_open_streams(1),
-        )
-        .unwrap();
-    let f = tenant
-        .open_worker_view(&StorageConfig::filesystem(&t.job))
-        .unwrap()
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap();
-    (t, tenant, f)
 }
