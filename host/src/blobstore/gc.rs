@@ -6,7 +6,7 @@
 //! incomplete-directory orphans and no symbolic links.
 
 use super::BlobGrant;
-use super::listing::{delete_object, list_objects, read_object};
+use super::listing::PrefixTool;
 use crate::gc::{GcError, GcOptions, GcReport, is_managed, sort_files};
 use crate::manifest::CheckpointManifest;
 use checkpoint_storage_core::layout::METADATA_FILE_NAME;
@@ -27,7 +27,8 @@ fn store_error(key: &str) -> impl FnOnce(object_store::Error) -> GcError + '_ {
 pub fn collect(grant: &BlobGrant, options: &GcOptions) -> Result<GcReport, GcError> {
     let now = SystemTime::now();
     let old = |modified: SystemTime| now.duration_since(modified).is_ok_and(|age| age >= options.grace);
-    let objects = list_objects(&grant.store, &grant.prefix).map_err(store_error(&grant.prefix))?;
+    let tool = PrefixTool::new(&grant.store, &grant.prefix).map_err(store_error(&grant.prefix))?;
+    let objects = tool.list().map_err(store_error(&grant.prefix))?;
     let (manifests, files): (Vec<_>, Vec<_>) = objects
         .into_iter()
         .partition(|o| Path::new(&o.key).file_name().is_some_and(|n| n == METADATA_FILE_NAME));
@@ -42,7 +43,7 @@ pub fn collect(grant: &BlobGrant, options: &GcOptions) -> Result<GcReport, GcErr
                 size: m.size,
             });
         }
-        let bytes = read_object(&grant.store, &grant.prefix, &m.key).map_err(store_error(&m.key))?;
+        let bytes = tool.read(&m.key).map_err(store_error(&m.key))?;
         let dir = m.key.rsplit_once('/').map_or("", |(d, _)| d);
         let manifest = CheckpointManifest::from_json_in(&bytes, &format!("{uri_prefix}{dir}")).map_err(|source| {
             GcError::Manifest {
@@ -75,7 +76,7 @@ pub fn collect(grant: &BlobGrant, options: &GcOptions) -> Result<GcReport, GcErr
     report.young.sort_by(|a, b| a.path.cmp(&b.path));
     if options.delete {
         for o in &report.orphans {
-            if let Err(e) = delete_object(&grant.store, &grant.prefix, &o.path.to_string_lossy()) {
+            if let Err(e) = tool.delete(&o.path.to_string_lossy()) {
                 report.failures.push((o.display.clone(), e.to_string()));
             }
         }

@@ -25,7 +25,7 @@ mod runtime;
 mod s3;
 mod upload;
 
-pub use listing::{Listed, list_objects, list_prefix};
+pub use listing::{Listed, PrefixTool, list_prefix};
 pub(crate) use runtime::{BlobRuntime, Deadline};
 pub use s3::S3Settings;
 pub use upload::{MAX_WRITE, PART_SIZE};
