@@ -4,6 +4,7 @@
 
 use crate::error::{ErrorCode, Result, StorageError};
 use crate::handle::{StateHandle, checked_file_path};
+use crate::paths::GuestPath;
 use crate::sandbox::{EntryKind, FsErrorKind, ReadFile, Sandbox};
 
 /// Most bytes one `read` returns, so a caller cannot make the guest
@@ -13,9 +14,10 @@ pub const MAX_READ: u64 = 16 * 1024 * 1024;
 enum Source<R> {
     Inline(Vec<u8>),
     /// `base` is where the state starts in the file (a segment's offset).
+    /// `reader` is `None` once handed over (see `hand_over_reader`).
     File {
-        reader: R,
-        path: String,
+        reader: Option<R>,
+        path: GuestPath,
         base: u64,
     },
 }
@@ -65,8 +67,8 @@ impl<R: ReadFile> StateInputStream<R> {
         };
         Ok(StateInputStream {
             source: Source::File {
-                reader,
-                path: path.to_string(),
+                reader: Some(reader),
+                path,
                 base,
             },
             size,
@@ -78,13 +80,41 @@ impl<R: ReadFile> StateInputStream<R> {
         self.size
     }
 
-    /// The file this stream reads, its path and where the state starts in
-    /// it; `None` for inline state.
-    pub fn file_source(&self) -> Option<(&R, &str, u64)> {
-        match &self.source {
+    /// Gives the opened file away (for a host that reads it itself) with
+    /// where the state starts in it; `None` for inline state or a file
+    /// already given away. The stream keeps its size and position; should
+    /// it be asked to read again, [`reopen`](Self::reopen) opens its file
+    /// anew first. Handing over the open file, rather than opening a second
+    /// one, spares a restore the open and the identity checks that a second
+    /// descriptor would need.
+    pub fn hand_over_reader(&mut self) -> Option<(R, u64)> {
+        match &mut self.source {
             Source::Inline(_) => None,
-            Source::File { reader, path, base } => Some((reader, path, *base)),
+            Source::File { reader, base, .. } => reader.take().map(|r| (r, *base)),
         }
+    }
+
+    /// Whether the file was handed over and `read` needs a
+    /// [`reopen`](Self::reopen) first.
+    pub fn handed_over(&self) -> bool {
+        matches!(self.source, Source::File { reader: None, .. })
+    }
+
+    /// Opens the stream's file again by its name if it was handed over, so
+    /// that `read` works as before.
+    pub fn reopen<S: Sandbox<Reader = R>>(&mut self, sandbox: &S) -> Result<()> {
+        if let Source::File {
+            reader: reader @ None,
+            path,
+            ..
+        } = &mut self.source
+        {
+            let opened = sandbox
+                .open_read(path)
+                .map_err(|e| StorageError::from_fs(format!("Could not open state file {path}"), &e))?;
+            *reader = Some(opened);
+        }
+        Ok(())
     }
 
     pub fn pos(&self) -> u64 {
@@ -108,9 +138,19 @@ impl<R: ReadFile> StateInputStream<R> {
         let len = len.min(MAX_READ).min(self.size - self.pos);
         let data = match &self.source {
             Source::Inline(data) => data[self.pos as usize..(self.pos + len) as usize].to_vec(),
-            Source::File { reader, path, base } => reader
+            Source::File {
+                reader: Some(reader),
+                path,
+                base,
+            } => reader
                 .read_at(len, base + self.pos)
                 .map_err(|e| StorageError::from_fs(format!("Could not read state file {path}"), &e))?,
+            Source::File { reader: None, path, .. } => {
+                return Err(StorageError::new(
+                    ErrorCode::Io,
+                    format!("The file {path} was handed over for direct reads; reopen the stream to read it here."),
+                ));
+            }
         };
         self.pos += data.len() as u64;
         Ok(data)

@@ -712,6 +712,66 @@ mod coordinator_and_restore {
     }
 
     #[test]
+    fn a_handed_over_file_is_reopened_by_name_before_the_stream_reads_again() {
+        let s = MemSandbox::with_dirs(&["/checkpoints/d"]);
+        s.files.borrow_mut().insert(
+            GuestPath::parse("/checkpoints/d/seg").unwrap(),
+            Rc::new(std::cell::RefCell::new((0..50u8).collect())),
+        );
+        let h = StateHandle::Segment {
+            path: "/checkpoints/d/seg".into(),
+            offset: 20,
+            size: 10,
+            scope: crate::access::StateScope::Shared,
+        };
+        let mut r = StateInputStream::open(&*s, h).unwrap();
+        r.seek(4).unwrap();
+        let (reader, base) = r.hand_over_reader().unwrap();
+        assert_eq!(base, 20);
+        assert_eq!(
+            crate::sandbox::ReadFile::read_at(&reader, 2, base).unwrap(),
+            vec![20, 21],
+            "the very file"
+        );
+        assert!(r.handed_over());
+        assert!(r.hand_over_reader().is_none(), "handed over once");
+        assert_eq!((r.size(), r.pos()), (10, 4), "size and position stay");
+        let e = r.read(1).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Io);
+        assert!(e.message.contains("/checkpoints/d/seg"), "{}", e.message);
+        r.reopen(&*s).unwrap();
+        assert!(!r.handed_over());
+        assert_eq!(r.read(3).unwrap(), vec![24, 25, 26]);
+
+        // Reopening a file that is gone says so, and the stream stays usable
+        // for another try.
+        let mut r = StateInputStream::open(
+            &*s,
+            StateHandle::File {
+                path: "/checkpoints/d/seg".into(),
+                size: 50,
+            },
+        )
+        .unwrap();
+        r.hand_over_reader().unwrap();
+        s.files.borrow_mut().clear();
+        assert_eq!(r.reopen(&*s).unwrap_err().code, ErrorCode::NotFound);
+        assert!(r.handed_over());
+
+        // Inline state has no file to hand over.
+        let mut inline = StateInputStream::open(
+            &*s,
+            StateHandle::ByteStream {
+                name: "n".into(),
+                data: vec![1, 2],
+            },
+        )
+        .unwrap();
+        assert!(inline.hand_over_reader().is_none());
+        inline.reopen(&*s).unwrap();
+        assert_eq!(inline.read(5).unwrap(), vec![1, 2]);
+    }
+    #[test]
     fn dispose_removes_the_tree() {
         let s = MemSandbox::with_dirs(&[]);
         let loc = coordinator(&s).initialize_location_for_checkpoint(8).unwrap();

@@ -92,12 +92,6 @@ impl WasiSandbox {
         Ok(again.is_same_object(opened).then_some(again))
     }
 
-    /// A read-only descriptor of the file `reader` reads (named `path`),
-    /// for the host's own reads (WIT `direct-read`).
-    pub fn host_read_handle(&self, path: &GuestPath, reader: &WasiReader) -> Result<Option<Descriptor>, FsError> {
-        self.reopen_for_host(path, &reader.0, DescriptorFlags::READ)
-    }
-
     /// Like `locate`, but the mount point itself is allowed (as `.`).
     fn locate_dir<'a>(&'a self, path: &'a GuestPath) -> Result<(&'a Descriptor, &'a str), FsError> {
         if let Some((d, _)) = self.preopens.iter().find(|(_, mount)| mount == path) {
@@ -154,7 +148,11 @@ fn in_words(e: ErrorCode) -> &'static str {
 /// directory.
 fn require_regular_file(dir: &Descriptor, rel: &str, path: &GuestPath) -> Result<(), FsError> {
     let stat = dir.stat_at(PathFlags::empty(), rel).map_err(fs_error)?;
-    match stat.type_ {
+    require_kind(stat.type_, path)
+}
+
+fn require_kind(kind: DescriptorType, path: &GuestPath) -> Result<(), FsError> {
+    match kind {
         DescriptorType::RegularFile => Ok(()),
         DescriptorType::SymbolicLink => Err(FsError::new(
             FsErrorKind::PermissionDenied,
@@ -176,11 +174,23 @@ fn entry_kind(t: DescriptorType) -> EntryKind {
     }
 }
 
-pub struct WasiReader(Descriptor);
+/// A state file opened for reading, with its size when opened.
+pub struct WasiReader {
+    file: Descriptor,
+    size: u64,
+}
+
+impl WasiReader {
+    /// The descriptor, for the host to read the file itself (WIT
+    /// `open-direct-read`).
+    pub fn into_descriptor(self) -> Descriptor {
+        self.file
+    }
+}
 
 impl ReadFile for WasiReader {
     fn size(&self) -> Result<u64, FsError> {
-        Ok(self.0.stat().map_err(fs_error)?.size)
+        Ok(self.size)
     }
 
     fn read_at(&self, len: u64, offset: u64) -> Result<Vec<u8>, FsError> {
@@ -188,7 +198,7 @@ impl ReadFile for WasiReader {
         // `read` may return less than asked before the end; keep going.
         while (out.len() as u64) < len {
             let (data, end) = self
-                .0
+                .file
                 .read(len - out.len() as u64, offset + out.len() as u64)
                 .map_err(fs_error)?;
             let done = end || data.is_empty();
@@ -294,12 +304,23 @@ impl Sandbox for WasiSandbox {
         })
     }
 
+    /// Opens first and looks at what was opened (a `stat` of the
+    /// descriptor gives its kind and size), instead of looking at the path
+    /// first: one lookup of the name instead of two per restored state. The
+    /// open never follows a symlink (no `symlink-follow`), so only a
+    /// failure is looked at by name, to say what the name is.
     fn open_read(&self, path: &GuestPath) -> Result<WasiReader, FsError> {
         let (dir, rel) = self.locate(path)?;
-        require_regular_file(dir, rel, path)?;
-        dir.open_at(PathFlags::empty(), rel, OpenFlags::empty(), DescriptorFlags::READ)
-            .map(WasiReader)
-            .map_err(fs_error)
+        let file = match dir.open_at(PathFlags::empty(), rel, OpenFlags::empty(), DescriptorFlags::READ) {
+            Ok(file) => file,
+            Err(e) => {
+                require_regular_file(dir, rel, path)?;
+                return Err(fs_error(e));
+            }
+        };
+        let stat = file.stat().map_err(fs_error)?;
+        require_kind(stat.type_, path)?;
+        Ok(WasiReader { file, size: stat.size })
     }
 
     fn create_dir(&self, path: &GuestPath) -> Result<(), FsError> {

@@ -1,13 +1,18 @@
 //! Typed API over the WIT `restore` interface: reading any handle's bytes
 //! back through the component, in the tenant's sandbox, and discarding state.
 //!
-//! Large reads of file state skip guest memory: at the first one, the guest
-//! hands the host a read-only descriptor of the state's file that it opened
-//! itself (WIT `open-direct-read`), and the host reads the state's bytes
-//! from it straight into the caller's buffer. The position and size are
-//! then the host's; `seek` still asks the guest, which keeps its checks and
-//! errors. A failed direct read is done again by the guest, which reports
-//! it its own way.
+//! Reads of file state skip guest memory: when the stream opens, the guest
+//! hands the host the read-only descriptor it opened on the state's file
+//! (WIT `open-direct-read`, in the same call into the tenant as the open),
+//! and the host reads the state's bytes from it straight into the caller's
+//! buffer. The position and size are then the host's; `seek` still asks the
+//! guest, which keeps its checks and errors. A failed direct read is done
+//! again by the guest (which reopens its file), and it reports the failure
+//! its own way.
+//!
+//! Asking at the open rather than at the first large read saves a call per
+//! restored state, and a direct read of any size costs less than a call
+//! into the guest (which reads the same file).
 
 use crate::bindings::exports::flink::checkpoint_storage::restore::Guest as RestoreGuest;
 use crate::direct_io;
@@ -20,10 +25,6 @@ use std::fs::File;
 use std::sync::{Arc, Mutex, MutexGuard};
 use wasmtime::component::ResourceAny;
 
-/// Smallest read for which the host asks the guest for the state's file:
-/// below it, the copy out of guest memory costs less than the extra calls.
-const DIRECT_READ_MIN: u64 = 16 * 1024;
-
 /// One call on a restore-interface resource.
 fn call<T>(owned: &Owned, f: impl FnOnce(&RestoreGuest, &mut Inner, ResourceAny) -> GuestResult<T>) -> Result<T> {
     owned.call_on(Inner::restore, f)
@@ -33,11 +34,17 @@ impl Tenant {
     /// Opens the bytes of a handle for reading.
     pub fn open_input_stream(&self, handle: &StateHandle) -> Result<StateInputStream> {
         let permit = self.acquire_stream()?;
-        let resource = self.call(|i| i.restore()?.state_input_stream().call_open(&mut i.store, handle))?;
+        let (resource, direct) = self.call(|i| {
+            let resource = match i.restore()?.state_input_stream().call_open(&mut i.store, handle)? {
+                Ok(resource) => resource,
+                Err(e) => return Ok(Err(e)),
+            };
+            Ok(Ok((resource, take_direct_read(i, resource)?)))
+        })?;
         Ok(StateInputStream {
             owned: Owned::new(self, resource),
             _permit: permit,
-            direct: Mutex::new(DirectRead::Unasked),
+            direct: Mutex::new(direct),
         })
     }
 
@@ -67,11 +74,33 @@ pub struct StateInputStream {
     direct: Mutex<DirectRead>,
 }
 
+/// Asks the guest for the file of the stream `resource` just opened. A
+/// refusal only means reads go through the guest; a trap fails the call.
+fn take_direct_read(i: &mut Inner, resource: ResourceAny) -> wasmtime::Result<DirectRead> {
+    if !i.has_direct_io() {
+        // The object store build: there is no file to hand over.
+        return Ok(DirectRead::Never);
+    }
+    let answer = i.direct_io()?.call_open_direct_read(&mut i.store, resource)?;
+    // The descriptor leaves the tenant's table in any case.
+    let handed = answer
+        .ok()
+        .flatten()
+        .and_then(|(file, at)| direct_io::take_file(i.store.data_mut().table_mut(), file, false).map(|f| (f, at)));
+    Ok(match handed {
+        Some((file, at)) => DirectRead::Reading {
+            file,
+            base: at.base,
+            size: at.size,
+            pos: at.pos,
+        },
+        None => DirectRead::Never,
+    })
+}
+
 /// How reads reach the state's bytes.
 #[derive(Debug)]
 enum DirectRead {
-    /// Through the guest; ask before the next large read.
-    Unasked,
     /// Through the guest, always (inline state, or no descriptor).
     Never,
     /// From the file the guest handed over: the state is
@@ -95,7 +124,7 @@ impl StateInputStream {
     pub fn read(&self, len: u64) -> Result<Vec<u8>> {
         let len = len.min(crate::MAX_BYTES_PER_CALL as u64);
         let mut d = self.lock();
-        if !self.direct_ready(&mut d, len)? {
+        if !self.direct_ready(&d)? {
             return call(&self.owned, |g, i, r| {
                 g.state_input_stream().call_read(&mut i.store, r, len)
             });
@@ -112,7 +141,7 @@ impl StateInputStream {
     pub fn read_into(&self, buf: &mut [u8]) -> Result<usize> {
         let len = buf.len().min(crate::MAX_BYTES_PER_CALL);
         let mut d = self.lock();
-        if self.direct_ready(&mut d, len as u64)?
+        if self.direct_ready(&d)?
             && let DirectRead::Reading { file, base, size, pos } = &mut *d
         {
             let len = len.min((*size - *pos) as usize);
@@ -135,34 +164,8 @@ impl StateInputStream {
         Ok(data.len())
     }
 
-    /// Whether reads of `len` bytes go to the file directly (asking the
-    /// guest for it first if they are large).
-    fn direct_ready(&self, d: &mut DirectRead, len: u64) -> Result<bool> {
-        if matches!(d, DirectRead::Unasked) && len >= DIRECT_READ_MIN {
-            if !self.owned.tenant.lock().has_direct_io() {
-                // The object store build: there is no file to hand over.
-                *d = DirectRead::Never;
-                return Ok(false);
-            }
-            let handed = self.owned.call_on(Inner::direct_io, |g, i, r| {
-                let answer = g.call_open_direct_read(&mut i.store, r)?;
-                // The descriptor leaves the tenant's table in any case.
-                Ok(answer.map(|handed| {
-                    handed.and_then(|(file, at)| {
-                        direct_io::take_file(i.store.data_mut().table_mut(), file, false).map(|f| (f, at))
-                    })
-                }))
-            })?;
-            *d = match handed {
-                Some((file, at)) => DirectRead::Reading {
-                    file,
-                    base: at.base,
-                    size: at.size,
-                    pos: at.pos,
-                },
-                None => DirectRead::Never,
-            };
-        }
+    /// Whether reads go to the file directly.
+    fn direct_ready(&self, d: &DirectRead) -> Result<bool> {
         if matches!(d, DirectRead::Reading { .. }) {
             self.owned.tenant.check_not_poisoned()?;
             return Ok(true);
@@ -259,7 +262,7 @@ impl StateInputStream {
         let mut out = Vec::new();
         loop {
             let mut d = self.lock();
-            if self.direct_ready(&mut d, chunk)? {
+            if self.direct_ready(&d)? {
                 // Straight into `out`: the size was checked above and a
                 // direct read never goes past it.
                 if self.read_direct(&mut d, &mut out, chunk)? == 0 {
@@ -295,7 +298,7 @@ mod tests {
     use crate::{LocationReference, Plugin, StateScope, StorageConfig, TenantConfig};
 
     #[test]
-    fn large_reads_of_file_state_come_from_the_file_small_ones_and_inline_state_do_not() {
+    fn file_state_is_read_from_the_file_handed_over_at_open_inline_state_through_the_guest() {
         let dir = tempfile::tempdir().unwrap();
         let job = "0123456789abcdef0123456789abcdef";
         std::fs::create_dir_all(dir.path().join(job).join("shared")).unwrap();
@@ -307,17 +310,33 @@ mod tests {
         let data: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 249) as u8).collect();
         let file = f.write_state(StateScope::Shared, &data).unwrap().unwrap();
         let input = tenant.open_input_stream(&file).unwrap();
-        assert_eq!(input.read(100).unwrap(), &data[..100]);
         assert!(
-            matches!(*input.lock(), DirectRead::Unasked),
-            "a small read goes through the guest"
+            matches!(*input.lock(), DirectRead::Reading { .. }),
+            "handed over at open"
         );
+        assert_eq!(input.read(100).unwrap(), &data[..100]);
         assert_eq!(input.read(1 << 20).unwrap(), &data[100..(1 << 20) + 100]);
-        assert!(matches!(*input.lock(), DirectRead::Reading { .. }));
+        assert_eq!(input.get_pos().unwrap(), (1 << 20) + 100);
+
+        // A direct read that fails (here: a descriptor the OS refuses to
+        // read from) is done again by the guest, which reopens its file by
+        // name, from the same position; later reads stay with the guest.
+        let path = tenant.host_path(file.file_path().unwrap()).unwrap();
+        if let DirectRead::Reading { file, .. } = &mut *input.lock() {
+            *file = std::sync::Arc::new(std::fs::OpenOptions::new().write(true).open(&path).unwrap());
+        }
+        let mut buf = vec![0; 1000];
+        assert_eq!(input.read_into(&mut buf).unwrap(), 1000);
+        assert_eq!(buf, &data[(1 << 20) + 100..(1 << 20) + 1100]);
+        assert!(matches!(*input.lock(), DirectRead::Never));
+        assert_eq!(input.read(10).unwrap(), &data[(1 << 20) + 1100..(1 << 20) + 1110]);
+        assert_eq!(input.get_pos().unwrap(), (1 << 20) + 1110);
+        input.seek(0).unwrap();
+        assert_eq!(input.read_to_end().unwrap(), data);
 
         let inline = f.write_state(StateScope::Shared, b"small").unwrap().unwrap();
         let input = tenant.open_input_stream(&inline).unwrap();
-        assert_eq!(input.read(1 << 20).unwrap(), b"small");
         assert!(matches!(*input.lock(), DirectRead::Never), "inline state has no file");
+        assert_eq!(input.read(1 << 20).unwrap(), b"small");
     }
 }

@@ -2,15 +2,14 @@
 //! the files behind state streams, so that large state skips the
 //! component's memory. The streams keep every decision; see the WIT.
 
+use super::Component;
 use super::exports::flink::checkpoint_storage::direct_io::{DirectAnswer, DirectRead, Guest};
 use super::exports::flink::checkpoint_storage::restore::StateInputStreamBorrow;
 use super::exports::flink::checkpoint_storage::worker::StateOutputStreamBorrow;
 use super::restore::InputStreamImpl;
 use super::types::*;
 use super::worker::StreamImpl;
-use super::{Component, sandbox};
 use checkpoint_storage_core::output_stream::DirectWrite;
-use checkpoint_storage_core::paths::GuestPath;
 use wasip2::filesystem::types::Descriptor;
 
 impl Guest for Component {
@@ -37,23 +36,12 @@ impl Guest for Component {
     }
 
     fn open_direct_read(stream: StateInputStreamBorrow<'_>) -> WitResult<Option<(Descriptor, DirectRead)>> {
-        let stream = stream.get::<InputStreamImpl>().0.borrow();
-        let Some((reader, path, base)) = stream.file_source() else {
-            return Ok(None);
-        };
-        // The path was checked when the stream opened; a failure to reopen
-        // it only means the host reads through `read`.
-        let Ok(path) = GuestPath::parse(path) else {
-            return Ok(None);
-        };
-        let file = sandbox()?.host_read_handle(&path, reader).ok().flatten();
-        Ok(file.map(|file| {
-            let at = DirectRead {
-                base,
-                size: stream.size(),
-                pos: stream.pos(),
-            };
-            (file, at)
-        }))
+        let mut stream = stream.get::<InputStreamImpl>().0.borrow_mut();
+        let (size, pos) = (stream.size(), stream.pos());
+        // The stream's own descriptor (it reopens its file should it be
+        // asked to read again).
+        Ok(stream
+            .hand_over_reader()
+            .map(|(reader, base)| (reader.into_descriptor(), DirectRead { base, size, pos })))
     }
 }

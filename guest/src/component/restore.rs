@@ -29,7 +29,11 @@ impl restore::GuestStateInputStream for InputStreamImpl {
     }
 
     fn read(&self, len: u64) -> WitResult<Vec<u8>> {
-        self.0.borrow_mut().read(len).map_err(to_wit_error)
+        let mut stream = self.0.borrow_mut();
+        if stream.handed_over() {
+            stream.reopen(&*sandbox()?).map_err(to_wit_error)?;
+        }
+        stream.read(len).map_err(to_wit_error)
     }
 
     fn seek(&self, pos: u64) -> WitResult<()> {
