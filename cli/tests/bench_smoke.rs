@@ -16,10 +16,12 @@ fn a_tiny_benchmark_run_reports_finite_positive_figures() {
     let json = serde_json::to_string(&report).unwrap();
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     let figures = value["figures"].as_array().expect("figures");
-    // 4 chunk sizes x (2 ways + vs disk) + small states x 3 ways + 2 allocators x 2 + idle memory x 2
-    // + directory fsync + subsumption x 2 + restore reads x 2 + object storage (stream, small objects).
-    assert_eq!(figures.len(), 4 * 3 + 3 + 4 + 2 + 1 + 2 + 2 + 2, "{json}");
-    for key in ["s3 stream", "s3 small"] {
+    // 4 chunk sizes x (2 ways + vs disk) + the 2 chunk sizes below the batch x (vs the native
+    // plain batch, that batch vs disk) + small states x 3 ways + 2 allocators x 2 + idle memory
+    // x 2 + directory fsync + subsumption x 2 + restore reads x 2 + object storage (stream,
+    // small objects).
+    assert_eq!(figures.len(), 4 * 3 + 2 * 2 + 3 + 4 + 2 + 1 + 2 + 2 + 2, "{json}");
+    for key in ["s3 stream", "s3 small", "64B native batch vs disk", "4K vs native batch"] {
         assert!(figures.iter().any(|f| f["key"] == key), "{key} in {json}");
     }
     for f in figures {

@@ -268,6 +268,28 @@ pub fn figures(
                 .with_target(Target::MinRatio(target)),
             );
         }
+        if let Some(batch) = t.native_batch_mib_s {
+            // What the default write costs over the plainest batching, and
+            // how far even that gets against the disk.
+            out.push(Figure::new(
+                format!("{short} vs native batch"),
+                format!("{size} chunks (default write) vs native batch"),
+                t.component_mib_s,
+                "MiB/s",
+                "native plain batch",
+                batch,
+            ));
+            if let Some(disk) = disk {
+                out.push(Figure::new(
+                    format!("{short} native batch vs disk"),
+                    format!("{size} chunks, native plain batch vs disk"),
+                    batch,
+                    "MiB/s",
+                    "disk (one write + fsync)",
+                    disk,
+                ));
+            }
+        }
     }
     out.push(Figure::new(
         format!("{}B states", small.state_bytes),

@@ -1,6 +1,10 @@
 //! Stream write throughput per chunk size: the component (one call per
 //! chunk, and with host-side batching) against the native policy, and the
 //! largest chunk size against plain large writes (the disk's bandwidth).
+//! Chunks smaller than the batch are also written natively into a plain
+//! batch (a `Vec` of the batch size, each full batch one positional write):
+//! the least any stream must do that takes small writes and copies them,
+//! hence the ceiling of every batching design against the disk.
 //!
 //! Every stream is timed from its creation to its handle (fsync included),
 //! and the variants take turns stream by stream, so all of them see the same
@@ -28,6 +32,9 @@ pub enum Variant {
     Batched,
     /// Plain `write` of the whole stream into a new file, then fsync.
     Disk,
+    /// Native: chunks copied into a plain batch, full batches written with
+    /// one positional write each, then fsync.
+    NativeBatch,
 }
 
 /// Throughput of each variant for one chunk size: the median over its
@@ -42,6 +49,9 @@ pub struct ThroughputResult {
     pub batched_mib_s: f64,
     /// Set for the largest chunk size only.
     pub disk_mib_s: Option<f64>,
+    /// Set for chunks smaller than the batch only.
+    #[serde(default)]
+    pub native_batch_mib_s: Option<f64>,
 }
 
 /// Per-stream throughputs of one variant.
@@ -81,6 +91,9 @@ impl Setup<'_> {
         if with_disk {
             variants.push(Variant::Disk);
         }
+        if chunk < self.batch_size {
+            variants.push(Variant::NativeBatch);
+        }
         let mut tallies: Vec<Tally> = variants.iter().map(|_| Tally::default()).collect();
         for &v in &variants {
             self.stream(v, chunk)?;
@@ -103,6 +116,7 @@ impl Setup<'_> {
             component_mib_s: of(Variant::Component).unwrap_or_default(),
             batched_mib_s: of(Variant::Batched).unwrap_or_default(),
             disk_mib_s: of(Variant::Disk),
+            native_batch_mib_s: of(Variant::NativeBatch),
         })
     }
 
@@ -149,6 +163,24 @@ impl Setup<'_> {
                 let mut f = std::fs::File::create_new(&path).map_err(io_error("disk baseline create"))?;
                 f.write_all(self.data).map_err(io_error("disk baseline write"))?;
                 f.sync_data().map_err(io_error("disk baseline fsync"))?;
+                Some(path)
+            }
+            Variant::NativeBatch => {
+                use std::os::unix::fs::FileExt;
+                let path = ws.disk_dir.join(uuid::Uuid::new_v4().to_string());
+                let f = std::fs::File::create_new(&path).map_err(io_error("native batch create"))?;
+                let mut batch = Vec::with_capacity(self.batch_size);
+                let mut at = 0;
+                for c in self.data.chunks(chunk) {
+                    if batch.len() + c.len() > self.batch_size {
+                        f.write_all_at(&batch, at).map_err(io_error("native batch write"))?;
+                        at += batch.len() as u64;
+                        batch.clear();
+                    }
+                    batch.extend_from_slice(c);
+                }
+                f.write_all_at(&batch, at).map_err(io_error("native batch write"))?;
+                f.sync_data().map_err(io_error("native batch fsync"))?;
                 Some(path)
             }
         };
