@@ -21,7 +21,12 @@ fn a_tiny_benchmark_run_reports_finite_positive_figures() {
     // x 2 + directory fsync + subsumption x 2 + restore reads x 2 + object storage (stream,
     // small objects).
     assert_eq!(figures.len(), 4 * 3 + 2 * 2 + 3 + 4 + 2 + 1 + 2 + 2 + 2, "{json}");
-    for key in ["s3 stream", "s3 small", "64B native batch vs disk", "4K vs native batch"] {
+    for key in [
+        "s3 stream",
+        "s3 small",
+        "64B native batch vs disk",
+        "4K vs native batch",
+    ] {
         assert!(figures.iter().any(|f| f["key"] == key), "{key} in {json}");
     }
     for f in figures {

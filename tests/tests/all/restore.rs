@@ -139,12 +139,23 @@ fn restore_refuses_symlinks_and_discard_refuses_directories() {
     });
     let e = storage_error(t.tenant.open_input_stream(&link));
     assert_eq!(e.code, ErrorCode::PermissionDenied, "{}", e.message);
+    assert!(
+        e.message.contains("/checkpoints/link is a symbolic link"),
+        "{}",
+        e.message
+    );
     let dir = StateHandle::File(FileHandle {
         path: "/checkpoints/dir".into(),
         size: 0,
     });
     assert_eq!(code(t.tenant.discard_state(&dir)), ErrorCode::InvalidArgument);
-    assert_eq!(code(t.tenant.open_input_stream(&dir)), ErrorCode::InvalidArgument);
+    let e = storage_error(t.tenant.open_input_stream(&dir));
+    assert_eq!(e.code, ErrorCode::InvalidArgument, "{}", e.message);
+    assert!(
+        e.message.contains("/checkpoints/dir is not a regular file"),
+        "{}",
+        e.message
+    );
     assert!(t.host("dir").is_dir());
     // Discarding the link removes the link, never its target.
     t.tenant.discard_state(&link).unwrap();
