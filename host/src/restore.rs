@@ -136,8 +136,8 @@ impl StateInputStream {
 
     /// Reads up to `buf.len()` bytes (at most [`crate::MAX_BYTES_PER_CALL`])
     /// from the current position into `buf`, as `std::io::Read::read`:
-    /// returns how many, 0 only at the end (or for an empty `buf`). Large
-    /// reads of file state go from the file straight into `buf`.
+    /// returns how many, 0 only at the end (or for an empty `buf`). Reads
+    /// of file state go from the file straight into `buf`.
     pub fn read_into(&self, buf: &mut [u8]) -> Result<usize> {
         let len = buf.len().min(crate::MAX_BYTES_PER_CALL);
         let mut d = self.lock();
