@@ -181,6 +181,26 @@ pub fn adjusted_tenant(adjust: impl FnOnce(TenantConfig) -> TenantConfig) -> (Te
     (t, tenant, factory)
 }
 
+/// A memory-backend stream of `tenant` that may hold up to 64 MiB: filling
+/// it meets a smaller `max_memory_bytes` (see [`write_until_refused`]).
+pub fn greedy_memory_stream(tenant: &Tenant, job: &str, scope: StateScope) -> StateOutputStream {
+    tenant
+        .open_worker_view(&StorageConfig::memory(job).with_max_memory_state_size(64 << 20))
+        .expect("memory view opens")
+        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+        .expect("default location resolves")
+        .create_checkpoint_state_output_stream(scope)
+        .expect("stream opens")
+}
+
+/// Writes 1 MiB chunks, 16 at most, until a write fails: the memory backend
+/// keeps state in guest memory, so 16 MiB cannot fit under an 8 MiB cap.
+/// The first failure, or `Ok` if all fit.
+pub fn write_until_refused(stream: &StateOutputStream) -> checkpoint_storage_host::Result<()> {
+    let chunk = bytes(1 << 20, 3);
+    (0..16).try_for_each(|_| stream.write(&chunk))
+}
+
 /// Writes `data` to a stream in one call and closes it.
 pub fn write_state(stream: StateOutputStream, data: &[u8]) -> Option<StateHandle> {
     stream.write(data).expect("write");

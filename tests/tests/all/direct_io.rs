@@ -63,29 +63,12 @@ fn a_dropped_stream_written_directly_leaves_no_file() {
 
 #[test]
 fn a_trap_removes_a_directly_written_file_and_the_stream_answers_poisoned() {
-    let t = TestTenant::new();
-    t.init_job_dirs(&[1]);
-    let tenant = plugin()
-        .tenant(TenantConfig::new(t.tenant.dir()).with_max_memory_bytes(8 << 20))
-        .unwrap();
-    let view = tenant.open_worker_view(&StorageConfig::filesystem(&t.job)).unwrap();
-    let f = view
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap();
+    let (t, tenant, f) = adjusted_tenant(|c| c.with_max_memory_bytes(8 << 20));
     let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     s.write(&bytes(2 << 20, 1)).unwrap();
     assert_eq!(chk1(&t).len(), 1);
-    // The memory backend keeps state in guest memory: 16 MiB cannot fit.
-    let memory = tenant
-        .open_worker_view(&StorageConfig::memory(&t.job).with_max_memory_state_size(64 << 20))
-        .unwrap();
-    let greedy = memory
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap()
-        .create_checkpoint_state_output_stream(StateScope::Shared)
-        .unwrap();
-    let chunk = bytes(1 << 20, 2);
-    assert!((0..16).any(|_| greedy.write(&chunk).is_err()));
+    let greedy = greedy_memory_stream(&tenant, &t.job, StateScope::Shared);
+    assert!(write_until_refused(&greedy).is_err());
     assert!(tenant.is_poisoned());
     assert!(chk1(&t).is_empty(), "the open stream's file was removed");
     assert!(matches!(s.write(&bytes(2 << 20, 1)), Err(Error::Poisoned)));

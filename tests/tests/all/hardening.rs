@@ -194,16 +194,8 @@ fn names(dir: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn a_memory_trap_leaves_no_partial_files_of_open_streams() {
-    let t = TestTenant::new();
-    t.init_job_dirs(&[1]);
+    let (t, tenant, factory) = adjusted_tenant(|c| c.with_max_memory_bytes(8 << 20));
     let dir = tempfile::tempdir().unwrap();
-    let tenant = plugin()
-        .tenant(TenantConfig::new(t.tenant.dir()).with_max_memory_bytes(8 << 20))
-        .unwrap();
-    let view = tenant.open_worker_view(&StorageConfig::filesystem(&t.job)).unwrap();
-    let factory = view
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap();
     // One finished handle (must stay), two open streams with files (must go).
     let done = write_state(
         factory
@@ -238,21 +230,8 @@ fn a_memory_trap_leaves_no_partial_files_of_open_streams() {
         "the metadata's temporary file"
     );
 
-    // The memory backend keeps state in guest memory: 16 MiB cannot fit.
-    let greedy = tenant
-        .open_worker_view(&StorageConfig::memory(&t.job).with_max_memory_state_size(64 << 20))
-        .unwrap()
-        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
-        .unwrap()
-        .create_checkpoint_state_output_stream(StateScope::Exclusive)
-        .unwrap();
-    let mut outcome = Ok(());
-    for _ in 0..16 {
-        outcome = greedy.write(&bytes(1 << 20, 4));
-        if outcome.is_err() {
-            break;
-        }
-    }
+    let greedy = greedy_memory_stream(&tenant, &t.job, StateScope::Exclusive);
+    let outcome = write_until_refused(&greedy);
     assert!(
         matches!(outcome, Err(Error::Limit(LimitExceeded::Memory { .. }))),
         "{outcome:?}"

@@ -52,15 +52,7 @@ fn memory_cap_traps_only_the_offending_tenant() {
     let stream = factory
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();
-    let chunk = bytes(1 << 20, 3);
-    let mut outcome = Ok(());
-    for _ in 0..16 {
-        outcome = stream.write(&chunk);
-        if outcome.is_err() {
-            break;
-        }
-    }
-    let e = limit(outcome);
+    let e = limit(write_until_refused(&stream));
     assert!(
         matches!(e, LimitExceeded::Memory { limit, requested } if limit == cap && requested > cap),
         "{e}"
