@@ -11,6 +11,7 @@
 //! - [`completed`]: finding and discarding completed checkpoints.
 //! - [`file_merging`]: task-side file merging (FLIP-306).
 //! - [`preopen`]: when a component instance reads its host's preopens.
+//! - [`writeback`]: when the host starts writing a state file to the disk.
 //!
 //! Everything that touches files goes through the [`sandbox::Sandbox`]
 //! trait: the component implements it over `wasi:filesystem`, native unit
@@ -35,6 +36,7 @@ pub mod reference;
 pub mod restore;
 pub mod sandbox;
 pub mod toolset;
+pub mod writeback;
 
 #[cfg(test)]
 mod hardening_tests;

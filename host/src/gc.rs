@@ -313,7 +313,9 @@ pub(crate) fn sort_files(
 }
 
 /// Whether a relative path lies in a tree the storage manages: below a
-/// job directory or a savepoint directory.
+/// job directory or a savepoint directory. (The object store's collector
+/// asks it of every key; the directory walk only descends into such trees.)
+#[cfg(feature = "blobstore")]
 pub(crate) fn is_managed(path: &Path) -> bool {
     let mut parents = path.parent().into_iter().flat_map(Path::components);
     parents.any(|c| {

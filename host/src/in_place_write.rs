@@ -76,11 +76,14 @@ fn write(
     // A descriptor that is not in the table is the guest's mistake, as in
     // wasmtime-wasi: an error value, not a trap.
     let descriptor = store.data().table().get(fd).ok();
-    Ok(write_at(descriptor, data.as_le_slice(&store), offset))
+    let window = store.data().writeback_window;
+    Ok(write_at(descriptor, data.as_le_slice(&store), offset, window))
 }
 
-/// The checks and the write of `descriptor.write`, on plain values.
-fn write_at(descriptor: Option<&Descriptor>, bytes: &[u8], offset: u64) -> Result<u64, ErrorCode> {
+/// The checks and the write of `descriptor.write`, on plain values; then
+/// the writeback of what the write completed (`window`, see
+/// [`crate::writeback`]).
+fn write_at(descriptor: Option<&Descriptor>, bytes: &[u8], offset: u64, window: u64) -> Result<u64, ErrorCode> {
     let file = match descriptor {
         Some(Descriptor::File(f)) => f,
         Some(Descriptor::Dir(_)) | None => return Err(ErrorCode::BadDescriptor),
@@ -89,7 +92,10 @@ fn write_at(descriptor: Option<&Descriptor>, bytes: &[u8], offset: u64) -> Resul
         return Err(ErrorCode::NotPermitted);
     }
     match file.file.write_at(bytes, offset) {
-        Ok(n) => Ok(n as u64),
+        Ok(n) => {
+            crate::writeback::after_write(&file.file, window, offset, n as u64);
+            Ok(n as u64)
+        }
         // wasmtime-wasi's own errno mapping, through its async type.
         Err(e) => Err(ErrorCode::from(IoErrorCode::from(e))),
     }
@@ -117,24 +123,32 @@ mod tests {
             .open(&path)
             .unwrap();
         let d = file_descriptor(rw, FsPerms::ReadWrite);
-        assert_eq!(write_at(Some(&d), b"hello", 0), Ok(5));
-        assert_eq!(write_at(Some(&d), b"!", 5), Ok(1));
-        assert_eq!(std::fs::read(&path).unwrap(), b"hello!");
+        crate::writeback::take_asked();
+        assert_eq!(write_at(Some(&d), b"hello", 0, 4), Ok(5));
+        assert_eq!(write_at(Some(&d), b"!", 5, 4), Ok(1));
+        assert_eq!(write_at(Some(&d), b"!", 6, 0), Ok(1));
+        // The window the first write completed went to the disk at once.
+        assert_eq!(crate::writeback::take_asked(), vec![0..4]);
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello!!");
 
         // Not in the table, or a directory: bad descriptor, nothing written.
-        assert_eq!(write_at(None, b"x", 0), Err(ErrorCode::BadDescriptor));
+        assert_eq!(write_at(None, b"x", 0, 1), Err(ErrorCode::BadDescriptor));
         let dir_file = std::fs::File::open(dir.path()).unwrap();
         let as_dir = Descriptor::Dir(Dir::new(dir_file, FsPerms::ReadWrite, OpenMode::all(), true));
-        assert_eq!(write_at(Some(&as_dir), b"x", 0), Err(ErrorCode::BadDescriptor));
+        assert_eq!(write_at(Some(&as_dir), b"x", 0, 1), Err(ErrorCode::BadDescriptor));
         // A preopen without write permission.
         let rw = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         let read_only = file_descriptor(rw, FsPerms::ReadOnly);
-        assert_eq!(write_at(Some(&read_only), b"x", 0), Err(ErrorCode::NotPermitted));
+        assert_eq!(write_at(Some(&read_only), b"x", 0, 1), Err(ErrorCode::NotPermitted));
         // The OS refuses (the file was opened for reading only): its errno, mapped.
         let ro = std::fs::File::open(&path).unwrap();
         let d = file_descriptor(ro, FsPerms::ReadWrite);
-        assert_eq!(write_at(Some(&d), b"x", 0), Err(ErrorCode::BadDescriptor));
-        assert_eq!(std::fs::read(&path).unwrap(), b"hello!", "nothing refused was written");
+        assert_eq!(write_at(Some(&d), b"x", 0, 1), Err(ErrorCode::BadDescriptor));
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello!!", "nothing refused was written");
+        assert!(
+            crate::writeback::take_asked().is_empty(),
+            "nothing refused is written back"
+        );
     }
 
     #[test]
@@ -157,12 +171,13 @@ mod tests {
 
     const JOB: &str = "0123456789abcdef0123456789abcdef";
 
-    /// A tenant of a fresh directory and the factory of its checkpoint 1
-    /// (`<JOB>/chk-1` made).
-    fn checkpoint_1() -> (tempfile::TempDir, crate::Tenant, crate::StreamFactory) {
+    /// A tenant of a fresh directory with writeback `window` and the
+    /// factory of its checkpoint 1 (`<JOB>/chk-1` made).
+    fn checkpoint_1(window: u64) -> (tempfile::TempDir, crate::Tenant, crate::StreamFactory) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(JOB).join("chk-1")).unwrap();
-        let tenant = Plugin::load().unwrap().tenant(TenantConfig::new(dir.path())).unwrap();
+        let config = TenantConfig::new(dir.path()).with_writeback_window(window);
+        let tenant = Plugin::load().unwrap().tenant(config).unwrap();
         let factory = tenant
             .open_worker_view(&StorageConfig::filesystem(JOB))
             .unwrap()
@@ -171,9 +186,20 @@ mod tests {
         (dir, tenant, factory)
     }
 
+    /// The ranges this thread asked to write back, checked to follow each
+    /// other from the start of the file: how far they reach.
+    fn written_back_up_to() -> u64 {
+        let asked = crate::writeback::take_asked();
+        asked.iter().fold(0, |end, range| {
+            assert_eq!(range.start, end, "{asked:?}");
+            range.end
+        })
+    }
+
     #[test]
-    fn the_guests_file_writes_take_the_in_place_path() {
-        let (dir, tenant, factory) = checkpoint_1();
+    fn the_guests_file_writes_take_the_in_place_path_and_start_writeback() {
+        let (dir, tenant, factory) = checkpoint_1(64 * 1024);
+        crate::writeback::take_asked();
         // Unbatched writes too small for direct writes by the host: the
         // guest writes them, from its buffer.
         let stream = factory
@@ -186,6 +212,7 @@ mod tests {
         }
         let handle = stream.close_and_get_handle().unwrap().unwrap();
         assert!(tenant.in_place_writes() >= 5, "{}", tenant.in_place_writes());
+        assert_eq!(written_back_up_to(), 4 * 64 * 1024, "every completed window");
         let StateHandle::RelativeFile(file) = &handle else {
             panic!("expected a file, got {handle:?}");
         };
@@ -195,7 +222,8 @@ mod tests {
 
     #[test]
     fn large_writes_reach_the_file_without_the_guest_writing_them() {
-        let (dir, tenant, factory) = checkpoint_1();
+        let (dir, tenant, factory) = checkpoint_1(crate::writeback::DEFAULT_WINDOW);
+        crate::writeback::take_asked();
         let stream = factory
             .create_checkpoint_state_output_stream(StateScope::Exclusive)
             .unwrap();
@@ -206,10 +234,31 @@ mod tests {
         assert_eq!(stream.get_pos().unwrap(), data.len() as u64);
         let handle = stream.close_and_get_handle().unwrap().unwrap();
         assert_eq!(tenant.in_place_writes(), 0, "the host wrote every byte itself");
+        assert_eq!(written_back_up_to(), 4 << 20, "the host's writes start writeback too");
         let StateHandle::RelativeFile(file) = &handle else {
             panic!("expected a file, got {handle:?}");
         };
         assert_eq!(file.size, data.len() as u64);
+        let on_disk = std::fs::read(dir.path().join(JOB).join("chk-1").join(&file.relative_path)).unwrap();
+        assert_eq!(on_disk, data);
+    }
+
+    #[test]
+    fn window_zero_leaves_the_writing_to_the_close() {
+        let (dir, _tenant, factory) = checkpoint_1(0);
+        crate::writeback::take_asked();
+        let stream = factory
+            .create_checkpoint_state_output_stream(StateScope::Exclusive)
+            .unwrap();
+        let data: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 247) as u8).collect();
+        for chunk in data.chunks(4096) {
+            stream.write(chunk).unwrap();
+        }
+        let handle = stream.close_and_get_handle().unwrap().unwrap();
+        assert!(crate::writeback::take_asked().is_empty());
+        let StateHandle::RelativeFile(file) = &handle else {
+            panic!("expected a file, got {handle:?}");
+        };
         let on_disk = std::fs::read(dir.path().join(JOB).join("chk-1").join(&file.relative_path)).unwrap();
         assert_eq!(on_disk, data);
     }

@@ -74,6 +74,7 @@ mod types;
 mod wit_section;
 mod worker;
 mod worker_exports;
+pub mod writeback;
 
 #[cfg(feature = "blobstore")]
 pub use blobstore::BlobGrant;

@@ -215,8 +215,10 @@ impl StateOutputStream {
             self.ask_direct(w, data.len())?;
         }
         if let (Direct::Writing { offset, unreported }, Some(file)) = (&mut w.direct, &w.file) {
-            match direct_io::write_all_at(file, data, *offset + *unreported) {
+            let at = *offset + *unreported;
+            match direct_io::write_all_at(file, data, at) {
                 Ok(()) => {
+                    crate::writeback::after_write(file, self.owned.tenant.writeback_window(), at, data.len() as u64);
                     *unreported += data.len() as u64;
                     w.handed_over += data.len() as u64;
                     return Ok(());

@@ -59,6 +59,12 @@ pub struct TenantConfig {
     /// duplicate is refused with `permission-denied` before it reaches the
     /// disk. Reading state and resolving checkpoints work.
     pub read_only: bool,
+    /// Bytes of a state file after which the host asks the kernel to start
+    /// writing them to the disk, without waiting ([`crate::writeback`]), so
+    /// that the sync at the stream's close waits for the last window only;
+    /// 0 leaves all of it to that sync. Default
+    /// [`crate::writeback::DEFAULT_WINDOW`]. Linux only; elsewhere ignored.
+    pub writeback_window: u64,
     /// Object storage build only: the containers the tenant may use (see
     /// [`crate::BlobGrant`]). A tenant of the blobstore plugin has grants and
     /// no directory (`dir` is empty); a filesystem tenant has none.
@@ -77,6 +83,7 @@ impl TenantConfig {
             max_bytes_written: None,
             max_read_state_bytes: DEFAULT_MAX_READ_STATE_BYTES,
             read_only: false,
+            writeback_window: crate::writeback::DEFAULT_WINDOW,
             #[cfg(feature = "blobstore")]
             blob_grants: Vec::new(),
         }
@@ -121,6 +128,12 @@ impl TenantConfig {
         self
     }
 
+    /// Sets [`writeback_window`](Self::writeback_window).
+    pub fn with_writeback_window(mut self, bytes: u64) -> Self {
+        self.writeback_window = bytes;
+        self
+    }
+
     /// See [`TenantConfig::read_only`].
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
@@ -139,6 +152,8 @@ pub struct TenantState {
     limiter: MemoryLimiter,
     /// Files the instance created, removed if it traps while they are open.
     pub(crate) created: Created,
+    /// `TenantConfig::writeback_window`, for the guest's writes.
+    pub(crate) writeback_window: u64,
     #[cfg(feature = "blobstore")]
     blob: Option<crate::blobstore::BlobTenant>,
     /// `descriptor.write` calls served from guest memory in place (only
@@ -249,6 +264,7 @@ pub struct Tenant {
     /// `max_call_time` in epoch ticks: the deadline set before every call.
     deadline: u64,
     max_read_state_bytes: u64,
+    writeback_window: u64,
     /// Mirrors `Inner::poisoned` for checks that do not take the lock: a
     /// write the host batches or writes into a file itself must still be
     /// refused once the instance is gone.
@@ -379,6 +395,7 @@ impl Tenant {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(config.max_memory_bytes),
             created: Created::default(),
+            writeback_window: config.writeback_window,
             #[cfg(feature = "blobstore")]
             blob,
             #[cfg(test)]
@@ -410,6 +427,7 @@ impl Tenant {
             max_call_time: config.max_call_time,
             deadline,
             max_read_state_bytes: config.max_read_state_bytes,
+            writeback_window: config.writeback_window,
             poisoned: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -477,6 +495,11 @@ impl Tenant {
                 }
             }
         }
+    }
+
+    /// `TenantConfig::writeback_window` of this tenant.
+    pub(crate) fn writeback_window(&self) -> u64 {
+        self.writeback_window
     }
 
     /// `TenantConfig::max_read_state_bytes` of this tenant.

@@ -7,6 +7,7 @@ use checkpoint_storage_core::handle::StateHandle;
 use checkpoint_storage_core::output_stream::{CheckpointStateOutputStream, FsOutputStream};
 use checkpoint_storage_core::paths::GuestPath;
 use checkpoint_storage_core::sandbox::{EntryKind, FsError, FsErrorKind, ReadFile, Sandbox, Stat, StateFile};
+use checkpoint_storage_host::writeback;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -27,8 +28,10 @@ pub enum NativeHandle {
 
 /// A native state stream writing into a host directory, with the core's
 /// policy: a buffer of the effective size, a file with a random UUID name
-/// created exclusively when it overflows, positional writes, `sync_data` at
-/// close, inline when the total is at most the threshold.
+/// created exclusively when it overflows, positional writes, each followed
+/// by the host's writeback of what it completed (the default window, as the
+/// benchmark's tenant has), `sync_data` at close, inline when the total is
+/// at most the threshold.
 pub struct NativeStream {
     sandbox: Rc<NativeSandbox>,
     stream: FsOutputStream<NativeSandbox>,
@@ -109,7 +112,9 @@ pub struct NativeFile(File);
 
 impl StateFile for NativeFile {
     fn write_all_at(&mut self, data: &[u8], offset: u64) -> Result<(), FsError> {
-        self.0.write_all_at(data, offset).map_err(fs_error)
+        self.0.write_all_at(data, offset).map_err(fs_error)?;
+        writeback::after_write(&self.0, writeback::DEFAULT_WINDOW, offset, data.len() as u64);
+        Ok(())
     }
     fn sync_data(&mut self) -> Result<(), FsError> {
         self.0.sync_data().map_err(fs_error)
