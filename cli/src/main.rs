@@ -194,7 +194,7 @@ pub(crate) fn demo_tenant(
         let mut states = vec![];
         for scope in [StateScope::Exclusive, StateScope::Shared] {
             for (size, what) in [(100usize, "small"), (64 * 1024, "large")] {
-                let stream = factory.create_checkpoint_state_output_stream(scope)?;
+                let mut stream = factory.create_checkpoint_state_output_stream(scope)?;
                 stream.write(&pattern(size, index))?;
                 let handle = stream.close_and_get_handle()?.context("a handle")?;
                 let scope = match scope {
@@ -228,7 +228,7 @@ pub(crate) fn demo_tenant(
         completed.push((done.external_pointer, manifest));
     }
 
-    let stream = view.create_task_owned_state_stream()?;
+    let mut stream = view.create_task_owned_state_stream()?;
     stream.write(&pattern(30 * 1024, index))?;
     let handle = stream.close_and_get_handle()?.context("a handle")?;
     println!("\ntask-owned stream (30 KiB): {handle}");

@@ -34,7 +34,7 @@ fn sync_writes(tenant: &Tenant) -> anyhow::Result<Duration> {
     let f = tenant
         .open_worker_view(&config)?
         .resolve_checkpoint_storage_location(1, &LocationReference::Default)?;
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive)?;
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive)?;
     let data = vec![1u8; WRITE_SIZE];
     let start = Instant::now();
     for _ in 0..WRITES {
@@ -86,7 +86,7 @@ fn sync_load(tenant: &Tenant) -> anyhow::Result<()> {
         .open_worker_view(&StorageConfig::filesystem(JOB))?
         .resolve_checkpoint_storage_location(1, &LocationReference::Default)?;
     for _ in 0..STREAMS {
-        let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive)?;
+        let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive)?;
         for part in vec![2u8; STATE_SIZE].chunks(64 * 1024) {
             s.write(part)?;
         }

@@ -106,7 +106,7 @@ fn write_checkpoints(tenant: &Tenant, job: &str, t: u32) -> Result<()> {
         let factory = worker.resolve_checkpoint_storage_location(id, &location.location_reference()?)?;
         let mut states = vec![];
         for (i, (name, scope, len)) in STATES.into_iter().enumerate() {
-            let stream = factory.create_checkpoint_state_output_stream(scope)?;
+            let mut stream = factory.create_checkpoint_state_output_stream(scope)?;
             stream.write(&pattern(len, t, id, i))?;
             let handle = stream
                 .close_and_get_handle()?

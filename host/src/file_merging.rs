@@ -246,7 +246,7 @@ impl MergingStreamFactory {
     /// One whole state in one call (as [`crate::StreamFactory::write_state`]).
     pub fn write_state(&self, scope: StateScope, data: &[u8]) -> Result<Option<StateHandle>> {
         if data.len() > MAX_BYTES_PER_CALL {
-            let stream = self.create_checkpoint_state_output_stream(scope)?;
+            let mut stream = self.create_checkpoint_state_output_stream(scope)?;
             stream.write(data)?;
             return stream.close_and_get_handle();
         }

@@ -202,7 +202,7 @@ mod tests {
         crate::writeback::take_asked();
         // Unbatched writes too small for direct writes by the host: the
         // guest writes them, from its buffer.
-        let stream = factory
+        let mut stream = factory
             .create_checkpoint_state_output_stream(StateScope::Exclusive)
             .unwrap()
             .with_batch_size(0);
@@ -224,7 +224,7 @@ mod tests {
     fn large_writes_reach_the_file_without_the_guest_writing_them() {
         let (dir, tenant, factory) = checkpoint_1(crate::writeback::DEFAULT_WINDOW);
         crate::writeback::take_asked();
-        let stream = factory
+        let mut stream = factory
             .create_checkpoint_state_output_stream(StateScope::Exclusive)
             .unwrap();
         let data: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 253) as u8).collect();
@@ -247,7 +247,7 @@ mod tests {
     fn window_zero_leaves_the_writing_to_the_close() {
         let (dir, _tenant, factory) = checkpoint_1(0);
         crate::writeback::take_asked();
-        let stream = factory
+        let mut stream = factory
             .create_checkpoint_state_output_stream(StateScope::Exclusive)
             .unwrap();
         let data: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 247) as u8).collect();

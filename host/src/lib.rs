@@ -35,7 +35,7 @@
 //! let tenant = plugin.tenant(TenantConfig::new("/var/lib/tenant-a"))?;
 //! let view = tenant.open_worker_view(&StorageConfig::filesystem("0123456789abcdef0123456789abcdef"))?;
 //! let factory = view.resolve_checkpoint_storage_location(1, &LocationReference::Default)?;
-//! let stream = factory.create_checkpoint_state_output_stream(StateScope::Exclusive)?;
+//! let mut stream = factory.create_checkpoint_state_output_stream(StateScope::Exclusive)?;
 //! stream.write(b"state")?;
 //! let handle = stream.close_and_get_handle()?;
 //! # Ok::<(), checkpoint_storage_host::Error>(())

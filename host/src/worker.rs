@@ -102,7 +102,7 @@ impl StreamFactory {
         if data.len() > MAX_BYTES_PER_CALL {
             // Too large for one call (see `MAX_BYTES_PER_CALL`): a stream
             // gives the same handle and errors.
-            let stream = self.create_checkpoint_state_output_stream(scope)?;
+            let mut stream = self.create_checkpoint_state_output_stream(scope)?;
             stream.write(data)?;
             return stream.close_and_get_handle();
         }

@@ -196,13 +196,13 @@ pub fn greedy_memory_stream(tenant: &Tenant, job: &str, scope: StateScope) -> St
 /// Writes 1 MiB chunks, 16 at most, until a write fails: the memory backend
 /// keeps state in guest memory, so 16 MiB cannot fit under an 8 MiB cap.
 /// The first failure, or `Ok` if all fit.
-pub fn write_until_refused(stream: &StateOutputStream) -> checkpoint_storage_host::Result<()> {
+pub fn write_until_refused(stream: &mut StateOutputStream) -> checkpoint_storage_host::Result<()> {
     let chunk = bytes(1 << 20, 3);
     (0..16).try_for_each(|_| stream.write(&chunk))
 }
 
 /// Writes `data` to a stream in one call and closes it.
-pub fn write_state(stream: StateOutputStream, data: &[u8]) -> Option<StateHandle> {
+pub fn write_state(mut stream: StateOutputStream, data: &[u8]) -> Option<StateHandle> {
     stream.write(data).expect("write");
     stream.close_and_get_handle().expect("close and get handle")
 }

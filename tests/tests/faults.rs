@@ -11,7 +11,7 @@ const BIG: usize = 200_000;
 
 /// The store's error for a refused write or close of `data`, after which no
 /// handle comes back and the stream's file is gone once it is dropped.
-fn refused_write(t: &TestTenant, stream: StateOutputStream, data: &[u8], dir: &Path) -> StorageError {
+fn refused_write(t: &TestTenant, mut stream: StateOutputStream, data: &[u8], dir: &Path) -> StorageError {
     let e = match stream.write(data) {
         Err(Error::Storage(e)) => {
             assert!(stream.close_and_get_handle().is_err(), "no handle after a failure");
@@ -49,7 +49,7 @@ fn directory_deleted_under_a_live_stream() {
         &bytes(100, 2),
     )
     .unwrap();
-    let stream = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut stream = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     stream.write(&bytes(1_000, 3)).unwrap(); // still buffered
     let chk = t.host(&format!("{}/chk-1", t.job));
     std::fs::remove_dir_all(&chk).unwrap();
@@ -78,7 +78,7 @@ fn directory_deleted_after_the_stream_spilled_to_a_file() {
         &bytes(BIG, 1),
     )
     .unwrap();
-    let stream = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut stream = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     stream.write(&bytes(BIG, 2)).unwrap(); // over the buffer: now in a file
     let chk = t.host(&format!("{}/chk-1", t.job));
     assert_eq!(files_in(&chk).len(), 1, "the stream spilled to a file");
@@ -146,7 +146,7 @@ fn full_disk_scenario() {
     );
     assert_eq!(e.code, ErrorCode::Io, "{e:?}");
     // Written in chunks, the failure comes at some write; same outcome.
-    let stream = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
+    let mut stream = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
     let mut failed = None;
     for chunk in bytes(BIG, 3).chunks(8_192) {
         if let Err(e) = stream.write(chunk) {

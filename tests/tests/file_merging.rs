@@ -373,7 +373,7 @@ fn crash_child_writes_merged_checkpoints() {
     // Bounded, so that an orphaned child ends by itself.
     let deadline = Instant::now() + Duration::from_secs(60);
     for i in 0.. {
-        let stream = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
+        let mut stream = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
         stream.write(&bytes(size_of(i % 50), 2)).unwrap();
         if i == 10 {
             std::fs::write(std::path::Path::new(&dir).join("..").join("ready"), b"").unwrap();

@@ -239,7 +239,7 @@ fn writer_child(dir: &Path, job: &str) {
         .write_state(StateScope::Exclusive, &bytes(FILE_STATE, 3))
         .unwrap();
     factory.write_state(StateScope::Shared, &bytes(FILE_STATE, 31)).unwrap();
-    let open = factory
+    let mut open = factory
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();
     open.write(&bytes(FILE_STATE, 32)).unwrap(); // above the buffer: in its file

@@ -12,7 +12,7 @@ use std::time::Duration;
 #[test]
 fn server_stopped_mid_stream_is_an_io_error_and_leaves_no_object() {
     let mut t = S3Tenant::new();
-    let stream = t
+    let mut stream = t
         .default_factory(1)
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();
@@ -87,7 +87,7 @@ fn sigkill_child_writer() {
     };
     let grant = BlobGrant::new(BUCKET, settings.build().unwrap(), "t");
     let tenant = blob_plugin().tenant(TenantConfig::object_store(vec![grant])).unwrap();
-    let stream = s3_default_factory(&tenant, 1)
+    let mut stream = s3_default_factory(&tenant, 1)
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();
     stream.write(&bytes(12 << 20, 1)).unwrap();

@@ -93,7 +93,7 @@ fn seek_reads_ranges() {
 #[test]
 fn multipart_state_of_64_mib_round_trips() {
     let t = S3Tenant::new();
-    let stream = t
+    let mut stream = t
         .default_factory(5)
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();
@@ -111,7 +111,7 @@ fn multipart_state_of_64_mib_round_trips() {
 #[test]
 fn a_dropped_stream_leaves_no_object() {
     let t = S3Tenant::new();
-    let stream = t
+    let mut stream = t
         .default_factory(6)
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();
@@ -145,10 +145,10 @@ fn file_merging_is_refused_as_unsupported() {
 fn the_tenants_limits_hold_for_object_storage_too() {
     let t = S3Tenant::with(|c| c.with_max_open_streams(2).with_max_bytes_written(Some(8 << 20)));
     let factory = t.default_factory(8);
-    let a = factory
+    let mut a = factory
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();
-    let b = factory
+    let mut b = factory
         .create_checkpoint_state_output_stream(StateScope::Shared)
         .unwrap();
     let Err(Error::Limit(e)) = factory.create_checkpoint_state_output_stream(StateScope::Exclusive) else {

@@ -51,7 +51,7 @@ fn start_idle(plugin: &Plugin, dir: &Path, config: &StorageConfig, state: &[u8])
     let view = tenant.open_worker_view(config)?;
     {
         let factory = view.resolve_checkpoint_storage_location(1, &LocationReference::Default)?;
-        let stream = factory.create_checkpoint_state_output_stream(StateScope::Exclusive)?;
+        let mut stream = factory.create_checkpoint_state_output_stream(StateScope::Exclusive)?;
         stream.write(state)?;
         stream.close_and_get_handle()?;
     }

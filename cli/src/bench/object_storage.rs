@@ -97,7 +97,7 @@ pub fn measure(
     let (mut component_t, mut native_t) = (Duration::ZERO, Duration::ZERO);
     for i in 0..streams {
         let started = Instant::now();
-        let stream = factory.create_checkpoint_state_output_stream(StateScope::Exclusive)?;
+        let mut stream = factory.create_checkpoint_state_output_stream(StateScope::Exclusive)?;
         for chunk in data.chunks(CHUNK) {
             stream.write(chunk)?;
         }

@@ -45,7 +45,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn measure(ws: &Workspace, data: &[u8], states: u64) -> Result<Vec<RestoreReadResult>, BenchError> {
     let mut written: Vec<(StateHandle, PathBuf)> = Vec::new();
     for _ in 0..states.max(1) {
-        let stream = ws
+        let mut stream = ws
             .factory
             .create_checkpoint_state_output_stream(StateScope::Exclusive)?;
         stream.write(data)?;

@@ -86,7 +86,7 @@ fn native_batch(ws: &Workspace, data: &[u8], n: u64) -> Result<Duration, BenchEr
 fn component_batch(ws: &Workspace, data: &[u8], n: u64) -> Result<Duration, BenchError> {
     let started = Instant::now();
     for _ in 0..n {
-        let s = ws
+        let mut s = ws
             .factory
             .create_checkpoint_state_output_stream(StateScope::Exclusive)?;
         s.write(data)?;

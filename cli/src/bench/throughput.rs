@@ -142,7 +142,7 @@ impl Setup<'_> {
                 }
             }
             Variant::Component => {
-                let s = ws
+                let mut s = ws
                     .factory
                     .create_checkpoint_state_output_stream(StateScope::Exclusive)?;
                 for c in self.data.chunks(chunk) {

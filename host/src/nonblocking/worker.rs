@@ -154,7 +154,7 @@ impl AsyncStateOutputStream {
     /// still happens.
     pub async fn write(&self, data: impl Into<Vec<u8>>) -> Result<()> {
         let data = data.into();
-        self.inner.call(move |s| s.write(&data)).await
+        self.inner.call(move |s| s.write_shared(&data)).await
     }
 
     /// Bytes written so far.

@@ -90,7 +90,7 @@ fn write(dir: &Path) -> Result<(), AnyError> {
             let factory = worker.resolve_checkpoint_storage_location(id, &location.location_reference()?)?;
             let mut states = vec![];
             for (name, scope, len, p) in STATES {
-                let stream = factory.create_checkpoint_state_output_stream(scope)?;
+                let mut stream = factory.create_checkpoint_state_output_stream(scope)?;
                 stream.write(&pattern(len, t, id, p))?;
                 let handle = stream
                     .close_and_get_handle()?

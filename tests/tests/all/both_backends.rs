@@ -89,7 +89,7 @@ fn inline_up_to_the_threshold_and_a_file_above_it() {
 fn a_dropped_or_failed_stream_leaves_nothing() {
     for b in backends() {
         let (_, f) = location(&b, 2);
-        let s = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
+        let mut s = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
         s.write(&bytes(3 << 20, 3)).unwrap();
         drop(s);
         assert_eq!((b.count)(), 0, "{}", b.name);

@@ -80,7 +80,7 @@ fn factory_with(t: &TestTenant, config: StorageConfig) -> (WorkerView, StreamFac
 fn the_memory_backend_refuses_the_very_write_that_crosses_its_maximum() {
     let t = TestTenant::new();
     let (_v, f) = factory_with(&t, StorageConfig::memory(&t.job).with_max_memory_state_size(1000));
-    let s = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
     for i in 0..9u64 {
         s.write(&bytes(100, i as u8)).unwrap();
         assert_eq!(s.get_pos().unwrap(), (i + 1) * 100, "the position counts batched bytes");
@@ -97,7 +97,7 @@ fn the_memory_backend_refuses_the_very_write_that_crosses_its_maximum() {
 fn small_writes_within_the_memory_maximum_end_in_one_inline_handle() {
     let t = TestTenant::new();
     let (_v, f) = factory_with(&t, StorageConfig::memory(&t.job).with_max_memory_state_size(100_000));
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     let data = bytes(100_000, 4);
     for c in data.chunks(64) {
         s.write(c).unwrap();
@@ -111,7 +111,7 @@ fn small_writes_within_the_memory_maximum_end_in_one_inline_handle() {
 fn flush_hands_the_batch_to_the_file_and_the_position_stays_exact() {
     let t = TestTenant::new();
     t.init_job_dirs(&[1]);
-    let (_v, f, s) = stream(&t);
+    let (_v, f, mut s) = stream(&t);
     let data = bytes(50_000, 5);
     s.write(&data[..30_000]).unwrap(); // past the buffer: the file exists
     let files = files_in(&t.host(&format!("{}/chk-1", t.job)));
@@ -132,7 +132,7 @@ fn flush_hands_the_batch_to_the_file_and_the_position_stays_exact() {
 fn dropping_a_stream_with_batched_bytes_discards_its_file() {
     let t = TestTenant::new();
     t.init_job_dirs(&[1]);
-    let (_v, _f, s) = stream(&t);
+    let (_v, _f, mut s) = stream(&t);
     s.write(&bytes(30_000, 1)).unwrap();
     for _ in 0..10 {
         s.write(&bytes(100, 2)).unwrap();
@@ -145,7 +145,7 @@ fn dropping_a_stream_with_batched_bytes_discards_its_file() {
 #[test]
 fn the_byte_limit_refuses_the_batched_write_that_crosses_it() {
     let (_dir, tenant, f) = adjusted_tenant(|c| c.with_max_bytes_written(Some(1000)));
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     for i in 0..10 {
         s.write(&bytes(100, i)).unwrap();
     }
@@ -168,7 +168,7 @@ fn a_missing_directory_fails_the_write_that_needs_the_file() {
     // buffer: the host hands that very write to the guest, batch or not.
     let t = TestTenant::new();
     let f = t.default_factory(3);
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     for _ in 0..204 {
         s.write(&bytes(100, 1)).unwrap(); // 20,400 bytes: within the buffer
     }
@@ -190,9 +190,9 @@ fn a_trapped_tenant_refuses_small_writes_too() {
     let f = view
         .resolve_checkpoint_storage_location(1, &LocationReference::Default)
         .unwrap();
-    let small = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
+    let mut small = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
     small.write(b"batched").unwrap();
-    let greedy = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
+    let mut greedy = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
     let chunk = bytes(1 << 20, 3);
     let trapped = (0..16).map(|_| greedy.write(&chunk)).find(|r| r.is_err());
     assert!(

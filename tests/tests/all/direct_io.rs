@@ -20,7 +20,7 @@ fn large_and_mixed_writes_end_in_one_exact_file_at_exact_positions() {
     let t = TestTenant::new();
     let f = factory(&t);
     let data = bytes(5 << 20, 11);
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     let mut at = 0;
     // Large chunks, then small ones (batched, then written directly), a
     // flush, odd sizes, and large ones again.
@@ -54,7 +54,7 @@ fn large_and_mixed_writes_end_in_one_exact_file_at_exact_positions() {
 fn a_dropped_stream_written_directly_leaves_no_file() {
     let t = TestTenant::new();
     let f = factory(&t);
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     s.write(&bytes(3 << 20, 1)).unwrap();
     assert_eq!(chk1(&t).len(), 1);
     drop(s);
@@ -64,11 +64,11 @@ fn a_dropped_stream_written_directly_leaves_no_file() {
 #[test]
 fn a_trap_removes_a_directly_written_file_and_the_stream_answers_poisoned() {
     let (t, tenant, f) = adjusted_tenant(|c| c.with_max_memory_bytes(8 << 20));
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     s.write(&bytes(2 << 20, 1)).unwrap();
     assert_eq!(chk1(&t).len(), 1);
-    let greedy = greedy_memory_stream(&tenant, &t.job, StateScope::Shared);
-    assert!(write_until_refused(&greedy).is_err());
+    let mut greedy = greedy_memory_stream(&tenant, &t.job, StateScope::Shared);
+    assert!(write_until_refused(&mut greedy).is_err());
     assert!(tenant.is_poisoned());
     assert!(chk1(&t).is_empty(), "the open stream's file was removed");
     assert!(matches!(s.write(&bytes(2 << 20, 1)), Err(Error::Poisoned)));
@@ -79,7 +79,7 @@ fn a_trap_removes_a_directly_written_file_and_the_stream_answers_poisoned() {
 #[test]
 fn the_byte_limit_refuses_a_direct_write_that_crosses_it() {
     let (_dir, tenant, f) = adjusted_tenant(|c| c.with_max_bytes_written(Some(3 << 20)));
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     let chunk = bytes(1 << 20, 2);
     for _ in 0..3 {
         s.write(&chunk).unwrap();
@@ -100,7 +100,7 @@ fn the_memory_backend_refuses_the_large_write_that_crosses_its_maximum() {
     let f = view
         .resolve_checkpoint_storage_location(1, &LocationReference::Default)
         .unwrap();
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     for _ in 0..3 {
         s.write(&bytes(1 << 20, 3)).unwrap();
     }
@@ -116,7 +116,7 @@ fn a_stream_whose_file_was_replaced_is_never_written_by_path() {
     // a handle (the path no longer names the bytes written).
     let t = TestTenant::new();
     let f = factory(&t);
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     s.write(&bytes(30_000, 1)).unwrap(); // past the buffer: the file exists
     let name = chk1(&t).remove(0);
     let path = t.host(&format!("{}/chk-1/{name}", t.job));
@@ -150,7 +150,7 @@ fn a_merging_stream_takes_the_copying_path_and_restores_exactly() {
         .unwrap();
     let mut handles = Vec::new();
     for seed in 0..2 {
-        let s = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
+        let mut s = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
         let data = bytes(3 << 20, seed);
         for c in data.chunks(1 << 20) {
             s.write(c).unwrap();

@@ -204,11 +204,11 @@ fn a_memory_trap_leaves_no_partial_files_of_open_streams() {
         &bytes(40_000, 1),
     )
     .unwrap();
-    let open = factory
+    let mut open = factory
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();
     open.write(&bytes(50_000, 2)).unwrap();
-    let open_shared = factory
+    let mut open_shared = factory
         .create_checkpoint_state_output_stream(StateScope::Shared)
         .unwrap();
     open_shared.write(&bytes(50_000, 3)).unwrap();
@@ -230,8 +230,8 @@ fn a_memory_trap_leaves_no_partial_files_of_open_streams() {
         "the metadata's temporary file"
     );
 
-    let greedy = greedy_memory_stream(&tenant, &t.job, StateScope::Exclusive);
-    let outcome = write_until_refused(&greedy);
+    let mut greedy = greedy_memory_stream(&tenant, &t.job, StateScope::Exclusive);
+    let outcome = write_until_refused(&mut greedy);
     assert!(
         matches!(outcome, Err(Error::Limit(LimitExceeded::Memory { .. }))),
         "{outcome:?}"
@@ -287,7 +287,7 @@ fn a_time_trap_leaves_no_partial_files_of_open_streams() {
             let tenant =
                 plugin.tenant(TenantConfig::new(t.tenant.dir()).with_max_call_time(Duration::from_millis(1)))?;
             let view = tenant.open_worker_view(&StorageConfig::filesystem(&t.job))?;
-            let stream = view
+            let mut stream = view
                 .resolve_checkpoint_storage_location(1, &LocationReference::Default)?
                 .create_checkpoint_state_output_stream(StateScope::Exclusive)?;
             stream.write(&bytes(50_000, 5))?;
@@ -428,7 +428,7 @@ fn a_read_only_tenant_restores_and_refuses_every_write() {
 fn filesystem_errors_read_in_plain_words() {
     let t = TestTenant::new();
     // No chk-1: the stream cannot create its file.
-    let stream = t
+    let mut stream = t
         .default_factory(1)
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();
@@ -446,7 +446,7 @@ fn filesystem_errors_read_in_plain_words() {
 fn a_checkpoint_directory_renamed_away_while_a_stream_is_open_gives_no_handle() {
     let t = TestTenant::new();
     t.init_job_dirs(&[1]);
-    let stream = t
+    let mut stream = t
         .default_factory(1)
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();

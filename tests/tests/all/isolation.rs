@@ -114,7 +114,7 @@ fn refusal<T: std::fmt::Debug>(r: checkpoint_storage_host::Result<T>, what: &str
 
 /// Writes file-sized state through `stream`: the write or the close must be
 /// refused, and no handle comes back.
-fn write_is_refused(stream: StateOutputStream, what: &str) {
+fn write_is_refused(mut stream: StateOutputStream, what: &str) {
     let big = bytes(50_000, 1);
     match stream.write(&big) {
         Err(e) => {

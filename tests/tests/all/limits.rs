@@ -32,7 +32,7 @@ fn memory_cap_traps_only_the_offending_tenant() {
         &bytes(40_000, 7),
     )
     .unwrap();
-    let open = bfactory
+    let mut open = bfactory
         .create_checkpoint_state_output_stream(StateScope::Shared)
         .unwrap();
     open.write(&bytes(30_000, 8)).unwrap();
@@ -49,10 +49,10 @@ fn memory_cap_traps_only_the_offending_tenant() {
     let factory = view
         .resolve_checkpoint_storage_location(1, &LocationReference::Default)
         .unwrap();
-    let stream = factory
+    let mut stream = factory
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();
-    let e = limit(write_until_refused(&stream));
+    let e = limit(write_until_refused(&mut stream));
     assert!(
         matches!(e, LimitExceeded::Memory { limit, requested } if limit == cap && requested > cap),
         "{e}"
@@ -338,7 +338,7 @@ fn writes_larger_than_the_memory_cap_are_split_not_a_trap() {
         .unwrap();
     let big = bytes(2 * cap + 12_345, 1);
     // One write call of more than twice the guest's memory cap.
-    let stream = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut stream = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     stream.write(&big).unwrap();
     assert_eq!(stream.get_pos().unwrap(), big.len() as u64);
     let h = stream.close_and_get_handle().unwrap().unwrap();
@@ -386,12 +386,12 @@ fn bytes_written_are_bounded_per_tenant() {
     let factory = view
         .resolve_checkpoint_storage_location(1, &LocationReference::Default)
         .unwrap();
-    let s1 = factory
+    let mut s1 = factory
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();
     s1.write(&bytes(600, 1)).unwrap();
     // The bound is per tenant, across streams.
-    let s2 = factory
+    let mut s2 = factory
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();
     let e = limit(s2.write(&bytes(500, 2)));
@@ -417,7 +417,7 @@ fn bytes_written_are_bounded_per_tenant() {
     assert_eq!(t.read_handle(&h2).unwrap(), bytes(400, 3));
 
     // Past the limit, even a new stream's first byte is refused.
-    let s3 = factory
+    let mut s3 = factory
         .create_checkpoint_state_output_stream(StateScope::Exclusive)
         .unwrap();
     assert!(matches!(
@@ -432,7 +432,7 @@ fn a_refused_write_is_not_counted() {
     let t = TestTenant::new();
     t.init_job_dirs(&[1]);
     let view = t.view_with(StorageConfig::memory(&t.job).with_max_memory_state_size(120));
-    let s = view.create_task_owned_state_stream().unwrap();
+    let mut s = view.create_task_owned_state_stream().unwrap();
     s.write(&bytes(100, 1)).unwrap();
     assert_eq!(code(s.write(&bytes(50, 1))), ErrorCode::StateTooLarge);
     assert_eq!(t.tenant.bytes_written(), 100);

@@ -145,7 +145,7 @@ fn thirty_two_tenants_write_over_a_thousand_streams_and_every_byte_reads_back() 
                             (n * 313 + s * 1_237) % 20_480
                         };
                         let data = bytes(len, seed);
-                        let stream = match s % 4 {
+                        let mut stream = match s % 4 {
                             0 => view.create_task_owned_state_stream().unwrap(),
                             1 => factories[0]
                                 .create_checkpoint_state_output_stream(StateScope::Shared)

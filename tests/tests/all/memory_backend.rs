@@ -39,7 +39,7 @@ fn max_state_size_is_inclusive_and_exceeding_it_says_what_to_do() {
         )
         .is_some()
     );
-    let s = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
     s.write(&[1; 6]).unwrap();
     let e = storage_error(s.write(&[1; 5]));
     assert_eq!(e.code, ErrorCode::StateTooLarge);
@@ -52,7 +52,7 @@ fn max_state_size_is_inclusive_and_exceeding_it_says_what_to_do() {
 fn default_max_state_size_is_five_mib() {
     let t = TestTenant::new();
     let view = t.view_with(StorageConfig::memory(&t.job));
-    let s = view.create_task_owned_state_stream().unwrap();
+    let mut s = view.create_task_owned_state_stream().unwrap();
     s.write(&vec![0; 5 * 1024 * 1024]).unwrap();
     assert_eq!(code(s.write(&[0])), ErrorCode::StateTooLarge);
 }
@@ -63,7 +63,7 @@ fn empty_stream_gives_no_handle_and_a_written_one_an_inline_handle() {
     let view = t.view_with(StorageConfig::memory(&t.job));
     let s = view.create_task_owned_state_stream().unwrap();
     assert_eq!(s.close_and_get_handle().unwrap(), None);
-    let s = view.create_task_owned_state_stream().unwrap();
+    let mut s = view.create_task_owned_state_stream().unwrap();
     s.write(b"abc").unwrap();
     assert_eq!(s.get_pos().unwrap(), 3);
     // A closed stream is consumed; the core's unit tests cover `closed`.

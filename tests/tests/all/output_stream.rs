@@ -42,7 +42,7 @@ impl Rng {
 fn run_test(num_bytes: usize, buffer: u32, threshold: u32, expect_file: bool) {
     for (scope, relative) in [(StateScope::Exclusive, true), (StateScope::Shared, false)] {
         let (t, f) = setup(threshold, buffer);
-        let stream = f.create_checkpoint_state_output_stream(scope).unwrap();
+        let mut stream = f.create_checkpoint_state_output_stream(scope).unwrap();
         let data = bytes(num_bytes, 3);
         let original = data.clone();
         let mut rng = Rng(0x9e3779b97f4a7c15 ^ num_bytes as u64);
@@ -75,7 +75,7 @@ fn empty_state_gives_no_handle() {
     let (t, f) = setup(512, 1024);
     let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     assert_eq!(s.close_and_get_handle().unwrap(), None);
-    let s = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
     s.write(&[]).unwrap();
     assert_eq!(s.close_and_get_handle().unwrap(), None);
     assert!(chk_files(&t).is_empty() && shared_files(&t).is_empty());
@@ -109,7 +109,7 @@ fn threshold_edge_with_flinks_defaults() {
     // by total size so chunking never changes the result).
     for chunk in [1usize, 100, 4096, 20_480] {
         let (t, f) = setup(20_480, 4096);
-        let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+        let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
         for part in bytes(20_480, 5).chunks(chunk) {
             s.write(part).unwrap();
         }
@@ -125,7 +125,7 @@ fn threshold_edge_with_flinks_defaults() {
         );
         assert!(chk_files(&t).is_empty(), "no file for inline state");
 
-        let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+        let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
         for part in bytes(20_481, 6).chunks(chunk) {
             s.write(part).unwrap();
         }
@@ -141,7 +141,7 @@ fn write_above_buffer_creates_file_and_buffers_small_writes() {
     // testWriteFlushesIfAboveThreshold (threshold = buffer = 100), adapted:
     // the file appears once the buffer overflows.
     let (t, f) = setup(100, 100);
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     s.write(&[0; 101]).unwrap();
     let files = chk_files(&t);
     assert_eq!(files.len(), 1);
@@ -190,7 +190,7 @@ fn shared_state_has_absolute_path_handles() {
 #[test]
 fn flush_under_threshold_creates_no_file() {
     let (t, f) = setup(10, 0);
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     s.write(&[0; 10]).unwrap();
     s.flush().unwrap();
     s.sync().unwrap();
@@ -204,7 +204,7 @@ fn flush_under_threshold_creates_no_file() {
 #[test]
 fn flush_above_threshold_creates_the_file() {
     let (t, f) = setup(10, 1024);
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     s.write(&[1; 11]).unwrap();
     s.flush().unwrap();
     let files = chk_files(&t);
@@ -226,13 +226,13 @@ fn flush_above_threshold_creates_the_file() {
 #[test]
 fn get_pos_counts_every_byte_across_buffer_flushes() {
     let (t, f) = setup(17, 31);
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     for i in 0..64u64 {
         assert_eq!(s.get_pos().unwrap(), i);
         s.write(&[0x42]).unwrap();
     }
     drop(s);
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     for i in 0..7u64 {
         assert_eq!(s.get_pos().unwrap(), i * 8);
         s.write(&[0x42]).unwrap();
@@ -246,7 +246,7 @@ fn get_pos_counts_every_byte_across_buffer_flushes() {
 fn stream_dropped_without_handle_leaves_no_file() {
     // testCleanupWhenClosingStream.
     let (t, f) = setup(0, 4);
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     s.write(&[1, 2, 3, 4, 5]).unwrap();
     assert_eq!(chk_files(&t).len(), 1, "the file exists while the stream is open");
     drop(s);
@@ -267,7 +267,7 @@ fn mixed_below_and_above_threshold() {
     let h3 = write_state(new(), &[]);
     // The stream is dropped once its handle is taken; that keeps the file.
     let h4 = write_state(new(), &bytes(177, 4)).unwrap();
-    let s5 = new();
+    let mut s5 = new();
     s5.write(&bytes(177, 5)).unwrap();
     drop(s5); // discarded: its file goes away
 
@@ -321,7 +321,7 @@ fn failing_stream_does_not_clean_up_parent_and_leaves_no_file() {
     let f = view
         .resolve_checkpoint_storage_location(9, &LocationReference::Default)
         .unwrap();
-    let s1 = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s1 = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     s1.write(&bytes(61, 1)).unwrap();
     let e = storage_error(s1.close_and_get_handle());
     assert_eq!(e.code, ErrorCode::NotFound);
@@ -339,7 +339,7 @@ fn failing_stream_does_not_clean_up_parent_and_leaves_no_file() {
 #[test]
 fn large_state_in_many_chunks_round_trips() {
     let (t, f) = setup(20_480, 4096);
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     let data = bytes(5 * 1024 * 1024 + 17, 11);
     for part in data.chunks(64 * 1024 + 3) {
         s.write(part).unwrap();

@@ -200,7 +200,7 @@ fn write_checkpoint(t: &TestTenant, id: u64) -> (String, Vec<(String, Vec<u8>)>)
     for i in 0..36 {
         let size = sizes[i % sizes.len()];
         let data = bytes(size, i as u8);
-        let (name, stream) = match i % 3 {
+        let (name, mut stream) = match i % 3 {
             0 => (
                 format!("op-{i}/exclusive"),
                 f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap(),

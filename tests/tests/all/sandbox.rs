@@ -88,7 +88,7 @@ fn symlinked_directory_pointing_outside_cannot_be_written_through() {
     let outside = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(outside.path(), t.host(&format!("{}/chk-1", t.job))).unwrap();
     let f = t.default_factory(1);
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     s.write(&bytes(100, 1)).unwrap();
     let e = storage_error(s.write(&bytes(50_000, 1)));
     assert_eq!(e.code, ErrorCode::PermissionDenied, "{}", e.message);

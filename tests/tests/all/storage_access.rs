@@ -39,7 +39,7 @@ fn opening_and_resolving_create_no_directories() {
 fn writing_into_a_missing_checkpoint_directory_is_not_found_naming_it() {
     let t = TestTenant::new();
     let f = t.default_factory(3);
-    let s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     s.write(&bytes(100, 1)).unwrap(); // small: still in memory
     let e = storage_error(s.write(&bytes(30_000, 1)));
     assert_eq!(e.code, ErrorCode::NotFound);
@@ -131,13 +131,13 @@ fn directories_for_exclusive_and_shared_state() {
     let chk = t.host(&format!("{}/chk-1", t.job));
     let shared = t.host(&format!("{}/shared", t.job));
 
-    let ex = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
+    let mut ex = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     ex.write(&[42]).unwrap();
     ex.flush().unwrap();
     let ex = ex.close_and_get_handle().unwrap().unwrap();
     assert_eq!((files_in(&chk).len(), files_in(&shared).len()), (1, 0));
 
-    let sh = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
+    let mut sh = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
     sh.write(&[42]).unwrap();
     sh.flush().unwrap();
     let sh = sh.close_and_get_handle().unwrap().unwrap();
