@@ -214,6 +214,33 @@ impl StreamPermit {
         Ok(())
     }
 
+    /// For a write the host holds back in a stream's batch: with a byte
+    /// limit, [`reserve`](Self::reserve) (every write is counted or refused
+    /// when it is made); without one, nothing yet: the batch is counted
+    /// when it leaves the host ([`count_handed`](Self::count_handed)).
+    pub(crate) fn reserve_held(&self, len: usize) -> Result<(), LimitExceeded> {
+        if self.usage.max_bytes_written.is_some() {
+            self.reserve(len)?;
+        }
+        Ok(())
+    }
+
+    /// Takes back what [`reserve_held`](Self::reserve_held) counted.
+    pub(crate) fn release_held(&self, len: usize) {
+        if self.usage.max_bytes_written.is_some() {
+            self.release(len);
+        }
+    }
+
+    /// Counts held-back bytes that left the host (or were dropped with
+    /// their stream) if [`reserve_held`](Self::reserve_held) did not.
+    pub(crate) fn count_handed(&self, len: usize) {
+        if self.usage.max_bytes_written.is_none() && len > 0 {
+            let len = u64::try_from(len).unwrap_or(u64::MAX);
+            self.usage.bytes_written.fetch_add(len, Ordering::AcqRel);
+        }
+    }
+
     /// Takes back bytes [`reserve`](Self::reserve) counted that the guest
     /// did not accept.
     pub(crate) fn release(&self, len: usize) {

@@ -520,7 +520,12 @@ impl Tenant {
 
     /// Bytes accepted by `StateOutputStream::write`,
     /// `StreamFactory::write_state` and `MetadataOutputStream::write` over
-    /// the tenant's life.
+    /// the tenant's life. With `max_bytes_written` set, every write counts
+    /// when it is made; without, the small writes a stream holds back in its
+    /// host-side batch count when the batch leaves the host (a larger write,
+    /// a full batch, `flush`, `sync`, close or drop), so the figure lags by
+    /// at most [`crate::DEFAULT_BATCH_SIZE`] (or the stream's batch size) per
+    /// open stream.
     pub fn bytes_written(&self) -> u64 {
         self.usage.bytes_written()
     }

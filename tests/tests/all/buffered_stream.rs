@@ -163,6 +163,30 @@ fn the_byte_limit_refuses_the_batched_write_that_crosses_it() {
 }
 
 #[test]
+fn without_a_byte_limit_batched_bytes_count_when_their_batch_leaves_the_host() {
+    let t = TestTenant::new();
+    t.init_job_dirs(&[1]);
+    let (_v, _f, mut s) = stream(&t);
+    for _ in 0..10 {
+        s.write(&bytes(100, 1)).unwrap();
+    }
+    assert_eq!(t.tenant.bytes_written(), 0, "held back in the stream's batch");
+    assert_eq!(s.get_pos().unwrap(), 1000, "the position counts them");
+    s.flush().unwrap();
+    assert_eq!(t.tenant.bytes_written(), 1000, "counted when handed over");
+    s.write(&bytes(50, 2)).unwrap();
+    drop(s);
+    assert_eq!(t.tenant.bytes_written(), 1050, "a dropped batch was accepted too");
+
+    // A write of at least the batch size is not held back: counted at once.
+    let (_v, _f, mut s) = stream(&t);
+    s.write(&bytes(DEFAULT_BATCH_SIZE, 3)).unwrap();
+    assert_eq!(t.tenant.bytes_written(), 1050 + DEFAULT_BATCH_SIZE as u64);
+    let h = s.close_and_get_handle().unwrap().unwrap();
+    assert_eq!(t.read_handle(&h).unwrap(), bytes(DEFAULT_BATCH_SIZE, 3));
+}
+
+#[test]
 fn a_missing_directory_fails_the_write_that_needs_the_file() {
     // The stream's file is created when the state outgrows the guest's
     // buffer: the host hands that very write to the guest, batch or not.
