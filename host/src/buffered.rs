@@ -1,8 +1,8 @@
 //! [`BufferedStateOutputStream`]: kept for callers written against it.
 //!
 //! [`StateOutputStream::write`] batches small writes on the host by itself
-//! (see `output_stream.rs`), so this is a thin wrapper now: a position
-//! without a call, a batch size, and `std::io::Write`.
+//! (see `output_stream.rs`) and implements `std::io::Write` itself, so this
+//! is a thin wrapper now: a position without a call and a batch size.
 
 use crate::error::Result;
 use crate::types::StateHandle;

@@ -238,6 +238,22 @@ impl StateOutputStream {
     }
 }
 
+/// For callers that serialise state through `std::io::Write` (`write!`,
+/// serde's writers, `io::copy`). A refused write is an `io::Error` whose
+/// inner error is the [`crate::Error`] (`get_ref()` + `downcast_ref`).
+/// `flush` is the component's `flush`: small state stays in memory so it
+/// can still be inline.
+impl std::io::Write for StateOutputStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        StateOutputStream::write(self, buf).map_err(std::io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        StateOutputStream::flush(self).map_err(std::io::Error::other)
+    }
+}
+
 /// Bytes dropped in a batch were accepted by `write`: they count as
 /// written (a tenant with a byte limit counted them when they were made).
 impl Drop for StateOutputStream {

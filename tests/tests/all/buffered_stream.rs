@@ -94,6 +94,34 @@ fn the_memory_backend_refuses_the_very_write_that_crosses_its_maximum() {
 }
 
 #[test]
+fn the_stream_itself_is_an_io_write_and_its_errors_keep_their_code() {
+    let t = TestTenant::new();
+    t.init_job_dirs(&[1]);
+    let (_v, _f, mut s) = stream(&t);
+    let data = bytes(100_000, 6);
+    // `io::Write` through a generic writer: the same bytes as `write`.
+    std::io::copy(&mut &data[..30_000], &mut s).unwrap();
+    write!(s, "{}", "x".repeat(10)).unwrap();
+    std::io::Write::write_all(&mut s, &data[30_000..]).unwrap();
+    std::io::Write::flush(&mut s).unwrap();
+    let h = s.close_and_get_handle().unwrap().unwrap();
+    let mut expected = data[..30_000].to_vec();
+    expected.extend_from_slice(b"xxxxxxxxxx");
+    expected.extend_from_slice(&data[30_000..]);
+    assert_eq!(t.read_handle(&h).unwrap(), expected);
+
+    // A refused write: an io::Error carrying the storage error and its code.
+    let (_v, f) = factory_with(&t, StorageConfig::memory(&t.job).with_max_memory_state_size(100));
+    let mut s = f.create_checkpoint_state_output_stream(StateScope::Shared).unwrap();
+    std::io::Write::write_all(&mut s, &bytes(100, 1)).unwrap();
+    let e = std::io::Write::write_all(&mut s, b"!").unwrap_err();
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::Storage(storage)) => assert_eq!(storage.code, ErrorCode::StateTooLarge, "{storage:?}"),
+        other => panic!("expected the storage error inside, got {other:?} ({e})"),
+    }
+}
+
+#[test]
 fn small_writes_within_the_memory_maximum_end_in_one_inline_handle() {
     let t = TestTenant::new();
     let (_v, f) = factory_with(&t, StorageConfig::memory(&t.job).with_max_memory_state_size(100_000));
