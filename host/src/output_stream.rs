@@ -21,9 +21,9 @@
 //!   made, batched or not; bytes the guest later refuses are taken back.
 //!   Without a limit, the count of batched bytes waits until their batch
 //!   leaves the host (or the stream is dropped): one atomic operation per
-//!   batch instead of one per write, which was a sixth of a small write's
-//!   cost; `Tenant::bytes_written` then lags by at most the batch of each
-//!   open stream;
+//!   batch instead of one per write (atomic operations are a large part of
+//!   what a small write costs); `Tenant::bytes_written` then lags by at most
+//!   the batch of each open stream;
 //! - a poisoned tenant refuses every write.
 //!
 //! Once the guest has refused anything (a closed, failed or discarded
@@ -71,7 +71,7 @@ pub struct StateOutputStream {
     /// A mutex because the async API shares streams (`Arc`); calls on one
     /// stream are serialised anyway. `write` takes `&mut self` and reaches
     /// it without locking (`Mutex::get_mut`): a lock and an unlock per
-    /// write were a third of what a small write cost.
+    /// write were most of the write function's own time on small writes.
     writes: Mutex<Writes>,
 }
 
