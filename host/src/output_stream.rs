@@ -75,6 +75,13 @@ pub struct StateOutputStream {
     writes: Mutex<Writes>,
 }
 
+/// A stream's writes, reached without locking: the `&mut` excludes any
+/// other caller. (A function of the field, not of the stream, so that the
+/// stream's `io` can be borrowed beside it.)
+fn unlocked(writes: &mut Mutex<Writes>) -> &mut Writes {
+    writes.get_mut().unwrap_or_else(|e| e.into_inner())
+}
+
 /// What a stream's calls reach: its guest resource and its tenant's count.
 #[derive(Debug)]
 struct Io {
@@ -146,7 +153,7 @@ impl StateOutputStream {
     /// [`crate::MAX_BYTES_PER_CALL`], larger sizes count as it, since the
     /// batch is held in host memory).
     pub fn with_batch_size(mut self, bytes: usize) -> Self {
-        self.writes_mut().batch_size = bytes.min(crate::MAX_BYTES_PER_CALL);
+        unlocked(&mut self.writes).batch_size = bytes.min(crate::MAX_BYTES_PER_CALL);
         self
     }
 
@@ -156,19 +163,12 @@ impl StateOutputStream {
         self.writes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The writes, reached without locking: `&mut self` excludes any other
-    /// caller.
-    fn writes_mut(&mut self) -> &mut Writes {
-        self.writes.get_mut().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Appends `data`. Small writes are batched on the host (see the module
     /// docs); larger ones, and full batches, go straight into the stream's
     /// file once it has one, else to the guest in calls of at most
     /// [`crate::MAX_BYTES_PER_CALL`] bytes.
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
-        let w = self.writes.get_mut().unwrap_or_else(|e| e.into_inner());
-        self.io.write(w, data)
+        self.io.write(unlocked(&mut self.writes), data)
     }
 
     /// [`write`](Self::write) on a stream that is shared (the async API
@@ -258,7 +258,7 @@ impl std::io::Write for StateOutputStream {
 /// written (a tenant with a byte limit counted them when they were made).
 impl Drop for StateOutputStream {
     fn drop(&mut self) {
-        let batched = self.writes_mut().batch.len();
+        let batched = unlocked(&mut self.writes).batch.len();
         self.io.permit.count_handed(batched);
     }
 }

@@ -59,10 +59,7 @@ fn a_failed_write_state_leaves_no_file() {
     // No checkpoint directory: the file cannot be created.
     let t = TestTenant::new();
     std::fs::create_dir_all(t.host(&t.job)).unwrap();
-    let f = t
-        .view()
-        .resolve_checkpoint_storage_location(7, &LocationReference::Default)
-        .unwrap();
+    let f = t.default_factory(7);
     let e = storage_error(f.write_state(StateScope::Exclusive, &bytes(50_000, 4)));
     assert_eq!(e.code, ErrorCode::NotFound, "{e:?}");
     assert!(e.message.contains("Could not open output stream"), "{}", e.message);
@@ -216,10 +213,7 @@ fn a_failed_state_does_not_stop_the_others_and_leaves_no_file() {
     // No chk-7 directory: file state fails, inline state needs none.
     let t = TestTenant::new();
     std::fs::create_dir_all(t.host(&t.job)).unwrap();
-    let f = t
-        .view()
-        .resolve_checkpoint_storage_location(7, &LocationReference::Default)
-        .unwrap();
+    let f = t.default_factory(7);
     let states = vec![bytes(50_000, 1), bytes(10, 2), bytes(60_000, 3), bytes(20, 4)];
     let results = f.write_states(StateScope::Exclusive, &states);
     let single = storage_error(f.write_state(StateScope::Exclusive, &states[0]));
