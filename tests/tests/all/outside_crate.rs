@@ -118,3 +118,36 @@ fn an_outside_crate_writes_and_a_second_process_restores() {
         "the second process loads the compiled component from the cache: {restored}"
     );
 }
+
+/// The `[profile.dev...]` sections of a Cargo.toml: each header with its
+/// settings, comments and blank lines left out.
+fn dev_profiles(manifest: &str) -> Vec<(String, Vec<String>)> {
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    let mut in_dev = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_dev = line.starts_with("[profile.dev");
+            if in_dev {
+                sections.push((line.to_string(), Vec::new()));
+            }
+        } else if in_dev && !line.is_empty() && !line.starts_with('#') {
+            sections.last_mut().unwrap().1.push(line.to_string());
+        }
+    }
+    sections.sort();
+    sections
+}
+
+/// The outside crate builds in the workspace's target directory to reuse its
+/// compiled dependencies; that only works if both build them with the same
+/// profile (otherwise the test compiles wasmtime and Cranelift a second time).
+#[test]
+fn the_outside_crate_builds_with_the_workspaces_dev_profile() {
+    let read = |p: &str| std::fs::read_to_string(workspace().join(p)).unwrap();
+    let ours = dev_profiles(&read("Cargo.toml"));
+    assert!(
+        ours.iter().any(|(h, _)| h == "[profile.dev]"),
+        "the workspace sets a dev profile: {ours:?}"
+    );
+    assert_eq!(dev_profiles(&read("tests/outside-crate/Cargo.toml")), ours);
+}
