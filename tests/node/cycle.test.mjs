@@ -3,7 +3,7 @@
 // cycle through the component's exports; escapes are refused with the
 // component's own error codes.
 //
-// Run: `cargo test -p checkpoint-storage-tests --test jco`, or after
+// Run: `cargo test -p checkpoint-storage-tests --test all jco`, or after
 // `cargo build -p checkpoint-storage-host`: `cd tests/node && npm ci && npm test`.
 
 import { test, after } from 'node:test';

@@ -18,7 +18,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 /**
  * The component under test: `CHECKPOINT_STORAGE_COMPONENT` (set by the Rust
- * test `tests/tests/jco.rs`), else where `cargo build` puts it.
+ * test `tests/tests/all/jco.rs`), else where `cargo build` puts it.
  */
 export function componentPath() {
   const path =
