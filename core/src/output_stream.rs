@@ -41,12 +41,15 @@ pub trait CheckpointStateOutputStream {
     fn close_and_get_handle(&mut self) -> Result<Option<StateHandle>>;
     /// Discards the stream: deletes its file, if any. Idempotent, never fails.
     fn discard(&mut self);
+    /// Neither closed, discarded nor failed.
+    fn is_open(&self) -> bool;
 
     /// Whether the host may write the next `len` bytes into the stream's
     /// file itself (see [`DirectWrite`]). Streams that never hand their file
-    /// over (the memory backend, file merging) answer `Never`.
+    /// over (the memory backend, file merging) answer `Never` while open.
     fn prepare_direct_write(&mut self, len: u64) -> Result<DirectWrite> {
         let _ = len;
+        refuse_if_closed(self.is_open(), "prepare a direct write")?;
         Ok(DirectWrite::Never)
     }
 
@@ -54,10 +57,21 @@ pub trait CheckpointStateOutputStream {
     /// last `Ready` or `advance`: they become part of the stream.
     fn advance(&mut self, written: u64) -> Result<()> {
         let _ = written;
+        refuse_if_closed(self.is_open(), "advance")?;
         Err(StorageError::invalid_argument(
             "advance: this stream never hands its file to the host, so the host wrote nothing into it; write through `write`",
         ))
     }
+}
+
+/// The `closed` error every stream gives for `operation` once it is closed.
+fn refuse_if_closed(open: bool, operation: &str) -> Result<()> {
+    if open {
+        return Ok(());
+    }
+    Err(StorageError::closed(format!(
+        "Cannot {operation}: the stream is closed (it returned its handle, was discarded, or failed). Open a new stream."
+    )))
 }
 
 /// The answer to [`CheckpointStateOutputStream::prepare_direct_write`].
@@ -168,12 +182,7 @@ impl<S: Sandbox> FsOutputStream<S> {
     }
 
     fn check_open(&self, operation: &str) -> Result<()> {
-        match self.phase {
-            Phase::Open => Ok(()),
-            _ => Err(StorageError::closed(format!(
-                "Cannot {operation}: the stream is closed (it returned its handle, was discarded, or failed). Open a new stream."
-            ))),
-        }
+        refuse_if_closed(self.phase == Phase::Open, operation)
     }
 
     /// Creates the file with a fresh UUID name, retrying on name clashes.
@@ -454,6 +463,10 @@ impl<S: Sandbox> CheckpointStateOutputStream for FsOutputStream<S> {
         }
     }
 
+    fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
     fn discard(&mut self) {
         self.phase = Phase::Closed;
         self.buf = Vec::new();
@@ -559,6 +572,10 @@ impl CheckpointStateOutputStream for MemoryOutputStream {
                 }))
             }
         }
+    }
+
+    fn is_open(&self) -> bool {
+        self.phase == Phase::Open
     }
 
     fn discard(&mut self) {

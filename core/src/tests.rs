@@ -880,4 +880,19 @@ mod direct_writes {
         assert!(matches!(st.prepare_direct_write(500).unwrap(), DirectWrite::Never));
         assert_eq!(st.advance(1).unwrap_err().code, ErrorCode::InvalidArgument);
     }
+
+    #[test]
+    fn memory_streams_answer_closed_after_close_or_discard() {
+        let mut st = MemoryOutputStream::new(100, "n".into());
+        st.write(b"abc").unwrap();
+        st.close_and_get_handle().unwrap().unwrap();
+        assert_eq!(st.prepare_direct_write(5).unwrap_err().code, ErrorCode::Closed);
+        assert_eq!(st.advance(1).unwrap_err().code, ErrorCode::Closed);
+        let mut empty = MemoryOutputStream::new(100, "n".into());
+        assert!(empty.close_and_get_handle().unwrap().is_none());
+        assert_eq!(empty.prepare_direct_write(5).unwrap_err().code, ErrorCode::Closed);
+        let mut discarded = MemoryOutputStream::new(100, "n".into());
+        discarded.discard();
+        assert_eq!(discarded.advance(1).unwrap_err().code, ErrorCode::Closed);
+    }
 }

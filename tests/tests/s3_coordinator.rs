@@ -104,6 +104,25 @@ fn savepoint_references_carry_s3_paths() {
     assert_eq!(t.tenant.read_state(&handle).unwrap(), bytes(40_000, 3));
 }
 
+/// A savepoint directory given as an `s3://` path is listed like the
+/// default one (the path is translated like every other path argument).
+#[test]
+fn savepoints_are_listed_by_their_s3_directory() {
+    let t = S3Tenant::new();
+    let target = format!("s3://{BUCKET}/savepoints");
+    let c = coordinator(&t, Some(&target));
+    assert!(c.list_savepoints(Some(&target)).unwrap().is_empty());
+    let location = c.initialize_location_for_savepoint(3, None).unwrap();
+    let stream = location.create_metadata_output_stream().unwrap();
+    stream.write(&bytes(100, 4)).unwrap();
+    let done = stream.close_and_finalize_checkpoint().unwrap();
+    assert!(done.external_pointer.starts_with(&format!("{target}/")));
+    assert_eq!(c.list_savepoints(Some(&target)).unwrap(), vec![done.clone()]);
+    assert_eq!(c.list_savepoints(None).unwrap(), vec![done]);
+    let elsewhere = format!("s3://{BUCKET}/elsewhere");
+    assert!(c.list_savepoints(Some(&elsewhere)).unwrap().is_empty());
+}
+
 #[test]
 fn dispose_on_failure_deletes_the_checkpoint_but_not_shared_state() {
     let t = S3Tenant::new();

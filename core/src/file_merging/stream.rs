@@ -192,6 +192,10 @@ impl<S: Sandbox> CheckpointStateOutputStream for MergingOutputStream<S> {
         }
     }
 
+    fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
     fn discard(&mut self) {
         self.phase = Phase::Closed;
         self.buf = Vec::new();

@@ -253,6 +253,31 @@ fn closed_stream_refuses_writes_and_second_close() {
     assert_eq!(e.message, "Stream has already been closed and discarded.");
 }
 
+/// A merging stream never hands its file over; once closed it answers
+/// `closed`, as `direct-io` documents, not `never` or `invalid-argument`.
+#[test]
+fn merging_stream_direct_io_is_never_while_open_and_closed_after() {
+    use crate::output_stream::DirectWrite;
+    let s = sandbox();
+    let m = manager(&s, within());
+    let f = m
+        .resolve_checkpoint_storage_location(&key("op", 0), 1, &LocationReference::Default)
+        .unwrap();
+    let mut stream = f.create_checkpoint_state_output_stream(Exclusive).unwrap();
+    assert!(matches!(
+        stream.prepare_direct_write(1 << 20).unwrap(),
+        DirectWrite::Never
+    ));
+    assert_eq!(stream.advance(1).unwrap_err().code, ErrorCode::InvalidArgument);
+    stream.write(b"abc").unwrap();
+    stream.close_and_get_handle().unwrap().unwrap();
+    assert_eq!(
+        stream.prepare_direct_write(1 << 20).unwrap_err().code,
+        ErrorCode::Closed
+    );
+    assert_eq!(stream.advance(1).unwrap_err().code, ErrorCode::Closed);
+}
+
 /// A flush before anything reached a file creates no file (Flink's
 /// `flush` only writes to an assigned physical file).
 #[test]

@@ -74,6 +74,7 @@ impl coord::GuestCoordinatorView for CoordinatorViewImpl {
     }
 
     fn list_savepoints(&self, directory: Option<String>) -> WitResult<Vec<coord::CompletedCheckpoint>> {
+        let directory = directory.map(path_in);
         let found = self.0.list_savepoints(directory.as_deref()).map_err(to_wit_error)?;
         Ok(found.into_iter().map(to_wit_completed).collect())
     }
