@@ -18,7 +18,8 @@
 //!   timeout) still runs to its end. When that call hands out state handles
 //!   (`close_and_get_handle`, `write_state`, `write_states`, `duplicate`) nobody can record
 //!   them, so their files are discarded, as Flink discards the state of a
-//!   cancelled snapshot. A cancelled `close_and_finalize_checkpoint` may
+//!   cancelled snapshot (never a file the call was given: `duplicate` hands
+//!   back a handle already in its target directory as it is). A cancelled `close_and_finalize_checkpoint` may
 //!   still complete the checkpoint.
 //! - Dropping a value (a stream, a view) drops its guest resource on the
 //!   blocking pool, not on the executor: a dropped output stream's file is
@@ -279,6 +280,47 @@ impl HandsOut for Vec<Result<Option<StateHandle>>> {
     }
 }
 
+/// What `duplicate` returned, with the files it was given: a handle already
+/// in the target directory comes back as it is, and it is the caller's
+/// original, so a cancelled call must not discard it.
+#[derive(Default)]
+pub(crate) struct Duplicates {
+    handles: Vec<StateHandle>,
+    originals: Vec<String>,
+}
+
+impl Duplicates {
+    pub(crate) fn new(handles: Vec<StateHandle>, of: &[StateHandle]) -> Self {
+        let originals = of.iter().filter_map(|h| h.file_path()).map(file_key).collect();
+        Duplicates { handles, originals }
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<StateHandle> {
+        self.handles
+    }
+}
+
+impl HandsOut for Duplicates {
+    fn into_handles(self) -> Vec<StateHandle> {
+        let originals = self.originals;
+        self.handles
+            .into_iter()
+            .filter(|h| h.file_path().is_some_and(|p| !originals.contains(&file_key(p))))
+            .collect()
+    }
+}
+
+/// One spelling per file: a caller's handle may name its file as a `file:`
+/// URI, an `s3://` URI or with redundant slashes, the component's answer in
+/// its own canonical form.
+fn file_key(path: &str) -> String {
+    let guest = checkpoint_storage_core::object_uri::to_guest(path);
+    match checkpoint_storage_core::paths::GuestPath::parse(&guest) {
+        Ok(p) => p.to_string(),
+        Err(_) => guest,
+    }
+}
+
 /// Handles a call made that its caller has not taken yet. Dropped unclaimed
 /// (the caller's future is gone) it discards their files: nobody can record
 /// them any more.
@@ -344,6 +386,30 @@ mod tests {
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().build().unwrap()
+    }
+
+    fn file(path: &str) -> StateHandle {
+        StateHandle::File(crate::types::FileHandle {
+            path: path.to_string(),
+            size: 1,
+        })
+    }
+
+    #[test]
+    fn a_cancelled_duplicate_discards_only_the_files_it_made() {
+        let given = [
+            file("file:///checkpoints/j/shared/a"),
+            file("s3://bucket/j/shared/b"),
+            file("/checkpoints/j/chk-1/c"),
+        ];
+        let returned = vec![
+            file("/checkpoints/j/shared/a"),
+            file("s3://bucket/j/shared/b"),
+            file("/checkpoints/j/shared/c"),
+        ];
+        let discarded = Duplicates::new(returned.clone(), &given).into_handles();
+        assert_eq!(discarded, vec![file("/checkpoints/j/shared/c")]);
+        assert_eq!(Duplicates::new(returned.clone(), &given).into_vec(), returned);
     }
 
     fn blocking_failure(e: Error) -> BlockingFailure {

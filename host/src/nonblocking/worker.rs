@@ -1,7 +1,7 @@
 //! WIT `worker`, async: twins of [`WorkerView`], [`StreamFactory`],
 //! [`StateOutputStream`] and [`CheckpointStateToolset`].
 
-use super::{AsyncTenant, Shared, run};
+use super::{AsyncTenant, Duplicates, Shared, run};
 use crate::error::Result;
 use crate::tenant::Tenant;
 use crate::types::{LocationReference, StateHandle, StateScope, StorageConfig};
@@ -114,11 +114,15 @@ impl AsyncStreamFactory {
 
     /// Duplicates file state into the directory of `scope`
     /// ([`StreamFactory::duplicate`]). If the future is dropped before it
-    /// returns, the duplicates are discarded.
+    /// returns, the duplicates it made are discarded (a handle that was
+    /// already in that directory comes back as it is and is kept).
     pub async fn duplicate(&self, handles: Vec<StateHandle>, scope: StateScope) -> Result<Vec<StateHandle>> {
         self.inner
-            .call_handing_out(&self.tenant, move |f| f.duplicate(&handles, scope))
+            .call_handing_out(&self.tenant, move |f| {
+                Ok(Duplicates::new(f.duplicate(&handles, scope)?, &handles))
+            })
             .await
+            .map(Duplicates::into_vec)
     }
 
     /// Guest path of the exclusive-state directory ("" for the memory backend).
@@ -200,10 +204,12 @@ impl AsyncCheckpointStateToolset {
 
     /// Duplicates file state into the task-owned directory
     /// ([`CheckpointStateToolset::duplicate`]). If the future is dropped
-    /// before it returns, the duplicates are discarded.
+    /// before it returns, the duplicates it made are discarded (a handle
+    /// that was already task-owned comes back as it is and is kept).
     pub async fn duplicate(&self, handles: Vec<StateHandle>) -> Result<Vec<StateHandle>> {
         self.inner
-            .call_handing_out(&self.tenant, move |t| t.duplicate(&handles))
+            .call_handing_out(&self.tenant, move |t| Ok(Duplicates::new(t.duplicate(&handles)?, &handles)))
             .await
+            .map(Duplicates::into_vec)
     }
 }

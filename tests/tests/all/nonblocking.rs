@@ -315,6 +315,31 @@ fn a_cancelled_close_discards_the_state_it_made() {
         fence().await;
         assert!(files_in(&t.host(&format!("{}/shared", t.job))).is_empty());
         assert_eq!(t.read_handle(&kept).unwrap(), bytes(30_000, 3), "the original stays");
+
+        // A handle already in the target directory comes back as it is: it
+        // is the caller's own file, and a cancelled call keeps it.
+        let shared = f
+            .write_state(StateScope::Shared, bytes(30_000, 7))
+            .await
+            .unwrap()
+            .unwrap();
+        let fresh = f
+            .write_state(StateScope::Exclusive, bytes(30_000, 8))
+            .await
+            .unwrap()
+            .unwrap();
+        let open = hold_the_blocking_thread();
+        poll_once_and_cancel(f.duplicate(vec![shared.clone(), fresh.clone()], StateScope::Shared)).await;
+        open.send(()).unwrap();
+        fence().await;
+        fence().await;
+        assert_eq!(
+            files_in(&t.host(&format!("{}/shared", t.job))).len(),
+            1,
+            "only the original shared file: the duplicate of the other was discarded"
+        );
+        assert_eq!(t.read_handle(&shared).unwrap(), bytes(30_000, 7), "the caller's own file stays");
+        assert_eq!(t.read_handle(&fresh).unwrap(), bytes(30_000, 8));
     });
 }
 

@@ -67,6 +67,13 @@ fn cargo_build(target_dir: &Path) -> Option<PathBuf> {
     }
     let status = child.wait().unwrap();
     assert!(status.success(), "building the outside crate failed:\n{log}");
+    if log.contains("Compiling wasmtime v") {
+        // Not a failure (a lone `cargo test -p` unifies other features), but
+        // in `cargo test --workspace` it costs minutes: say what to align.
+        eprintln!(
+            "note: the outside crate compiled wasmtime again instead of reusing the workspace's; align the features in tests/outside-crate/Cargo.toml with what `cargo test --workspace` builds"
+        );
+    }
     Some(target_dir.join("debug/outside-embedder"))
 }
 
