@@ -40,7 +40,9 @@ impl BufferedStateOutputStream {
         Ok(())
     }
 
-    /// Number of bytes written so far (batched bytes included); no call.
+    /// Number of bytes appended through this wrapper (batched bytes
+    /// included); no call. Wrap a stream before writing to it for its
+    /// position.
     pub fn get_pos(&self) -> u64 {
         self.written
     }

@@ -6,7 +6,9 @@
 //! recovers from what is on storage after a restart.
 //!
 //! It drives the tenant only through the component (coordinator view,
-//! `restore`), so it works for any backend the component supports. A
+//! `restore`), so it works for any backend the component supports: paths
+//! are compared in their guest form, whether the component spells them as
+//! guest paths (filesystem build) or `s3://` URIs (object storage build). A
 //! checkpoint's metadata is this project's manifest
 //! ([`crate::manifest::CheckpointManifest`]): the store reads it back to learn
 //! which shared files a checkpoint references.
@@ -24,7 +26,8 @@ use crate::shared_registry::{Owner, RegistryConflict, SharedFile, SharedStateReg
 use crate::tenant::Tenant;
 use crate::types::{FileHandle, StateHandle, StorageConfig};
 use checkpoint_storage_core::layout::{SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, parse_checkpoint_dir_name};
-use checkpoint_storage_core::paths::GuestPath;
+use checkpoint_storage_core::object_uri;
+use checkpoint_storage_core::paths::{GuestPath, PathError};
 
 /// Flink's option for how many completed checkpoints to retain.
 pub const NUM_RETAINED_OPTION: &str = "execution.checkpointing.num-retained";
@@ -216,7 +219,7 @@ impl CompletedCheckpointStore {
             return Err(StoreError::NumRetained(num_retained));
         }
         let view = tenant.open_coordinator_view(config, savepoint_dir)?;
-        let job_dir = GuestPath::parse(&config.checkpoints_dir)
+        let job_dir = parse_path(&config.checkpoints_dir)
             .map_err(|e| {
                 Error::from(crate::StorageError {
                     code: crate::ErrorCode::InvalidArgument,
@@ -411,7 +414,7 @@ impl CompletedCheckpointStore {
             pointer: pointer.clone(),
             job: self.job_id.clone(),
         };
-        let dir = GuestPath::parse(&pointer).map_err(|_| not_ours())?;
+        let dir = parse_path(&pointer).map_err(|_| not_ours())?;
         let name = dir.file_name().unwrap_or_default();
         let (kind, dir_id) = if dir.parent().as_ref() == Some(&self.job_dir) {
             let id = parse_checkpoint_dir_name(name).ok_or_else(not_ours)?;
@@ -470,9 +473,15 @@ pub fn shared_files(manifest: &CheckpointManifest, shared_dir: &GuestPath) -> Ve
         .iter()
         .filter_map(|s| {
             let raw = s.handle.file_path()?;
-            let path = GuestPath::parse(raw).ok()?;
+            let path = parse_path(raw).ok()?;
             (path.parent().as_ref() == Some(shared_dir)).then(|| SharedFile {
-                path: path.to_string(),
+                // Spelled as the component spells it, so that it can be
+                // handed back to the component to discard.
+                path: if is_object_uri(raw) {
+                    object_uri::from_guest(path.as_str())
+                } else {
+                    path.to_string()
+                },
                 size: s.handle.state_size(),
             })
         })
@@ -480,4 +489,15 @@ pub fn shared_files(manifest: &CheckpointManifest, shared_dir: &GuestPath) -> Ve
     files.sort();
     files.dedup();
     files
+}
+
+/// A path as the component gives or takes it (a guest path, a `file:` URI,
+/// or an `s3://` URI in the object storage build) in its guest form.
+fn parse_path(raw: &str) -> Result<GuestPath, PathError> {
+    GuestPath::parse(&object_uri::to_guest(raw))
+}
+
+/// Whether `raw` is an object store URI (its guest form differs).
+fn is_object_uri(raw: &str) -> bool {
+    object_uri::to_guest(raw) != raw
 }

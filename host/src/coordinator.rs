@@ -133,7 +133,8 @@ impl CheckpointStorageLocation {
         })
     }
 
-    /// Guest path of the metadata file (`<checkpoint directory>/_metadata`).
+    /// Guest path of the metadata file (`<checkpoint directory>/_metadata`,
+    /// without the entropy marker when entropy injection is on).
     pub fn metadata_file_path(&self) -> Result<String> {
         call(&self.0, |g, i, r| {
             g.checkpoint_storage_location()

@@ -2,7 +2,8 @@
 //! operators: jobs with their checkpoints (`chk-N`), shared and task-owned
 //! state, and savepoint directories, each with file counts, bytes and
 //! whether `_metadata` is present. Symbolic links are reported, never
-//! followed (also in place of `chk-N`, `shared` and `taskowned`); entries
+//! followed (also in place of `chk-N`, `shared` and `taskowned`, and in
+//! place of a state file or `_metadata` inside them); entries
 //! that vanish during the scan are skipped; names in the text output are
 //! escaped so that a name cannot forge lines.
 
@@ -128,10 +129,21 @@ fn entries(fs: &impl Scan, dir: &Path) -> io::Result<Vec<(String, PathBuf, std::
     Ok(out)
 }
 
-fn usage_and_metadata(fs: &impl Scan, dir: &Path) -> io::Result<(Usage, Option<u64>)> {
+/// Files and bytes of `dir` and its `_metadata`; symbolic links in it go
+/// to `symlinks` (a state file's name may be one: reported, never read).
+fn usage_and_metadata(
+    fs: &impl Scan,
+    root: &Path,
+    dir: &Path,
+    symlinks: &mut Vec<String>,
+) -> io::Result<(Usage, Option<u64>)> {
     let mut usage = Usage::default();
     let mut metadata = None;
-    for (name, _, meta) in entries(fs, dir)? {
+    for (name, path, meta) in entries(fs, dir)? {
+        if meta.file_type().is_symlink() {
+            symlinks.push(relative(root, &path));
+            continue;
+        }
         if !meta.is_file() {
             continue;
         }
@@ -178,7 +190,7 @@ fn walk(fs: &impl Scan, root: &Path, dir: &Path, depth: usize, inv: &mut Invento
             let job = job(fs, root, &path, name, inv)?;
             inv.jobs.push(job);
         } else if name.starts_with(SAVEPOINT_DIR_PREFIX) {
-            let (state, metadata_bytes) = usage_and_metadata(fs, &path)?;
+            let (state, metadata_bytes) = usage_and_metadata(fs, root, &path, &mut inv.symlinks)?;
             inv.savepoints.push(SavepointInfo {
                 path: relative(root, &path),
                 state,
@@ -195,15 +207,15 @@ fn job(fs: &impl Scan, root: &Path, dir: &Path, job_id: String, inv: &mut Invent
     let mut checkpoints = vec![];
     let (mut shared, mut task_owned) = (Usage::default(), Usage::default());
     for (name, path, meta) in entries(fs, dir)? {
+        // A symbolic link (a symlinked `chk-N`, `shared` or `taskowned`
+        // may point anywhere) is reported, never read.
+        if meta.file_type().is_symlink() {
+            inv.symlinks.push(relative(root, &path));
+            continue;
+        }
         let id = parse_checkpoint_dir_name(&name);
         let known = id.is_some() || name == SHARED_STATE_DIR || name == TASK_OWNED_STATE_DIR;
         if !known {
-            continue;
-        }
-        // A symlinked `chk-N`, `shared` or `taskowned` may point anywhere:
-        // reported, never read.
-        if meta.file_type().is_symlink() {
-            inv.symlinks.push(relative(root, &path));
             continue;
         }
         if !meta.is_dir() {
@@ -211,7 +223,7 @@ fn job(fs: &impl Scan, root: &Path, dir: &Path, job_id: String, inv: &mut Invent
         }
         match id {
             Some(id) => {
-                let (state, metadata_bytes) = usage_and_metadata(fs, &path)?;
+                let (state, metadata_bytes) = usage_and_metadata(fs, root, &path, &mut inv.symlinks)?;
                 checkpoints.push(CheckpointInfo {
                     id,
                     path: relative(root, &path),
@@ -219,8 +231,8 @@ fn job(fs: &impl Scan, root: &Path, dir: &Path, job_id: String, inv: &mut Invent
                     metadata_bytes,
                 });
             }
-            None if name == SHARED_STATE_DIR => shared = usage_and_metadata(fs, &path)?.0,
-            None => task_owned = usage_and_metadata(fs, &path)?.0,
+            None if name == SHARED_STATE_DIR => shared = usage_and_metadata(fs, root, &path, &mut inv.symlinks)?.0,
+            None => task_owned = usage_and_metadata(fs, root, &path, &mut inv.symlinks)?.0,
         }
     }
     checkpoints.sort_by_key(|c| c.id);
@@ -385,6 +397,42 @@ mod tests {
                 format!("{JOB}/chk-2"),
                 format!("{JOB}/shared"),
                 format!("{JOB}/taskowned")
+            ]
+        );
+    }
+
+    #[test]
+    fn symlinks_in_place_of_state_files_or_metadata_are_reported_not_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret", 1000);
+        write(d.path(), &format!("{JOB}/chk-1/a"), 10);
+        write(d.path(), &format!("{JOB}/shared/s"), 20);
+        write(d.path(), &format!("sp/savepoint-abc/{METADATA_FILE_NAME}"), 4);
+        let secret = outside.path().join("secret");
+        for rel in [
+            format!("{JOB}/chk-1/{METADATA_FILE_NAME}"),
+            format!("{JOB}/chk-1/b"),
+            format!("{JOB}/shared/t"),
+            format!("{JOB}/elsewhere"),
+            "sp/savepoint-abc/state".to_string(),
+        ] {
+            std::os::unix::fs::symlink(&secret, d.path().join(&rel)).unwrap();
+        }
+        let inv = inspect(d.path()).unwrap();
+        let j = &inv.jobs[0];
+        assert_eq!(j.checkpoints[0].state, Usage { files: 1, bytes: 10 });
+        assert_eq!(j.checkpoints[0].metadata_bytes, None, "a linked _metadata is not one");
+        assert_eq!(j.shared, Usage { files: 1, bytes: 20 });
+        assert_eq!(inv.savepoints[0].state, Usage::default());
+        assert_eq!(
+            inv.symlinks,
+            vec![
+                format!("{JOB}/chk-1/_metadata"),
+                format!("{JOB}/chk-1/b"),
+                format!("{JOB}/elsewhere"),
+                format!("{JOB}/shared/t"),
+                "sp/savepoint-abc/state".to_string(),
             ]
         );
     }

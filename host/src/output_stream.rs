@@ -197,7 +197,8 @@ impl StateOutputStream {
 
     /// Hands the batch to the guest, then writes buffered bytes to the file
     /// if there is one or the state is over the threshold; small state stays
-    /// in memory.
+    /// in memory. (A file-merging stream writes only into a physical file it
+    /// already has: its flush creates none.)
     pub fn flush(&self) -> Result<()> {
         let mut w = self.lock();
         self.io.after_hand_over(&mut w, || {

@@ -57,7 +57,9 @@ impl Tenant {
             .read_to_end_within(self.max_read_state_bytes())
     }
 
-    /// Deletes the state's file; no-op for inline state or a missing file.
+    /// Deletes the state's file; no-op for inline state, a segment of a
+    /// merged file (its manager decides) or a missing file. A read-only
+    /// tenant refuses every discard (`permission-denied`).
     pub fn discard_state(&self, handle: &StateHandle) -> Result<()> {
         self.call(|i| i.restore()?.call_discard_state(&mut i.store, handle))
     }

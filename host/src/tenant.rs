@@ -44,9 +44,10 @@ pub struct TenantConfig {
     /// has a file, a host file descriptor); one more is refused with
     /// [`LimitExceeded::OpenStreams`]. At least 1.
     pub max_open_streams: u32,
-    /// Bound of the bytes passed to `StateOutputStream::write` and
-    /// `MetadataOutputStream::write` over the
-    /// tenant's life (`None`: unbounded); a write beyond it is refused with
+    /// Bound of the bytes passed to `StateOutputStream::write`,
+    /// `StreamFactory::write_state` and `write_states`,
+    /// `MergingStreamFactory::write_state` and `MetadataOutputStream::write`
+    /// over the tenant's life (`None`: unbounded); a write beyond it is refused with
     /// [`LimitExceeded::BytesWritten`].
     pub max_bytes_written: Option<u64>,
     /// Bound of the bytes [`Tenant::read_state`] collects in host memory for
@@ -350,7 +351,7 @@ impl Tenant {
             }
             (None, false) => {
                 return Err(Error::Setup(wasmtime::format_err!(
-                    "container grants need the blobstore plugin (Plugin::load_blobstore); this plugin uses directories"
+                    "container grants need the blobstore plugin (Plugin::load_blobstore_with); this plugin uses directories"
                 )));
             }
             (None, true) => None,
@@ -519,7 +520,8 @@ impl Tenant {
     }
 
     /// Bytes accepted by `StateOutputStream::write`,
-    /// `StreamFactory::write_state` and `MetadataOutputStream::write` over
+    /// `StreamFactory::write_state` and `write_states`,
+    /// `MergingStreamFactory::write_state` and `MetadataOutputStream::write` over
     /// the tenant's life. With `max_bytes_written` set, every write counts
     /// when it is made; without, the small writes a stream holds back in its
     /// host-side batch count when the batch leaves the host (a larger write,

@@ -255,3 +255,86 @@ fn entropy_options_are_checked() {
     // Nothing was written by the refused views.
     assert!(t.object_keys().is_empty());
 }
+
+/// Checkpoint `id` on object storage: one exclusive state, one new shared
+/// state (seeded `id`) and the shared states in `reused`, and its manifest
+/// as `_metadata`. Returns the completed checkpoint and its shared handles.
+fn s3_checkpoint(
+    t: &S3Tenant,
+    id: u64,
+    reused: &[checkpoint_storage_host::manifest::NamedState],
+) -> (CompletedCheckpoint, Vec<checkpoint_storage_host::manifest::NamedState>) {
+    use checkpoint_storage_host::manifest::{CheckpointManifest, NamedState};
+    let c = coordinator(t, None);
+    let location = c.initialize_location_for_checkpoint(id).unwrap();
+    let factory = t.default_factory(id);
+    let state = |name: String, scope, seed| NamedState {
+        name,
+        handle: factory.write_state(scope, &bytes(30_000, seed)).unwrap().unwrap(),
+    };
+    let shared = vec![state(format!("shared-{id}"), StateScope::Shared, id as u8)];
+    let mut states = vec![state(format!("exclusive-{id}"), StateScope::Exclusive, 100 + id as u8)];
+    states.extend(shared.iter().cloned());
+    states.extend(reused.iter().cloned());
+    let manifest = CheckpointManifest {
+        job_id: t.job.clone(),
+        checkpoint_id: id,
+        states,
+    };
+    let stream = location.create_metadata_output_stream().unwrap();
+    stream.write(&manifest.to_json()).unwrap();
+    (stream.close_and_finalize_checkpoint().unwrap(), shared)
+}
+
+/// The completed-checkpoint store on object storage: subsumption deletes a
+/// checkpoint's objects and the shared objects only it referenced, and a
+/// restarted store recovers the retained checkpoint and its references.
+#[test]
+fn the_checkpoint_store_subsumes_and_recovers_on_object_storage() {
+    use checkpoint_storage_host::checkpoint_store::CompletedCheckpointStore;
+    let t = S3Tenant::new();
+    let keys_below = |dir: &str| {
+        let prefix = t.key_of(&format!("{dir}/"));
+        t.object_keys().into_iter().filter(|k| k.starts_with(&prefix)).count()
+    };
+    let chk = |id: u64| format!("{}/{}/chk-{id}", t.checkpoints_dir(), t.job);
+    let mut store = CompletedCheckpointStore::recover(&t.tenant, &t.config(), None, 1).unwrap();
+    assert!(store.checkpoint_ids().is_empty());
+
+    let (one, shared_one) = s3_checkpoint(&t, 1, &[]);
+    assert_eq!(one.external_pointer, chk(1));
+    store.add(&one).unwrap();
+    let (two, _) = s3_checkpoint(&t, 2, &shared_one);
+    let outcome = store.add(&two).unwrap();
+    assert_eq!(outcome.subsumed, vec![1]);
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert_eq!(keys_below(&chk(1)), 0, "checkpoint 1's objects are gone");
+    let shared_path = shared_one[0].handle.file_path().unwrap().to_string();
+    assert_eq!(
+        t.tenant.read_state(&shared_one[0].handle).unwrap(),
+        bytes(30_000, 1),
+        "still referenced by 2"
+    );
+    assert_eq!(store.registry().users(&shared_path), 1);
+
+    // A restarted store finds checkpoint 2 and its reference to shared-1.
+    drop(store);
+    let mut store = CompletedCheckpointStore::recover(&t.tenant, &t.config(), None, 1).unwrap();
+    assert_eq!(store.checkpoint_ids(), vec![2]);
+    assert_eq!(store.registry().users(&shared_path), 1);
+    let (three, _) = s3_checkpoint(&t, 3, &[]);
+    let outcome = store.add(&three).unwrap();
+    assert_eq!(outcome.subsumed, vec![2]);
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert!(
+        outcome.discarded_shared.iter().any(|f| f.path == shared_path),
+        "{:?}",
+        outcome.discarded_shared
+    );
+    assert!(
+        !t.object_keys().contains(&t.key_of(&shared_path)),
+        "its last user is gone"
+    );
+    assert_eq!(keys_below(&chk(2)), 0);
+    assert!(keys_below(&chk(3)) >= 2, "checkpoint 3 keeps its state and _metadata");
+}

@@ -8,8 +8,10 @@
 //! - object names are checked ([`keys`]) and always placed below the prefix;
 //! - `write-data` names the object an `outgoing-value` becomes; the object
 //!   exists only after `finish`; a value dropped unfinished leaves nothing;
-//! - objects are never overwritten: `finish` of a small object is a
-//!   conditional put, and `copy-object` onto an existing name fails with
+//! - objects are not overwritten: `finish` of an object below one multipart
+//!   part is a conditional put (a larger one completes a multipart upload,
+//!   which is unconditional; its name is a fresh random UUID), and
+//!   `copy-object` onto an existing name fails with
 //!   `already-exists` (the draft says it overwrites; checkpoint storage
 //!   never wants that);
 //! - `get-data` reads the inclusive byte range asked for, at most

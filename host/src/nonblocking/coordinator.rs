@@ -86,7 +86,8 @@ impl AsyncCheckpointStorageLocation {
         self.0.call(|l| l.checkpoint_directory()).await
     }
 
-    /// Guest path of the metadata file (`<checkpoint directory>/_metadata`).
+    /// Guest path of the metadata file (`<checkpoint directory>/_metadata`,
+    /// without the entropy marker when entropy injection is on).
     pub async fn metadata_file_path(&self) -> Result<String> {
         self.0.call(|l| l.metadata_file_path()).await
     }

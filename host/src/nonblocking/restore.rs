@@ -22,7 +22,8 @@ impl AsyncTenant {
         run(move || tenant.read_state(&handle)).await
     }
 
-    /// Deletes the state's file; no-op for inline state or a missing file
+    /// Deletes the state's file; no-op for inline state, a segment or a
+    /// missing file; refused by a read-only tenant
     /// ([`Tenant::discard_state`](crate::Tenant::discard_state)).
     pub async fn discard_state(&self, handle: StateHandle) -> Result<()> {
         let tenant = self.0.clone();

@@ -208,7 +208,9 @@ impl AsyncCheckpointStateToolset {
     /// that was already task-owned comes back as it is and is kept).
     pub async fn duplicate(&self, handles: Vec<StateHandle>) -> Result<Vec<StateHandle>> {
         self.inner
-            .call_handing_out(&self.tenant, move |t| Ok(Duplicates::new(t.duplicate(&handles)?, &handles)))
+            .call_handing_out(&self.tenant, move |t| {
+                Ok(Duplicates::new(t.duplicate(&handles)?, &handles))
+            })
             .await
             .map(Duplicates::into_vec)
     }

@@ -338,7 +338,11 @@ fn a_cancelled_close_discards_the_state_it_made() {
             1,
             "only the original shared file: the duplicate of the other was discarded"
         );
-        assert_eq!(t.read_handle(&shared).unwrap(), bytes(30_000, 7), "the caller's own file stays");
+        assert_eq!(
+            t.read_handle(&shared).unwrap(),
+            bytes(30_000, 7),
+            "the caller's own file stays"
+        );
         assert_eq!(t.read_handle(&fresh).unwrap(), bytes(30_000, 8));
     });
 }
