@@ -83,9 +83,42 @@ pub fn subtask_shared_dir_name(job_id: &str, operator_id: &str, subtask_index: u
         .collect()
 }
 
+/// Whether `path` (components separated by `/`) names a file directly in a
+/// file-merging managed directory (`.../shared/job_*/<file>` or
+/// `.../taskowned/job_*/<file>`): a physical file that holds segments of
+/// many states, which its manager keeps open while it appends to it. Plain
+/// state files lie directly in `shared/`, `taskowned/` or `chk-N/`.
+pub fn is_merged_physical_file(path: &str) -> bool {
+    let mut parts = path.rsplit('/').filter(|p| !p.is_empty());
+    let (Some(_file), Some(dir), Some(scope)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    dir.starts_with("job_") && (scope == SHARED_STATE_DIR || scope == TASK_OWNED_STATE_DIR)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_physical_files_are_told_from_plain_state_files() {
+        let job = "0123456789abcdef0123456789abcdef";
+        let tm = file_merging_manager_dir_name(job, "tm-1");
+        let op = subtask_shared_dir_name(job, "op", 0, 2);
+        assert!(is_merged_physical_file(&format!("{job}/taskowned/{tm}/f")));
+        assert!(is_merged_physical_file(&format!("/checkpoints/{job}/shared/{op}/f")));
+        for plain in [
+            format!("{job}/shared/f"),
+            format!("{job}/taskowned/f"),
+            format!("{job}/chk-1/f"),
+            format!("{job}/chk-1/job_x/f"),
+            format!("{job}/shared/{op}"),
+            "f".to_string(),
+            String::new(),
+        ] {
+            assert!(!is_merged_physical_file(&plain), "{plain}");
+        }
+    }
 
     #[test]
     fn checkpoint_dir_names_round_trip() {

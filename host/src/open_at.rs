@@ -55,8 +55,16 @@ pub(crate) fn add_to_linker(linker: &mut Linker<TenantState>) -> wasmtime::Resul
                     Ok(d) => d,
                     Err(e) => return Ok((Err(e),)),
                 };
+                // A merged physical file stays open while its manager appends
+                // segments, and the segments already in it belong to states
+                // handed out: it is never a partial file to remove.
                 let identity = match &opened {
-                    Descriptor::File(f) if oflags.contains(OpenFlags::CREATE) => identity(&f.file).ok(),
+                    Descriptor::File(f)
+                        if oflags.contains(OpenFlags::CREATE)
+                            && !checkpoint_storage_core::layout::is_merged_physical_file(&path) =>
+                    {
+                        identity(&f.file).ok()
+                    }
                     _ => None,
                 };
                 // A full table is a trap, as in wasmtime-wasi.
@@ -175,7 +183,8 @@ pub(crate) fn open_at(
 /// which files its open streams were writing. Those are exactly the files
 /// it created whose descriptors are still in its table (the guest drops a
 /// stream's descriptor before it returns a handle naming the file, and on
-/// discard). Both identities are checked before anything is deleted: the
+/// discard). File merging's physical files are the exception, kept open
+/// across handed-out segments, and so are never recorded. Both identities are checked before anything is deleted: the
 /// descriptor in the slot must still be the created file (slots are
 /// reused), and the path must still name it (the tenant may have renamed
 /// it, and something else may carry its old name now).

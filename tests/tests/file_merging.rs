@@ -177,6 +177,40 @@ fn notifications_delete_physical_files_no_checkpoint_uses() {
     assert_eq!(m.space_stat().unwrap().physical_file_count, 0);
 }
 
+/// A trap (here the memory cap) must not delete a merged physical file:
+/// its manager keeps it open to append more segments, but the segments
+/// already in it belong to states that were handed out.
+#[test]
+fn a_trap_keeps_the_physical_files_of_handed_out_segments() {
+    let t = TestTenant::new();
+    coordinator(&t, &[1]);
+    let tenant = plugin()
+        .tenant(TenantConfig::new(t.tenant.dir()).with_max_memory_bytes(8 << 20))
+        .unwrap();
+    let m = tenant
+        .open_file_merging_manager(&StorageConfig::filesystem(&t.job), TM, &FileMergingOptions::enabled())
+        .unwrap();
+    m.register_subtask(&subtask(0)).unwrap();
+    let f = m
+        .resolve_checkpoint_storage_location(&subtask(0), 1, &LocationReference::Default)
+        .unwrap();
+    let shared = f.write_state(StateScope::Shared, &bytes(5000, 1)).unwrap().unwrap();
+    let exclusive = f.write_state(StateScope::Exclusive, &bytes(6000, 2)).unwrap().unwrap();
+    for h in [&shared, &exclusive] {
+        assert!(matches!(h, StateHandle::Segment(_)), "{h}");
+    }
+
+    let mut greedy = greedy_memory_stream(&tenant, &t.job, StateScope::Exclusive);
+    let outcome = write_until_refused(&mut greedy);
+    assert!(
+        matches!(outcome, Err(Error::Limit(LimitExceeded::Memory { .. }))),
+        "{outcome:?}"
+    );
+    assert!(tenant.is_poisoned());
+    assert_eq!(t.read_handle(&shared).unwrap(), bytes(5000, 1));
+    assert_eq!(t.read_handle(&exclusive).unwrap(), bytes(6000, 2));
+}
+
 #[test]
 fn across_checkpoint_merging_appends_to_the_open_file() {
     let t = TestTenant::new();
