@@ -258,8 +258,11 @@ impl<S: Sandbox + 'static> FileMergingSnapshotManager<S> {
     pub fn reuse_previous_state_handles(&self, checkpoint_id: u64, handles: &[StateHandle]) -> Result<()> {
         let mut st = self.state.borrow_mut();
         for handle in handles {
+            // Indexed by the canonical path, as restore and reads parse it: a
+            // handle spelled otherwise (a `file:` URI) is the same segment.
             if let StateHandle::Segment { path, offset, .. } = handle
-                && let Some(id) = st.by_segment.get(&(path.clone(), *offset)).copied()
+                && let Ok(path) = GuestPath::parse(path)
+                && let Some(id) = st.by_segment.get(&(path.to_string(), *offset)).copied()
             {
                 let l = st.logical.get_mut(&id).expect("indexed logical file exists");
                 l.last_used = l.last_used.max(checkpoint_id);

@@ -464,6 +464,37 @@ fn reused_segment_lives_until_the_reusing_checkpoint_is_subsumed() {
     assert!(!exists(&s, &a));
 }
 
+/// A reused handle that spells its file as a `file:` URI is the same
+/// segment: it keeps its file alive like the canonical spelling.
+#[test]
+fn a_reused_segment_is_found_whatever_the_spelling_of_its_path() {
+    let s = sandbox();
+    let m = manager(&s, within());
+    let k = key("op", 0);
+    let a = write(&m, &k, 1, Shared, b"incremental");
+    let StateHandle::Segment {
+        path,
+        offset,
+        size,
+        scope,
+    } = &a
+    else {
+        panic!("{a:?}")
+    };
+    let spelled = StateHandle::Segment {
+        path: format!("file://{path}"),
+        offset: *offset,
+        size: *size,
+        scope: *scope,
+    };
+    m.notify_checkpoint_complete(&k, 1).unwrap();
+    m.reuse_previous_state_handles(2, &[spelled]).unwrap();
+    m.notify_checkpoint_subsumed(&k, 1).unwrap();
+    assert!(exists(&s, &a), "reused by checkpoint 2");
+    m.notify_checkpoint_subsumed(&k, 2).unwrap();
+    assert!(!exists(&s, &a));
+}
+
 /// `testSpaceControl`: above max-space-amplification the wasting file stops
 /// taking segments, and the next write goes to a new file.
 #[test]
