@@ -434,7 +434,12 @@ impl Io {
 
     /// Runs a guest call on the stream after its batch was handed over.
     fn after_hand_over<T>(&self, w: &mut Writes, call: impl FnOnce() -> Result<T>) -> Result<T> {
-        let result = self.hand_over(w).and_then(|()| self.report(w)).and_then(|()| call());
+        // Before the batch: the host would write it into the file itself,
+        // and a trap has already removed that file.
+        let result = (self.owned.tenant.check_not_poisoned())
+            .and_then(|()| self.hand_over(w))
+            .and_then(|()| self.report(w))
+            .and_then(|()| call());
         if result.is_err() {
             w.stop();
         }

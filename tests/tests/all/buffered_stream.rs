@@ -254,3 +254,28 @@ fn a_trapped_tenant_refuses_small_writes_too() {
     assert!(matches!(small.write(b"more"), Err(Error::Poisoned)));
     assert!(matches!(small.close_and_get_handle(), Err(Error::Poisoned)));
 }
+
+/// A stream in direct mode holding a batch: after a trap, flush, sync and
+/// close are refused before the host writes the batch into the (removed)
+/// file: the batch is not handed over (an unlimited tenant counts batched
+/// bytes at hand-over; a dropped batch counts at the drop).
+#[test]
+fn after_a_trap_a_held_batch_is_not_written() {
+    let (t, tenant, factory) = adjusted_tenant(|c| c.with_max_memory_bytes(8 << 20));
+    let mut stream = factory
+        .create_checkpoint_state_output_stream(StateScope::Exclusive)
+        .unwrap();
+    stream.write(&bytes(1 << 20, 1)).unwrap();
+    stream.write(b"held in the batch").unwrap();
+    let mut greedy = greedy_memory_stream(&tenant, &t.job, StateScope::Exclusive);
+    let outcome = write_until_refused(&mut greedy);
+    assert!(
+        matches!(outcome, Err(Error::Limit(LimitExceeded::Memory { .. }))),
+        "{outcome:?}"
+    );
+    let counted = tenant.bytes_written();
+    assert!(matches!(stream.flush(), Err(Error::Poisoned)));
+    assert!(matches!(stream.sync(), Err(Error::Poisoned)));
+    assert_eq!(tenant.bytes_written(), counted, "the batch was never sent");
+    assert!(matches!(stream.close_and_get_handle(), Err(Error::Poisoned)));
+}
