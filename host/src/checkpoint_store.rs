@@ -381,7 +381,13 @@ impl CompletedCheckpointStore {
         self.step(SubsumeStep::Removed(checkpoint_id));
         match self.view.discard_completed_checkpoint(checkpoint_id) {
             Ok(()) => self.step(SubsumeStep::ExclusiveDiscarded(checkpoint_id)),
-            Err(e) => outcome.failures.push(e),
+            Err(e) => {
+                // Its `_metadata` may still be there, naming the shared files:
+                // they stay (registered to it) until a later recovery or the
+                // orphan collection finds the checkpoint gone.
+                outcome.failures.push(e);
+                return;
+            }
         }
         for file in self.registry.release(&Owner::Checkpoint(checkpoint_id)) {
             let handle = StateHandle::File(FileHandle {

@@ -323,6 +323,32 @@ fn a_failed_discard_is_reported_and_does_not_fail_the_add() {
     assert_eq!(s.checkpoint_ids(), vec![2]);
 }
 
+/// The order of a discard holds on failure too: when the checkpoint's own
+/// directory cannot be discarded (its `_metadata` may still name them), its
+/// shared files are kept.
+#[test]
+fn a_failed_exclusive_discard_keeps_the_shared_files() {
+    let t = TestTenant::new();
+    let mut s = store(&t, 1);
+    let one = checkpoint(&t, 1, &[1], &[]);
+    s.add(&one.completed).unwrap();
+    // `_metadata` replaced by a non-empty directory: removing it fails.
+    let metadata = t.host(&format!("{}/chk-1/_metadata", t.job));
+    std::fs::remove_file(&metadata).unwrap();
+    std::fs::create_dir(&metadata).unwrap();
+    std::fs::write(metadata.join("x"), b"x").unwrap();
+    let two = checkpoint(&t, 2, &[2], &[]);
+    let outcome = s.add(&two.completed).unwrap();
+    assert_eq!(outcome.subsumed, vec![1]);
+    assert_eq!(outcome.failures.len(), 1, "{:?}", outcome.failures);
+    assert!(outcome.discarded_shared.is_empty(), "{:?}", outcome.discarded_shared);
+    assert!(
+        exists(&t, &one.states[1].0.handle),
+        "the shared file of checkpoint 1 stays"
+    );
+    assert_eq!(s.checkpoint_ids(), vec![2]);
+}
+
 #[test]
 fn adding_a_checkpoint_twice_or_of_another_job_is_refused() {
     let t = TestTenant::new();
