@@ -146,6 +146,23 @@ pub enum GcError {
         /// Its size in bytes.
         size: u64,
     },
+    /// A manifest names a file (by its path inside the tenant) that is not
+    /// below the directory given. A completed checkpoint never names missing
+    /// state, so the directory is most likely not the tenant's own (e.g. the
+    /// directory above several tenants): every file the manifests name would
+    /// look unreferenced. The collection stops before deleting anything.
+    #[error(
+        "the manifest {} names {}, which is not in {}: is that the tenant's own directory (the one the host mounts at {GUEST_MOUNT})? gc stops without deleting anything",
+        .manifest.display(), .missing.display(), .root.display()
+    )]
+    ReferencedFileMissing {
+        /// Host path of the `_metadata` file.
+        manifest: PathBuf,
+        /// The named file, relative to the directory given.
+        missing: PathBuf,
+        /// The directory given.
+        root: PathBuf,
+    },
 }
 
 /// A path for people: UTF-8 with control characters escaped, other bytes
@@ -265,13 +282,21 @@ fn referenced(root: &Path, manifests: &[PathBuf]) -> Result<BTreeSet<PathBuf>, G
             path: path.clone(),
             source,
         })?;
-        out.extend(
-            manifest
-                .states
-                .iter()
-                .filter_map(|s| s.handle.file_path())
-                .filter_map(relative_of),
-        );
+        for named in manifest
+            .states
+            .iter()
+            .filter_map(|s| s.handle.file_path())
+            .filter_map(relative_of)
+        {
+            if root.join(&named).symlink_metadata().is_err() {
+                return Err(GcError::ReferencedFileMissing {
+                    manifest: path,
+                    missing: named,
+                    root: root.to_path_buf(),
+                });
+            }
+            out.insert(named);
+        }
     }
     Ok(out)
 }
@@ -616,6 +641,28 @@ mod tests {
             "the directory holding a link stays"
         );
         assert!(!d.exists(&format!("{JOB}/chk-2/b")));
+    }
+
+    #[test]
+    fn a_directory_above_the_tenants_stops_before_deleting_anything() {
+        let d = layout();
+        // The same tenant one level down: its manifests name /checkpoints/<job>/...,
+        // which the directory above does not hold.
+        let above = Dir::new();
+        std::fs::rename(d.root(), above.root().join("tenant-a")).unwrap();
+        std::fs::create_dir(d.root()).unwrap(); // for TempDir's cleanup
+        let e = collect(
+            above.root(),
+            &GcOptions {
+                grace: HOUR,
+                delete: true,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(e, GcError::ReferencedFileMissing { .. }), "{e}");
+        assert!(e.to_string().contains("the tenant's own directory"), "{e}");
+        assert!(above.exists(&format!("tenant-a/{JOB}/shared/s1")), "nothing deleted");
+        assert!(above.exists(&format!("tenant-a/{JOB}/chk-1/stray")), "nothing deleted");
     }
 
     #[test]
