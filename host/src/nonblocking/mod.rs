@@ -90,7 +90,10 @@ use tokio::task::JoinError;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BlockingFailure {
-    /// The call was polled outside a tokio runtime; nothing of it happened.
+    /// The call was polled outside a tokio runtime; nothing of it happened,
+    /// except that a closing call (`close_and_get_handle`,
+    /// `close_and_finalize_checkpoint`) consumed its stream, which is then
+    /// dropped as any unfinished stream is (its file deleted).
     #[error("it was polled outside a tokio runtime; call it from within one (e.g. inside `Runtime::block_on`)")]
     NoRuntime,
     /// The runtime shut down before the call got a blocking thread; nothing
