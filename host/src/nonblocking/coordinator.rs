@@ -15,8 +15,13 @@ impl AsyncTenant {
         default_savepoint_dir: Option<String>,
     ) -> Result<AsyncCoordinatorView> {
         let tenant = self.0.clone();
-        let view = run(move || tenant.open_coordinator_view(&config, default_savepoint_dir.as_deref())).await?;
-        Ok(AsyncCoordinatorView(Shared::new(view)))
+        let view = run(move || {
+            tenant
+                .open_coordinator_view(&config, default_savepoint_dir.as_deref())
+                .map(Shared::new)
+        })
+        .await?;
+        Ok(AsyncCoordinatorView(view))
     }
 }
 
@@ -43,9 +48,9 @@ impl AsyncCoordinatorView {
     ) -> Result<AsyncCheckpointStorageLocation> {
         let location = self
             .0
-            .call(move |c| c.initialize_location_for_checkpoint(checkpoint_id))
+            .call(move |c| c.initialize_location_for_checkpoint(checkpoint_id).map(Shared::new))
             .await?;
-        Ok(AsyncCheckpointStorageLocation(Shared::new(location)))
+        Ok(AsyncCheckpointStorageLocation(location))
     }
 
     /// Creates a savepoint directory below `target` (or the default)
@@ -57,9 +62,12 @@ impl AsyncCoordinatorView {
     ) -> Result<AsyncCheckpointStorageLocation> {
         let location = self
             .0
-            .call(move |c| c.initialize_location_for_savepoint(checkpoint_id, target.as_deref()))
+            .call(move |c| {
+                c.initialize_location_for_savepoint(checkpoint_id, target.as_deref())
+                    .map(Shared::new)
+            })
             .await?;
-        Ok(AsyncCheckpointStorageLocation(Shared::new(location)))
+        Ok(AsyncCheckpointStorageLocation(location))
     }
 
     /// Finds a completed checkpoint from its directory or metadata file
@@ -95,8 +103,11 @@ impl AsyncCheckpointStorageLocation {
     /// A stream for `_metadata`, published only when finalized
     /// ([`CheckpointStorageLocation::create_metadata_output_stream`]).
     pub async fn create_metadata_output_stream(&self) -> Result<AsyncMetadataOutputStream> {
-        let stream = self.0.call(|l| l.create_metadata_output_stream()).await?;
-        Ok(AsyncMetadataOutputStream(Shared::new(stream)))
+        let stream = self
+            .0
+            .call(|l| l.create_metadata_output_stream().map(Shared::new))
+            .await?;
+        Ok(AsyncMetadataOutputStream(stream))
     }
 
     /// Deletes the checkpoint directory (exclusive state); shared state stays.

@@ -19,7 +19,10 @@
 //!   (`close_and_get_handle`, `write_state`, `write_states`, `duplicate`) nobody can record
 //!   them, so their files are discarded, as Flink discards the state of a
 //!   cancelled snapshot (never a file the call was given: `duplicate` hands
-//!   back a handle already in its target directory as it is). A cancelled `close_and_finalize_checkpoint` may
+//!   back a handle already in its target directory as it is).
+//!   A view, location or stream a call opens is wrapped on the blocking
+//!   thread: if nobody awaits it any more, it is dropped off the executor
+//!   as well. A cancelled `close_and_finalize_checkpoint` may
 //!   still complete the checkpoint.
 //! - Dropping a value (a stream, a view) drops its guest resource on the
 //!   blocking pool, not on the executor: a dropped output stream's file is

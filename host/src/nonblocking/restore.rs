@@ -11,8 +11,8 @@ impl AsyncTenant {
     /// ([`Tenant::open_input_stream`](crate::Tenant::open_input_stream)).
     pub async fn open_input_stream(&self, handle: StateHandle) -> Result<AsyncStateInputStream> {
         let tenant = self.0.clone();
-        let stream = run(move || tenant.open_input_stream(&handle)).await?;
-        Ok(AsyncStateInputStream(Shared::new(stream)))
+        let stream = run(move || tenant.open_input_stream(&handle).map(Shared::new)).await?;
+        Ok(AsyncStateInputStream(stream))
     }
 
     /// All bytes of a handle, read through the component in one hop to the

@@ -12,9 +12,9 @@ impl AsyncTenant {
     /// ([`Tenant::open_worker_view`]).
     pub async fn open_worker_view(&self, config: StorageConfig) -> Result<AsyncWorkerView> {
         let tenant = self.0.clone();
-        let view = run(move || tenant.open_worker_view(&config)).await?;
+        let view = run(move || tenant.open_worker_view(&config).map(Shared::new)).await?;
         Ok(AsyncWorkerView {
-            inner: Shared::new(view),
+            inner: view,
             tenant: self.0.clone(),
         })
     }
@@ -37,10 +37,13 @@ impl AsyncWorkerView {
     ) -> Result<AsyncStreamFactory> {
         let factory = self
             .inner
-            .call(move |v| v.resolve_checkpoint_storage_location(checkpoint_id, &reference))
+            .call(move |v| {
+                v.resolve_checkpoint_storage_location(checkpoint_id, &reference)
+                    .map(Shared::new)
+            })
             .await?;
         Ok(AsyncStreamFactory {
-            inner: Shared::new(factory),
+            inner: factory,
             tenant: self.tenant.clone(),
         })
     }
@@ -48,7 +51,10 @@ impl AsyncWorkerView {
     /// Flink's `createTaskOwnedStateStream`
     /// ([`WorkerView::create_task_owned_state_stream`]).
     pub async fn create_task_owned_state_stream(&self) -> Result<AsyncStateOutputStream> {
-        let stream = self.inner.call(|v| v.create_task_owned_state_stream()).await?;
+        let stream = self
+            .inner
+            .call(|v| v.create_task_owned_state_stream().map(Shared::new))
+            .await?;
         Ok(AsyncStateOutputStream::new(stream, &self.tenant))
     }
 
@@ -57,10 +63,10 @@ impl AsyncWorkerView {
     pub async fn create_task_owned_checkpoint_state_toolset(&self) -> Result<AsyncCheckpointStateToolset> {
         let toolset = self
             .inner
-            .call(|v| v.create_task_owned_checkpoint_state_toolset())
+            .call(|v| v.create_task_owned_checkpoint_state_toolset().map(Shared::new))
             .await?;
         Ok(AsyncCheckpointStateToolset {
-            inner: Shared::new(toolset),
+            inner: toolset,
             tenant: self.tenant.clone(),
         })
     }
@@ -79,7 +85,7 @@ impl AsyncStreamFactory {
     pub async fn create_checkpoint_state_output_stream(&self, scope: StateScope) -> Result<AsyncStateOutputStream> {
         let stream = self
             .inner
-            .call(move |f| f.create_checkpoint_state_output_stream(scope))
+            .call(move |f| f.create_checkpoint_state_output_stream(scope).map(Shared::new))
             .await?;
         Ok(AsyncStateOutputStream::new(stream, &self.tenant))
     }
@@ -147,9 +153,11 @@ pub struct AsyncStateOutputStream {
 }
 
 impl AsyncStateOutputStream {
-    fn new(stream: StateOutputStream, tenant: &Tenant) -> Self {
+    /// `stream` was wrapped on the blocking thread, so that a result nobody
+    /// awaits any more is dropped off the executor too.
+    fn new(stream: Shared<StateOutputStream>, tenant: &Tenant) -> Self {
         AsyncStateOutputStream {
-            inner: Shared::new(stream),
+            inner: stream,
             tenant: tenant.clone(),
         }
     }
