@@ -193,6 +193,19 @@ pub fn greedy_memory_stream(tenant: &Tenant, job: &str, scope: StateScope) -> St
         .expect("stream opens")
 }
 
+/// Makes `tenant` (whose `max_memory_bytes` is below 16 MiB) trap on its
+/// memory cap, through a memory-backend stream of job `job`, and checks that
+/// it did and is poisoned.
+pub fn trap_by_memory(tenant: &Tenant, job: &str) {
+    let mut greedy = greedy_memory_stream(tenant, job, StateScope::Exclusive);
+    let outcome = write_until_refused(&mut greedy);
+    assert!(
+        matches!(outcome, Err(Error::Limit(LimitExceeded::Memory { .. }))),
+        "{outcome:?}"
+    );
+    assert!(tenant.is_poisoned());
+}
+
 /// Writes 1 MiB chunks, 16 at most, until a write fails: the memory backend
 /// keeps state in guest memory, so 16 MiB cannot fit under an 8 MiB cap.
 /// The first failure, or `Ok` if all fit.

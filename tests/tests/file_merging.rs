@@ -200,13 +200,7 @@ fn a_trap_keeps_the_physical_files_of_handed_out_segments() {
         assert!(matches!(h, StateHandle::Segment(_)), "{h}");
     }
 
-    let mut greedy = greedy_memory_stream(&tenant, &t.job, StateScope::Exclusive);
-    let outcome = write_until_refused(&mut greedy);
-    assert!(
-        matches!(outcome, Err(Error::Limit(LimitExceeded::Memory { .. }))),
-        "{outcome:?}"
-    );
-    assert!(tenant.is_poisoned());
+    trap_by_memory(&tenant, &t.job);
     assert_eq!(t.read_handle(&shared).unwrap(), bytes(5000, 1));
     assert_eq!(t.read_handle(&exclusive).unwrap(), bytes(6000, 2));
 }

@@ -267,12 +267,7 @@ fn after_a_trap_a_held_batch_is_not_written() {
         .unwrap();
     stream.write(&bytes(1 << 20, 1)).unwrap();
     stream.write(b"held in the batch").unwrap();
-    let mut greedy = greedy_memory_stream(&tenant, &t.job, StateScope::Exclusive);
-    let outcome = write_until_refused(&mut greedy);
-    assert!(
-        matches!(outcome, Err(Error::Limit(LimitExceeded::Memory { .. }))),
-        "{outcome:?}"
-    );
+    trap_by_memory(&tenant, &t.job);
     let counted = tenant.bytes_written();
     assert!(matches!(stream.flush(), Err(Error::Poisoned)));
     assert!(matches!(stream.sync(), Err(Error::Poisoned)));

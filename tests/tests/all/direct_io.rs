@@ -67,9 +67,7 @@ fn a_trap_removes_a_directly_written_file_and_the_stream_answers_poisoned() {
     let mut s = f.create_checkpoint_state_output_stream(StateScope::Exclusive).unwrap();
     s.write(&bytes(2 << 20, 1)).unwrap();
     assert_eq!(chk1(&t).len(), 1);
-    let mut greedy = greedy_memory_stream(&tenant, &t.job, StateScope::Shared);
-    assert!(write_until_refused(&mut greedy).is_err());
-    assert!(tenant.is_poisoned());
+    trap_by_memory(&tenant, &t.job);
     assert!(chk1(&t).is_empty(), "the open stream's file was removed");
     assert!(matches!(s.write(&bytes(2 << 20, 1)), Err(Error::Poisoned)));
     assert!(matches!(s.get_pos(), Err(Error::Poisoned)));

@@ -230,13 +230,7 @@ fn a_memory_trap_leaves_no_partial_files_of_open_streams() {
         "the metadata's temporary file"
     );
 
-    let mut greedy = greedy_memory_stream(&tenant, &t.job, StateScope::Exclusive);
-    let outcome = write_until_refused(&mut greedy);
-    assert!(
-        matches!(outcome, Err(Error::Limit(LimitExceeded::Memory { .. }))),
-        "{outcome:?}"
-    );
-    assert!(tenant.is_poisoned());
+    trap_by_memory(&tenant, &t.job);
 
     let StateHandle::RelativeFile(kept) = &done else {
         panic!("{done:?}")
