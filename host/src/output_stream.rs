@@ -436,7 +436,10 @@ impl Io {
     fn after_hand_over<T>(&self, w: &mut Writes, call: impl FnOnce() -> Result<T>) -> Result<T> {
         // Before the batch: the host would write it into the file itself,
         // and a trap has already removed that file.
-        let result = (self.owned.tenant.check_not_poisoned())
+        let result = self
+            .owned
+            .tenant
+            .check_not_poisoned()
             .and_then(|()| self.hand_over(w))
             .and_then(|()| self.report(w))
             .and_then(|()| call());

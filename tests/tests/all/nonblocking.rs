@@ -48,6 +48,17 @@ fn hold_the_blocking_thread() -> std::sync::mpsc::Sender<()> {
     open
 }
 
+/// Cancels `fut` before its call can run (the only blocking thread is
+/// held), then lets the call run, find its caller gone and queue its
+/// discards, and lets those run too.
+async fn cancel_then_let_it_finish<F: Future>(fut: F) {
+    let open = hold_the_blocking_thread();
+    poll_once_and_cancel(fut).await;
+    open.send(()).unwrap();
+    fence().await; // the call ran, found its caller gone, queued the discard
+    fence().await; // the discard ran
+}
+
 /// Polls `fut` once (starting its call) and drops it: a cancelled call.
 async fn poll_once_and_cancel<F: Future>(fut: F) {
     let mut fut = pin!(fut);
@@ -276,31 +287,19 @@ fn a_cancelled_close_discards_the_state_it_made() {
             .await
             .unwrap();
         s.write(bytes(50_000, 1)).await.unwrap();
-        let open = hold_the_blocking_thread();
-        poll_once_and_cancel(s.close_and_get_handle()).await;
-        open.send(()).unwrap();
-        fence().await; // the close ran, found its caller gone, queued the discard
-        fence().await; // the discard ran
+        cancel_then_let_it_finish(s.close_and_get_handle()).await;
         assert!(chk_files(&t, 1).is_empty(), "{:?}", chk_files(&t, 1));
         assert_eq!(t.tenant.open_streams(), 0);
 
         // The same for a whole state in one call, and for duplicates.
-        let open = hold_the_blocking_thread();
-        poll_once_and_cancel(f.write_state(StateScope::Exclusive, bytes(30_000, 2))).await;
-        open.send(()).unwrap();
-        fence().await;
-        fence().await;
+        cancel_then_let_it_finish(f.write_state(StateScope::Exclusive, bytes(30_000, 2))).await;
         assert!(chk_files(&t, 1).is_empty(), "{:?}", chk_files(&t, 1));
 
-        let open = hold_the_blocking_thread();
-        poll_once_and_cancel(f.write_states(
+        cancel_then_let_it_finish(f.write_states(
             StateScope::Exclusive,
             vec![bytes(30_000, 4), bytes(10, 5), bytes(40_000, 6)],
         ))
         .await;
-        open.send(()).unwrap();
-        fence().await;
-        fence().await;
         assert!(chk_files(&t, 1).is_empty(), "{:?}", chk_files(&t, 1));
 
         let kept = f
@@ -308,11 +307,7 @@ fn a_cancelled_close_discards_the_state_it_made() {
             .await
             .unwrap()
             .unwrap();
-        let open = hold_the_blocking_thread();
-        poll_once_and_cancel(f.duplicate(vec![kept.clone()], StateScope::Shared)).await;
-        open.send(()).unwrap();
-        fence().await;
-        fence().await;
+        cancel_then_let_it_finish(f.duplicate(vec![kept.clone()], StateScope::Shared)).await;
         assert!(files_in(&t.host(&format!("{}/shared", t.job))).is_empty());
         assert_eq!(t.read_handle(&kept).unwrap(), bytes(30_000, 3), "the original stays");
 
@@ -328,11 +323,7 @@ fn a_cancelled_close_discards_the_state_it_made() {
             .await
             .unwrap()
             .unwrap();
-        let open = hold_the_blocking_thread();
-        poll_once_and_cancel(f.duplicate(vec![shared.clone(), fresh.clone()], StateScope::Shared)).await;
-        open.send(()).unwrap();
-        fence().await;
-        fence().await;
+        cancel_then_let_it_finish(f.duplicate(vec![shared.clone(), fresh.clone()], StateScope::Shared)).await;
         assert_eq!(
             files_in(&t.host(&format!("{}/shared", t.job))).len(),
             1,
