@@ -20,6 +20,7 @@
 //! It reads the host filesystem directly (it is an operator's tool, like
 //! `inspect`); run it while the tenant's writers are idle or rely on the grace.
 
+use crate::beneath::{Beneath, Kind};
 use crate::manifest::{CheckpointManifest, ManifestError};
 use checkpoint_storage_core::layout::{
     GUEST_MOUNT, METADATA_FILE_NAME, SAVEPOINT_DIR_PREFIX, is_job_id, is_temp_metadata_name, parse_checkpoint_dir_name,
@@ -204,7 +205,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> GcError + '_ {
     }
 }
 
-fn scan(root: &Path) -> Result<Scan, GcError> {
+fn scan(root: &Path, tree: &Beneath) -> Result<Scan, GcError> {
     let mut s = Scan {
         files: vec![],
         incomplete_dirs: vec![],
@@ -215,33 +216,32 @@ fn scan(root: &Path) -> Result<Scan, GcError> {
     // (relative dir, inside a managed tree); an explicit stack, no recursion.
     let mut stack = vec![(PathBuf::new(), false)];
     while let Some((rel, managed)) = stack.pop() {
-        let dir = root.join(&rel);
         let mut has_metadata = false;
-        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
-            let entry = entry.map_err(io_err(&dir))?;
-            let child = rel.join(entry.file_name());
-            let meta = entry.metadata().map_err(io_err(&root.join(&child)))?; // lstat
-            let name = entry.file_name();
-            let name = name.to_str().unwrap_or("");
-            if meta.file_type().is_symlink() {
-                s.symlinks.push(escape(&child));
-                s.dirs_with_other.insert(rel.clone());
-            } else if meta.is_dir() {
-                s.dirs_with_other.insert(rel.clone());
-                stack.push((
-                    child,
-                    managed || is_job_id(name) || name.starts_with(SAVEPOINT_DIR_PREFIX),
-                ));
-            } else if meta.is_file() {
-                if name == METADATA_FILE_NAME {
+        for entry in tree.entries(&rel).map_err(io_err(&root.join(&rel)))? {
+            let child = rel.join(&entry.name);
+            let name = entry.name.to_str().unwrap_or("");
+            match entry.kind {
+                Kind::Symlink => {
+                    s.symlinks.push(escape(&child));
+                    s.dirs_with_other.insert(rel.clone());
+                }
+                Kind::Dir => {
+                    s.dirs_with_other.insert(rel.clone());
+                    let managed = managed || is_job_id(name) || name.starts_with(SAVEPOINT_DIR_PREFIX);
+                    stack.push((child, managed));
+                }
+                Kind::File if name == METADATA_FILE_NAME => {
                     s.manifests.push(child);
                     has_metadata = true;
-                } else if managed {
-                    let mtime = meta.modified().map_err(io_err(&root.join(&child)))?;
-                    s.files.push((child, meta.len(), mtime));
                 }
-            } else {
-                s.dirs_with_other.insert(rel.clone());
+                Kind::File if managed => {
+                    let mtime = entry.modified.map_err(io_err(&root.join(&child)))?;
+                    s.files.push((child, entry.len, mtime));
+                }
+                Kind::File => {}
+                Kind::Other => {
+                    s.dirs_with_other.insert(rel.clone());
+                }
             }
         }
         let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -252,8 +252,8 @@ fn scan(root: &Path) -> Result<Scan, GcError> {
                 .and_then(|n| n.to_str())
                 .is_some_and(is_job_id);
         if managed && !has_metadata && (is_checkpoint_dir || name.starts_with(SAVEPOINT_DIR_PREFIX)) {
-            let meta = std::fs::symlink_metadata(&dir).map_err(io_err(&dir))?;
-            s.incomplete_dirs.push((rel, meta.modified().map_err(io_err(&dir))?));
+            let mtime = tree.dir_modified(&rel).map_err(io_err(&root.join(&rel)))?;
+            s.incomplete_dirs.push((rel, mtime));
         }
     }
     Ok(s)
@@ -267,15 +267,15 @@ fn relative_of(guest: &str) -> Option<PathBuf> {
 }
 
 /// The files (relative paths) the manifests reference.
-fn referenced(root: &Path, manifests: &[PathBuf]) -> Result<BTreeSet<PathBuf>, GcError> {
+fn referenced(root: &Path, tree: &Beneath, manifests: &[PathBuf]) -> Result<BTreeSet<PathBuf>, GcError> {
     let mut out = BTreeSet::new();
     for rel in manifests {
         let path = root.join(rel);
-        let size = std::fs::symlink_metadata(&path).map_err(io_err(&path))?.len();
-        if size > MAX_MANIFEST_BYTES {
-            return Err(GcError::ManifestTooLarge { path, size });
-        }
-        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+        let bytes = match tree.read_file(rel, MAX_MANIFEST_BYTES) {
+            Ok(bytes) => bytes,
+            Err(Ok(size)) => return Err(GcError::ManifestTooLarge { path, size }),
+            Err(Err(source)) => return Err(GcError::Io { path, source }),
+        };
         let dir = rel.parent().unwrap_or(Path::new(""));
         let guest_dir = format!("{GUEST_MOUNT}/{}", dir.to_string_lossy());
         let manifest = CheckpointManifest::from_json_in(&bytes, &guest_dir).map_err(|source| GcError::Manifest {
@@ -288,7 +288,7 @@ fn referenced(root: &Path, manifests: &[PathBuf]) -> Result<BTreeSet<PathBuf>, G
             .filter_map(|s| s.handle.file_path())
             .filter_map(relative_of)
         {
-            if root.join(&named).symlink_metadata().is_err() {
+            if !tree.exists(&named) {
                 return Err(GcError::ReferencedFileMissing {
                     manifest: path,
                     missing: named,
@@ -352,11 +352,27 @@ pub(crate) fn is_managed(path: &Path) -> bool {
 
 /// Finds the orphans of a tenant directory and, with `options.delete`,
 /// deletes them (files first, then the directories they leave empty).
+///
+/// Every directory is opened from the root's descriptor one name at a
+/// time without following links, for the listing and again for each
+/// deletion: a directory swapped for a symlink in between makes that
+/// deletion fail (reported in [`GcReport::failures`]); it never reaches
+/// outside `root`.
 pub fn collect(root: &Path, options: &GcOptions) -> Result<GcReport, GcError> {
+    let tree = Beneath::open(root).map_err(io_err(root))?;
+    let mut report = plan(root, &tree, options)?;
+    if options.delete {
+        delete(&tree, &mut report);
+    }
+    Ok(report)
+}
+
+/// The report of what [`collect`] would delete.
+fn plan(root: &Path, tree: &Beneath, options: &GcOptions) -> Result<GcReport, GcError> {
     let now = SystemTime::now();
     let old = |mtime: SystemTime| now.duration_since(mtime).is_ok_and(|age| age >= options.grace);
-    let scan = scan(root)?;
-    let referenced = referenced(root, &scan.manifests)?;
+    let scan = scan(root, tree)?;
+    let referenced = referenced(root, tree, &scan.manifests)?;
     let mut report = GcReport {
         manifests: scan.manifests.len(),
         symlinks: scan.symlinks,
@@ -378,23 +394,24 @@ pub fn collect(root: &Path, options: &GcOptions) -> Result<GcReport, GcError> {
         (a.kind == OrphanKind::IncompleteDirectory, &a.path).cmp(&(b.kind == OrphanKind::IncompleteDirectory, &b.path))
     });
     report.young.sort_by(|a, b| a.path.cmp(&b.path));
-    if options.delete {
-        for o in &report.orphans {
-            let path = root.join(&o.path);
-            // `remove_file` unlinks a name (never a symlink's target);
-            // `remove_dir` removes only an empty directory.
-            let r = match o.kind {
-                OrphanKind::IncompleteDirectory => std::fs::remove_dir(&path),
-                _ => std::fs::remove_file(&path),
-            };
-            match r {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => report.failures.push((o.display.clone(), e.to_string())),
-            }
+    Ok(report)
+}
+
+/// Deletes the orphans of a plan, recording each failure.
+fn delete(tree: &Beneath, report: &mut GcReport) {
+    for o in &report.orphans {
+        // An unlink removes a name (never a link's target); `remove_dir`
+        // removes only an empty directory.
+        let r = match o.kind {
+            OrphanKind::IncompleteDirectory => tree.remove_dir(&o.path),
+            _ => tree.remove_file(&o.path),
+        };
+        match r {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => report.failures.push((o.display.clone(), e.to_string())),
         }
     }
-    Ok(report)
 }
 
 /// The report for people.
@@ -641,6 +658,40 @@ mod tests {
             "the directory holding a link stays"
         );
         assert!(!d.exists(&format!("{JOB}/chk-2/b")));
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_after_the_listing_is_not_followed() {
+        let d = layout();
+        let options = GcOptions {
+            grace: HOUR,
+            delete: true,
+        };
+        let tree = Beneath::open(d.root()).unwrap();
+        let mut report = plan(d.root(), &tree, &options).unwrap();
+        assert!(paths(&report.orphans).contains(&format!("{JOB}/chk-2/b")));
+        // Between the listing and the deletion, chk-2 becomes a link to a
+        // directory outside holding files of the same names.
+        let outside = tempfile::tempdir().unwrap();
+        for name in ["b", "._metadata_temp-1234"] {
+            std::fs::write(outside.path().join(name), b"keep").unwrap();
+        }
+        let moved = d.root().join("moved-away");
+        std::fs::rename(d.root().join(format!("{JOB}/chk-2")), &moved).unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.root().join(format!("{JOB}/chk-2"))).unwrap();
+        delete(&tree, &mut report);
+        for name in ["b", "._metadata_temp-1234"] {
+            assert_eq!(std::fs::read(outside.path().join(name)).unwrap(), b"keep", "{name}");
+        }
+        let failed: Vec<&str> = report.failures.iter().map(|(p, _)| p.as_str()).collect();
+        assert!(failed.contains(&format!("{JOB}/chk-2/b").as_str()), "{failed:?}");
+        assert!(
+            d.exists(&format!("{JOB}/chk-2")),
+            "the link itself is not removed as a directory"
+        );
+        // The other orphans still went.
+        assert!(!d.exists(&format!("{JOB}/chk-1/stray")));
+        assert!(!d.exists(&format!("{JOB}/shared/s2")));
     }
 
     #[test]

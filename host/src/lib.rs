@@ -43,6 +43,7 @@
 
 #![warn(missing_docs)]
 
+mod beneath;
 mod bindings;
 #[cfg(feature = "blobstore")]
 pub mod blobstore;
