@@ -31,6 +31,11 @@ pub struct S3Args {
     /// Allow a plain http:// endpoint (local servers).
     #[arg(long, requires = "s3")]
     pub allow_http: bool,
+    /// The container name the tenant uses in its `s3://` paths, when its
+    /// host grants the bucket under another name (default: the bucket's
+    /// name). `gc` needs it right: manifests name objects by it.
+    #[arg(long, requires = "s3")]
+    pub container: Option<String>,
 }
 
 impl S3Args {
@@ -60,7 +65,8 @@ impl S3Args {
         let store = settings
             .build()
             .with_context(|| format!("S3 client for bucket '{bucket}'"))?;
-        Ok(BlobGrant::new(bucket, store, prefix))
+        let container = self.container.clone().unwrap_or(bucket);
+        Ok(BlobGrant::new(container, store, prefix))
     }
 }
 
@@ -108,6 +114,7 @@ pub fn demo_loopback() -> Result<()> {
         access_key_id: Some(s3_loopback::ACCESS_KEY.into()),
         secret_access_key: Some(s3_loopback::SECRET_KEY.into()),
         allow_http: true,
+        container: None,
     };
     demo(&args)?;
     println!(

@@ -148,6 +148,33 @@ fn s3_gc_finds_and_deletes_only_unreferenced_objects_below_the_prefix() {
         "a dry run deletes nothing"
     );
 
+    // Told a container name the tenant does not use, every manifest names
+    // objects of another container: gc stops and deletes nothing.
+    let out = command(
+        &server,
+        &[
+            "gc",
+            "--s3",
+            "s3://demo-bucket/team-a",
+            "--container",
+            "not-the-tenants",
+            "--grace",
+            "0s",
+            "--delete",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("s3://demo-bucket/checkpoints/"), "{err}");
+    assert!(err.contains("container name"), "{err}");
+    assert_eq!(
+        server.object_keys("demo-bucket").len(),
+        before.len() + 5,
+        "nothing deleted"
+    );
+
     run(
         &server,
         &["gc", "--s3", "s3://demo-bucket/team-a", "--grace", "0s", "--delete"],

@@ -164,6 +164,32 @@ pub enum GcError {
         /// The directory given.
         root: PathBuf,
     },
+    /// A manifest below an object store prefix names an object that is not
+    /// below it, or not an object of the container the collection was told
+    /// the tenant uses. Every object the manifests name would look
+    /// unreferenced, so the collection stops before deleting anything.
+    #[error(
+        "the manifest {} names {named}, which is not an object below {location}: is that the prefix the tenant is granted, and the container name it uses in its s3:// paths? gc stops without deleting anything",
+        .manifest.display()
+    )]
+    NamedObjectMissing {
+        /// Key of the `_metadata` object, relative to the prefix.
+        manifest: PathBuf,
+        /// The path the manifest names, as written.
+        named: String,
+        /// Where the collection looked: `s3://<container>/` over the prefix.
+        location: String,
+    },
+    /// Checkpoints kept completing while the object store collection listed
+    /// the prefix: every new listing showed a manifest the previous one did
+    /// not, so the collection could not be sure it saw every live manifest.
+    #[error(
+        "new checkpoints completed during each of {rounds} listings of the prefix; gc stops without deleting anything (run it again, or when the job checkpoints less often)"
+    )]
+    Unsettled {
+        /// Listings made.
+        rounds: usize,
+    },
 }
 
 /// A path for people: UTF-8 with control characters escaped, other bytes
