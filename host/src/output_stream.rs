@@ -387,11 +387,7 @@ impl Io {
         if let Some(file) = file {
             w.file = Some(file);
         }
-        w.direct = match answer {
-            DirectAnswer::Copy => Direct::Unasked,
-            DirectAnswer::Ready(offset) if w.file.is_some() => Direct::Writing { offset, unreported: 0 },
-            DirectAnswer::Ready(_) | DirectAnswer::Never => Direct::Never,
-        };
+        w.direct = direct_after(answer, w.file.is_some());
         Ok(())
     }
 
@@ -450,9 +446,44 @@ impl Io {
     }
 }
 
+/// How writes go after the component's answer to `prepare-direct-write`.
+fn direct_after(answer: DirectAnswer, has_file: bool) -> Direct {
+    match answer {
+        DirectAnswer::Copy => Direct::Unasked,
+        // An end past what a file offset can be is no file the component
+        // wrote: keep writing through it (and the host's offset arithmetic
+        // never overflows).
+        DirectAnswer::Ready(offset) if has_file && offset <= i64::MAX as u64 => {
+            Direct::Writing { offset, unreported: 0 }
+        }
+        DirectAnswer::Ready(_) | DirectAnswer::Never => Direct::Never,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Direct;
+    use super::{Direct, DirectAnswer, direct_after};
+
+    #[test]
+    fn a_direct_write_answer_no_file_can_have_keeps_writes_with_the_component() {
+        let max = i64::MAX as u64;
+        assert_eq!(
+            direct_after(DirectAnswer::Ready(max), true),
+            Direct::Writing {
+                offset: max,
+                unreported: 0
+            }
+        );
+        assert_eq!(direct_after(DirectAnswer::Ready(max + 1), true), Direct::Never);
+        assert_eq!(direct_after(DirectAnswer::Ready(u64::MAX), true), Direct::Never);
+        assert_eq!(
+            direct_after(DirectAnswer::Ready(0), false),
+            Direct::Never,
+            "no file handed over"
+        );
+        assert_eq!(direct_after(DirectAnswer::Copy, true), Direct::Unasked);
+        assert_eq!(direct_after(DirectAnswer::Never, true), Direct::Never);
+    }
     use crate::{FileMergingOptions, LocationReference, Plugin, StateScope, StorageConfig, SubtaskKey, TenantConfig};
 
     #[test]

@@ -90,14 +90,46 @@ fn take_direct_read(i: &mut Inner, resource: ResourceAny) -> wasmtime::Result<Di
         .flatten()
         .and_then(|(file, at)| direct_io::take_file(i.store.data_mut().table_mut(), file, false).map(|f| (f, at)));
     Ok(match handed {
-        Some((file, at)) => DirectRead::Reading {
+        Some((file, at)) if direct_read_fits(at.base, at.size, at.pos) => DirectRead::Reading {
             file,
             base: at.base,
             size: at.size,
             pos: at.pos,
         },
+        Some((_, at)) => {
+            tracing::warn!(
+                "the component handed over a file with an impossible range (base {}, size {}, position {}); reading through the component",
+                at.base,
+                at.size,
+                at.pos
+            );
+            DirectRead::Never
+        }
         None => DirectRead::Never,
     })
+}
+
+/// Whether a range the component hands over can be read with positional
+/// reads: it ends where a file offset can (`i64::MAX`) and the position is
+/// inside it. Anything else is not a state any component wrote; reads then
+/// stay with the component, and the host's arithmetic never overflows.
+fn direct_read_fits(base: u64, size: u64, pos: u64) -> bool {
+    pos <= size && base.checked_add(size).is_some_and(|end| end <= i64::MAX as u64)
+}
+
+/// The component's `read` answer, checked against what was asked: more
+/// bytes than `len` breaks its contract, and is treated as a trap (the
+/// tenant is poisoned), never trusted.
+fn checked_read(len: u64, answer: GuestResult<Vec<u8>>) -> GuestResult<Vec<u8>> {
+    if let Ok(Ok(data)) = &answer
+        && data.len() as u64 > len
+    {
+        return Err(wasmtime::Error::msg(format!(
+            "the component broke its contract: `read` returned {} bytes for a request of {len}",
+            data.len()
+        )));
+    }
+    answer
 }
 
 /// How reads reach the state's bytes.
@@ -127,9 +159,7 @@ impl StateInputStream {
         let len = len.min(crate::MAX_BYTES_PER_CALL as u64);
         let mut d = self.lock();
         if !self.direct_ready(&d)? {
-            return call(&self.owned, |g, i, r| {
-                g.state_input_stream().call_read(&mut i.store, r, len)
-            });
+            return self.read_guest(len);
         }
         let mut out = Vec::new();
         self.read_direct(&mut d, &mut out, len)?;
@@ -146,7 +176,13 @@ impl StateInputStream {
         if self.direct_ready(&d)?
             && let DirectRead::Reading { file, base, size, pos } = &mut *d
         {
-            let len = len.min((*size - *pos) as usize);
+            // `pos` passes `size` only if the component accepted a seek
+            // past the end: then this is the end.
+            let len = len.min(size.saturating_sub(*pos).try_into().unwrap_or(usize::MAX));
+            if len == 0 {
+                return Ok(0);
+            }
+            // In range: `pos < size` and `base + size` fits (`direct_read_fits`).
             match direct_io::read_at(file, &mut buf[..len], *base + *pos) {
                 Ok(n) => {
                     *pos += n as u64;
@@ -162,6 +198,7 @@ impl StateInputStream {
         }
         drop(d);
         let data = self.read(len as u64)?;
+        // `read` never returns more than asked (`read_guest` checks).
         buf[..data.len()].copy_from_slice(&data);
         Ok(data.len())
     }
@@ -180,7 +217,11 @@ impl StateInputStream {
         let DirectRead::Reading { file, base, size, pos } = d else {
             unreachable!("only called when reading directly")
         };
-        let len = len.min(*size - *pos) as usize;
+        let len = len.min(size.saturating_sub(*pos)) as usize;
+        if len == 0 {
+            return Ok(0);
+        }
+        // In range: `pos < size` and `base + size` fits (`direct_read_fits`).
         match direct_io::read_at_into(file, out, len, *base + *pos) {
             Ok(n) => {
                 *pos += n as u64;
@@ -193,13 +234,18 @@ impl StateInputStream {
                 let at = *pos;
                 *d = DirectRead::Never;
                 self.seek_guest(at)?;
-                let data = call(&self.owned, |g, i, r| {
-                    g.state_input_stream().call_read(&mut i.store, r, len as u64)
-                })?;
+                let data = self.read_guest(len as u64)?;
                 out.extend_from_slice(&data);
                 Ok(data.len())
             }
         }
+    }
+
+    /// Up to `len` bytes through the component (checked: never more).
+    fn read_guest(&self, len: u64) -> Result<Vec<u8>> {
+        call(&self.owned, |g, i, r| {
+            checked_read(len, g.state_input_stream().call_read(&mut i.store, r, len))
+        })
     }
 
     fn seek_guest(&self, pos: u64) -> Result<()> {
@@ -296,7 +342,24 @@ impl std::io::Read for &StateInputStream {
 
 #[cfg(test)]
 mod tests {
-    use super::DirectRead;
+    use super::{DirectRead, checked_read, direct_read_fits};
+
+    #[test]
+    fn a_component_that_breaks_the_read_contract_is_not_trusted() {
+        // More bytes than asked: a failure (the tenant is poisoned), never
+        // a copy past the caller's buffer.
+        let e = checked_read(3, Ok(Ok(vec![0; 4]))).unwrap_err();
+        assert!(e.to_string().contains("returned 4 bytes for a request of 3"), "{e}");
+        assert_eq!(checked_read(3, Ok(Ok(vec![7; 3]))).unwrap().unwrap(), [7; 3]);
+        assert_eq!(checked_read(3, Ok(Ok(vec![]))).unwrap().unwrap(), [0u8; 0]);
+        // Ranges no file can have are not read directly.
+        let max = i64::MAX as u64;
+        assert!(direct_read_fits(0, 10, 10));
+        assert!(direct_read_fits(max - 10, 10, 0));
+        assert!(!direct_read_fits(0, 10, 11), "position past the end");
+        assert!(!direct_read_fits(max - 9, 10, 0), "ends past the largest offset");
+        assert!(!direct_read_fits(u64::MAX, 1, 0), "overflows");
+    }
     use crate::{LocationReference, Plugin, StateScope, StorageConfig, TenantConfig};
 
     #[test]
@@ -335,6 +398,20 @@ mod tests {
         assert_eq!(input.get_pos().unwrap(), (1 << 20) + 1110);
         input.seek(0).unwrap();
         assert_eq!(input.read_to_end().unwrap(), data);
+
+        // A position past the end (a component that accepted such a seek)
+        // reads as the end, with no arithmetic overflow.
+        let input = tenant.open_input_stream(&file).unwrap();
+        let end = match &mut *input.lock() {
+            DirectRead::Reading { pos, size, .. } => {
+                *pos = *size + 5;
+                *pos
+            }
+            DirectRead::Never => panic!("handed over at open"),
+        };
+        assert_eq!(input.read_into(&mut buf).unwrap(), 0);
+        assert_eq!(input.read(10).unwrap(), b"");
+        assert_eq!(input.get_pos().unwrap(), end);
 
         let inline = f.write_state(StateScope::Shared, b"small").unwrap().unwrap();
         let input = tenant.open_input_stream(&inline).unwrap();

@@ -184,6 +184,20 @@ impl HasData for BlobHost {
 }
 
 /// Adds `wasi:blobstore` to a linker; `view` finds a store's blob state.
+/// The byte range of a `get-data(start, end)` (inclusive end) as a
+/// half-open range: refused when empty, longer than [`MAX_GET_BYTES`], or
+/// ending past the largest offset (whoever asks, the host's arithmetic
+/// never overflows).
+fn get_range(start: u64, end: u64) -> Result<std::ops::Range<u64>, BlobError> {
+    match end.checked_add(1) {
+        Some(stop) if start <= end && end - start < MAX_GET_BYTES => Ok(start..stop),
+        _ => Err(BlobError::new(
+            FsErrorKind::Unsupported,
+            format!("range {start}..={end} is empty, longer than {MAX_GET_BYTES} bytes or past the largest offset"),
+        )),
+    }
+}
+
 pub(crate) fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     view: fn(&mut T) -> BlobView<'_>,
@@ -369,18 +383,13 @@ impl container::HostContainer for BlobView<'_> {
     ) -> Wire<Resource<IncomingValue>> {
         let g = self.grant_of(&c)?;
         let r = (|| {
-            if end < start || end - start >= MAX_GET_BYTES {
-                return Err(BlobError::new(
-                    FsErrorKind::Unsupported,
-                    format!("range {start}..={end} is empty or longer than {MAX_GET_BYTES} bytes"),
-                ));
-            }
+            let range = get_range(start, end)?;
             let path = g.path(&name)?;
             let store = g.store.clone();
             self.blob.run(async move {
                 let what = format!("reading {path}");
                 let opts = GetOptions {
-                    range: Some(GetRange::Bounded(start..end + 1)),
+                    range: Some(GetRange::Bounded(range)),
                     ..Default::default()
                 };
                 let result = store
@@ -522,5 +531,27 @@ impl blobstore::Host for BlobView<'_> {
             self.delete(&g, &src.object)
         });
         wire(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_GET_BYTES, get_range};
+
+    #[test]
+    fn get_ranges_are_checked_without_overflow() {
+        assert_eq!(get_range(0, 0).unwrap(), 0..1);
+        assert_eq!(get_range(5, 5 + MAX_GET_BYTES - 1).unwrap(), 5..5 + MAX_GET_BYTES);
+        assert_eq!(get_range(u64::MAX - 1, u64::MAX - 1).unwrap(), u64::MAX - 1..u64::MAX);
+        for (start, end) in [
+            (1, 0),
+            (0, MAX_GET_BYTES),
+            (u64::MAX - 1, u64::MAX),
+            (u64::MAX, u64::MAX),
+        ] {
+            let e = get_range(start, end).unwrap_err();
+            assert!(e.wire().starts_with("unsupported"), "{start}..={end}: {}", e.wire());
+            assert!(e.wire().contains(&format!("range {start}..={end}")), "{}", e.wire());
+        }
     }
 }
