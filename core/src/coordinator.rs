@@ -163,9 +163,11 @@ impl<S: Sandbox> CoordinatorView<S> {
         resolve_checkpoint_pointer(&*self.sandbox, pointer)
     }
 
-    /// The job's completed checkpoints, newest first.
+    /// The job's completed checkpoints, newest first. With entropy
+    /// injection they are where their `_metadata` is: below the job
+    /// directory without the marker.
     pub fn list_completed_checkpoints(&self) -> Result<Vec<completed::ListedCheckpoint>> {
-        completed::list_completed_checkpoints(&*self.sandbox, &self.job_dir)
+        completed::list_completed_checkpoints(&*self.sandbox, &self.without_entropy_marker(&self.job_dir)?)
     }
 
     /// The job's completed savepoints in `dir` (or the default savepoint
@@ -184,10 +186,14 @@ impl<S: Sandbox> CoordinatorView<S> {
     }
 
     /// Deletes the directory of a completed checkpoint, `_metadata` first.
+    /// With entropy injection that is the directory without the marker
+    /// (where `_metadata` is); the state objects carry random characters
+    /// instead and go with their handles, as in Flink.
     pub fn discard_completed_checkpoint(&self, checkpoint_id: u64) -> Result<()> {
         check_checkpoint_id(checkpoint_id)?;
         crate::access::refuse_if_read_only(&*self.sandbox, "discard a completed checkpoint")?;
-        completed::discard_completed_checkpoint(&*self.sandbox, &self.job_dir, checkpoint_id)
+        let job_dir = self.without_entropy_marker(&self.job_dir)?;
+        completed::discard_completed_checkpoint(&*self.sandbox, &job_dir, checkpoint_id)
     }
 }
 

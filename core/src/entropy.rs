@@ -106,6 +106,23 @@ impl Entropy {
         format!("{}{chars}{}", &path[..at], &path[at + self.key.len()..])
     }
 
+    /// Whether `path` is `template` with its first marker replaced by the
+    /// characters [`Self::inject`] draws (as many as the length, from its
+    /// alphabet): a path this entropy made from the template. A template
+    /// without the marker matches only itself.
+    pub fn is_injected_form_of(&self, template: &str, path: &str) -> bool {
+        let Some(at) = self.find(template) else {
+            return path == template;
+        };
+        let (head, tail) = (&template[..at], &template[at + self.key.len()..]);
+        path.len() == head.len() + self.length + tail.len()
+            && path.starts_with(head)
+            && path.ends_with(tail)
+            && path.as_bytes()[head.len()..head.len() + self.length]
+                .iter()
+                .all(|b| ALPHABET.contains(b))
+    }
+
     /// `path` without its first marker; the empty segment a whole-segment
     /// marker leaves is dropped (`/b/_entropy_/c` becomes `/b/c`), as
     /// Flink's URI normalisation does.
@@ -192,6 +209,27 @@ mod tests {
         assert!(out.ends_with("/the/s0mek3y/file"), "{out}");
         assert_eq!(out.len(), "/path//the/s0mek3y/file".len() + 7);
         assert!(!out[6..13].contains("s0mek3y"));
+    }
+
+    #[test]
+    fn injected_paths_are_recognised_by_their_template() {
+        let e = Entropy::from_options(Some("_e_"), Some(4)).unwrap().unwrap();
+        let template = "/b/_e_/ck/job/shared";
+        let injected = e.inject(template, &mut counter());
+        assert!(e.is_injected_form_of(template, &injected), "{injected}");
+        for other in [
+            "/b/abc/ck/job/shared",    // too short
+            "/b/abcde/ck/job/shared",  // too long
+            "/b/ab-d/ck/job/shared",   // not from the alphabet
+            "/b/abcd/ck/job/shared/x", // below it
+            "/b/abcd/ck/other/shared", // elsewhere
+            "/c/abcd/ck/job/shared",   // another container
+            "/b/_e_/ck/job/shared",    // the template itself has the marker
+        ] {
+            assert!(!e.is_injected_form_of(template, other), "{other}");
+        }
+        assert!(e.is_injected_form_of("/b/ck/job/shared", "/b/ck/job/shared"));
+        assert!(!e.is_injected_form_of("/b/ck/job/shared", "/b/abcd/ck/job/shared"));
     }
 
     #[test]

@@ -25,7 +25,10 @@ use crate::manifest::{CheckpointManifest, ManifestError};
 use crate::shared_registry::{Owner, RegistryConflict, SharedFile, SharedStateRegistry};
 use crate::tenant::Tenant;
 use crate::types::{FileHandle, StateHandle, StorageConfig};
-use checkpoint_storage_core::layout::{SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, parse_checkpoint_dir_name};
+use checkpoint_storage_core::entropy::Entropy;
+use checkpoint_storage_core::layout::{
+    SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, checkpoint_dir_name, parse_checkpoint_dir_name,
+};
 use checkpoint_storage_core::object_uri;
 use checkpoint_storage_core::paths::{GuestPath, PathError};
 
@@ -133,7 +136,8 @@ pub struct RetainedCheckpoint {
 pub enum SubsumeStep {
     /// Checkpoint `id` left the store; nothing is deleted yet.
     Removed(u64),
-    /// Its directory (`_metadata` first) is gone.
+    /// Its directory (`_metadata` first) is gone, and with entropy
+    /// injection its exclusive state objects (by their handles).
     ExclusiveDiscarded(u64),
     /// A shared file it was the last to reference is gone.
     SharedDiscarded(String),
@@ -180,8 +184,7 @@ pub struct CompletedCheckpointStore {
     tenant: Tenant,
     view: CoordinatorView,
     job_id: String,
-    job_dir: GuestPath,
-    shared_dir: GuestPath,
+    layout: JobLayout,
     num_retained: u32,
     /// Oldest first.
     checkpoints: Vec<RetainedCheckpoint>,
@@ -219,18 +222,9 @@ impl CompletedCheckpointStore {
             return Err(StoreError::NumRetained(num_retained));
         }
         let view = tenant.open_coordinator_view(config, savepoint_dir)?;
-        let job_dir = parse_path(&config.checkpoints_dir)
-            .map_err(|e| {
-                Error::from(crate::StorageError {
-                    code: crate::ErrorCode::InvalidArgument,
-                    message: e.to_string(),
-                })
-            })?
-            .join(&config.job_id);
         let mut store = CompletedCheckpointStore {
             tenant: tenant.clone(),
-            shared_dir: job_dir.join(SHARED_STATE_DIR),
-            job_dir,
+            layout: JobLayout::of(config)?,
             job_id: config.job_id.clone(),
             view,
             num_retained,
@@ -303,7 +297,7 @@ impl CompletedCheckpointStore {
                 self.checkpoints.insert(at, retained);
                 while self.checkpoints.len() > self.num_retained as usize {
                     let oldest = self.checkpoints.remove(0);
-                    self.discard(oldest.checkpoint_id, &mut outcome);
+                    self.discard(&oldest, &mut outcome);
                     outcome.subsumed.push(oldest.checkpoint_id);
                 }
             }
@@ -316,9 +310,9 @@ impl CompletedCheckpointStore {
     /// is not in the store (savepoints are never discarded by the store).
     pub fn discard_checkpoint(&mut self, checkpoint_id: u64) -> Option<AddOutcome> {
         let at = self.checkpoints.iter().position(|c| c.checkpoint_id == checkpoint_id)?;
-        self.checkpoints.remove(at);
+        let retained = self.checkpoints.remove(at);
         let mut outcome = AddOutcome::default();
-        self.discard(checkpoint_id, &mut outcome);
+        self.discard(&retained, &mut outcome);
         outcome.subsumed.push(checkpoint_id);
         Some(outcome)
     }
@@ -331,7 +325,7 @@ impl CompletedCheckpointStore {
         let mut outcome = AddOutcome::default();
         if status.is_globally_terminal() {
             for c in std::mem::take(&mut self.checkpoints) {
-                self.discard(c.checkpoint_id, &mut outcome);
+                self.discard(&c, &mut outcome);
                 outcome.subsumed.push(c.checkpoint_id);
             }
         }
@@ -377,18 +371,25 @@ impl CompletedCheckpointStore {
     }
 
     /// Discards a checkpoint that already left `self.checkpoints`.
-    fn discard(&mut self, checkpoint_id: u64, outcome: &mut AddOutcome) {
+    fn discard(&mut self, retained: &RetainedCheckpoint, outcome: &mut AddOutcome) {
+        let checkpoint_id = retained.checkpoint_id;
         self.step(SubsumeStep::Removed(checkpoint_id));
-        match self.view.discard_completed_checkpoint(checkpoint_id) {
-            Ok(()) => self.step(SubsumeStep::ExclusiveDiscarded(checkpoint_id)),
-            Err(e) => {
-                // Its `_metadata` may still be there, naming the shared files:
-                // they stay (registered to it) until a later recovery or the
-                // orphan collection finds the checkpoint gone.
+        if let Err(e) = self.view.discard_completed_checkpoint(checkpoint_id) {
+            // Its `_metadata` may still be there, naming the shared files:
+            // they stay (registered to it) until a later recovery or the
+            // orphan collection finds the checkpoint gone.
+            outcome.failures.push(e);
+            return;
+        }
+        // With entropy injection its exclusive state objects are not below
+        // its directory: each goes with its handle (as in Flink). One that
+        // fails to go is left for the orphan collection; `_metadata` is gone.
+        for handle in self.layout.exclusive_outside_dir(&retained.manifest, checkpoint_id) {
+            if let Err(e) = self.tenant.discard_state(handle) {
                 outcome.failures.push(e);
-                return;
             }
         }
+        self.step(SubsumeStep::ExclusiveDiscarded(checkpoint_id));
         for file in self.registry.release(&Owner::Checkpoint(checkpoint_id)) {
             let handle = StateHandle::File(FileHandle {
                 path: file.path.clone(),
@@ -409,7 +410,8 @@ impl CompletedCheckpointStore {
             CheckpointKind::Checkpoint => Owner::Checkpoint(c.checkpoint_id),
             CheckpointKind::Savepoint => Owner::Savepoint(c.checkpoint.external_pointer.clone()),
         };
-        let files = shared_files(&c.manifest, &self.shared_dir);
+        let shared_dir = self.layout.marked_job_dir.join(SHARED_STATE_DIR);
+        let files = shared_files_where(&c.manifest, |p| self.layout.is_in(&shared_dir, p));
         Ok(self.registry.register(&owner, &files)?)
     }
 
@@ -422,7 +424,7 @@ impl CompletedCheckpointStore {
         };
         let dir = parse_path(&pointer).map_err(|_| not_ours())?;
         let name = dir.file_name().unwrap_or_default();
-        let (kind, dir_id) = if dir.parent().as_ref() == Some(&self.job_dir) {
+        let (kind, dir_id) = if dir.parent().as_ref() == Some(&self.layout.job_dir) {
             let id = parse_checkpoint_dir_name(name).ok_or_else(not_ours)?;
             (CheckpointKind::Checkpoint, Some(id))
         } else if name.starts_with(SAVEPOINT_DIR_PREFIX) {
@@ -474,13 +476,18 @@ impl CompletedCheckpointStore {
 /// directory; task-owned state belongs to the task side and is never
 /// deleted by the store (as in Flink).
 pub fn shared_files(manifest: &CheckpointManifest, shared_dir: &GuestPath) -> Vec<SharedFile> {
+    shared_files_where(manifest, |p| p.parent().as_ref() == Some(shared_dir))
+}
+
+/// The files of a manifest whose guest path passes `in_shared_dir`.
+fn shared_files_where(manifest: &CheckpointManifest, in_shared_dir: impl Fn(&GuestPath) -> bool) -> Vec<SharedFile> {
     let mut files: Vec<SharedFile> = manifest
         .states
         .iter()
         .filter_map(|s| {
             let raw = s.handle.file_path()?;
             let path = parse_path(raw).ok()?;
-            (path.parent().as_ref() == Some(shared_dir)).then(|| SharedFile {
+            in_shared_dir(&path).then(|| SharedFile {
                 // Spelled as the component spells it, so that it can be
                 // handed back to the component to discard.
                 path: if is_object_uri(raw) {
@@ -495,6 +502,79 @@ pub fn shared_files(manifest: &CheckpointManifest, shared_dir: &GuestPath) -> Ve
     files.sort();
     files.dedup();
     files
+}
+
+/// Where a job's files are, in guest form. With entropy injection
+/// (`s3-entropy-key`), `_metadata` and the `chk-<id>` directories the
+/// pointers name are below the job directory without the marker, while
+/// state objects are below it with random characters in place of the
+/// marker; each is matched by what the component wrote.
+#[derive(Debug)]
+struct JobLayout {
+    /// `<checkpoints-dir>/<job>` without the marker: pointers and `_metadata`.
+    job_dir: GuestPath,
+    /// `<checkpoints-dir>/<job>` as configured (the marker in it, if any):
+    /// the template of the state objects' directories.
+    marked_job_dir: GuestPath,
+    entropy: Option<Entropy>,
+}
+
+impl JobLayout {
+    fn of(config: &StorageConfig) -> Result<Self, StoreError> {
+        let invalid = |message: String| {
+            StoreError::Tenant(Error::from(crate::StorageError {
+                code: crate::ErrorCode::InvalidArgument,
+                message,
+            }))
+        };
+        let marked_job_dir = parse_path(&config.checkpoints_dir)
+            .map_err(|e| invalid(e.to_string()))?
+            .join(&config.job_id);
+        let entropy = Entropy::from_options(config.s3_entropy_key.as_deref(), config.s3_entropy_length)
+            .map_err(|e| invalid(e.message))?;
+        let job_dir = match &entropy {
+            Some(e) => GuestPath::parse(&e.remove(marked_job_dir.as_str())).map_err(|e| invalid(e.to_string()))?,
+            None => marked_job_dir.clone(),
+        };
+        Ok(JobLayout {
+            job_dir,
+            marked_job_dir,
+            entropy,
+        })
+    }
+
+    /// Whether `path` lies directly in `template` (a directory below
+    /// [`Self::marked_job_dir`]) or in a form of it with entropy injected.
+    fn is_in(&self, template: &GuestPath, path: &GuestPath) -> bool {
+        let Some(parent) = path.parent() else {
+            return false;
+        };
+        match &self.entropy {
+            Some(e) => e.is_injected_form_of(template.as_str(), parent.as_str()),
+            None => parent == *template,
+        }
+    }
+
+    /// The exclusive state of checkpoint `id` that its directory does not
+    /// hold (so the directory's discard does not take it): with entropy
+    /// injection, every exclusive state object. Empty otherwise.
+    fn exclusive_outside_dir<'a>(&self, manifest: &'a CheckpointManifest, id: u64) -> Vec<&'a StateHandle> {
+        if self.marked_job_dir == self.job_dir {
+            return vec![];
+        }
+        let name = checkpoint_dir_name(id);
+        let (template, dir) = (self.marked_job_dir.join(&name), self.job_dir.join(&name));
+        manifest
+            .states
+            .iter()
+            .map(|s| &s.handle)
+            .filter(|h| {
+                h.file_path()
+                    .and_then(|raw| parse_path(raw).ok())
+                    .is_some_and(|p| self.is_in(&template, &p) && p.parent().as_ref() != Some(&dir))
+            })
+            .collect()
+    }
 }
 
 /// A path as the component gives or takes it (a guest path, a `file:` URI,

@@ -167,14 +167,19 @@ fn assert_entropy_key(t: &S3Tenant, path: &str, sub: &str) -> String {
     entropy.to_string()
 }
 
-#[test]
-fn entropy_spreads_state_keys_and_keeps_metadata_findable() {
-    let t = S3Tenant::new();
-    let config = StorageConfig {
+/// The tenant's configuration with the marker `_entropy_` (6 characters).
+fn entropy_config(t: &S3Tenant) -> StorageConfig {
+    StorageConfig {
         checkpoints_dir: format!("s3://{BUCKET}/_entropy_/checkpoints"),
         ..StorageConfig::filesystem(&t.job)
     }
-    .with_s3_entropy("_entropy_", Some(6));
+    .with_s3_entropy("_entropy_", Some(6))
+}
+
+#[test]
+fn entropy_spreads_state_keys_and_keeps_metadata_findable() {
+    let t = S3Tenant::new();
+    let config = entropy_config(&t);
     let c = t.tenant.open_coordinator_view(&config, None).unwrap();
     let location = c.initialize_location_for_checkpoint(3).unwrap();
     let marked = format!("s3://{BUCKET}/_entropy_/checkpoints/{}/chk-3", t.job);
@@ -264,10 +269,25 @@ fn s3_checkpoint(
     id: u64,
     reused: &[checkpoint_storage_host::manifest::NamedState],
 ) -> (CompletedCheckpoint, Vec<checkpoint_storage_host::manifest::NamedState>) {
+    s3_checkpoint_with(t, &t.config(), id, reused)
+}
+
+/// [`s3_checkpoint`] with a storage configuration of its own.
+fn s3_checkpoint_with(
+    t: &S3Tenant,
+    config: &StorageConfig,
+    id: u64,
+    reused: &[checkpoint_storage_host::manifest::NamedState],
+) -> (CompletedCheckpoint, Vec<checkpoint_storage_host::manifest::NamedState>) {
     use checkpoint_storage_host::manifest::{CheckpointManifest, NamedState};
-    let c = coordinator(t, None);
+    let c = t.tenant.open_coordinator_view(config, None).unwrap();
     let location = c.initialize_location_for_checkpoint(id).unwrap();
-    let factory = t.default_factory(id);
+    let factory = t
+        .tenant
+        .open_worker_view(config)
+        .unwrap()
+        .resolve_checkpoint_storage_location(id, &LocationReference::Default)
+        .unwrap();
     let state = |name: String, scope, seed| NamedState {
         name,
         handle: factory.write_state(scope, &bytes(30_000, seed)).unwrap().unwrap(),
@@ -337,4 +357,64 @@ fn the_checkpoint_store_subsumes_and_recovers_on_object_storage() {
     );
     assert_eq!(keys_below(&chk(2)), 0);
     assert!(keys_below(&chk(3)) >= 2, "checkpoint 3 keeps its state and _metadata");
+}
+
+/// The completed-checkpoint store with entropy injection: pointers and
+/// `_metadata` are below the directory without the marker, state objects
+/// below random characters. Subsumption deletes the `_metadata`, each
+/// exclusive object by its handle and the shared objects nobody references;
+/// a restarted store finds the retained checkpoint.
+#[test]
+fn the_checkpoint_store_subsumes_and_recovers_with_entropy_injection() {
+    use checkpoint_storage_host::checkpoint_store::CompletedCheckpointStore;
+    let t = S3Tenant::new();
+    let config = entropy_config(&t);
+    let objects_of = |id: u64| {
+        let below = format!("/checkpoints/{}/chk-{id}/", t.job);
+        t.object_keys().into_iter().filter(|k| k.contains(&below)).count()
+    };
+    let mut store = CompletedCheckpointStore::recover(&t.tenant, &config, None, 1).unwrap();
+    let (one, shared_one) = s3_checkpoint_with(&t, &config, 1, &[]);
+    assert_eq!(
+        one.external_pointer,
+        format!("s3://{BUCKET}/checkpoints/{}/chk-1", t.job)
+    );
+    let shared_path = shared_one[0].handle.file_path().unwrap().to_string();
+    assert_entropy_key(&t, &shared_path, "shared");
+    store.add(&one).unwrap();
+    assert_eq!(
+        objects_of(1),
+        2,
+        "an exclusive object with entropy and _metadata without"
+    );
+    assert_eq!(store.registry().users(&shared_path), 1);
+
+    let (two, _) = s3_checkpoint_with(&t, &config, 2, &shared_one);
+    let outcome = store.add(&two).unwrap();
+    assert_eq!(outcome.subsumed, vec![1]);
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert_eq!(
+        objects_of(1),
+        0,
+        "checkpoint 1's objects are gone: {:?}",
+        t.object_keys()
+    );
+    assert_eq!(t.tenant.read_state(&shared_one[0].handle).unwrap(), bytes(30_000, 1));
+    assert_eq!(store.registry().users(&shared_path), 1, "still referenced by 2");
+
+    drop(store);
+    let mut store = CompletedCheckpointStore::recover(&t.tenant, &config, None, 1).unwrap();
+    assert_eq!(store.checkpoint_ids(), vec![2]);
+    assert_eq!(store.registry().users(&shared_path), 1);
+    let (three, _) = s3_checkpoint_with(&t, &config, 3, &[]);
+    let outcome = store.add(&three).unwrap();
+    assert_eq!(outcome.subsumed, vec![2]);
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert!(
+        !t.object_keys().contains(&t.key_of(&shared_path)),
+        "its last user is gone"
+    );
+    assert_eq!(objects_of(2), 0);
+    assert_eq!(objects_of(3), 2);
+    assert!(!t.object_keys().iter().any(|k| k.contains("_entropy_")));
 }
