@@ -13,7 +13,7 @@ use cap_primitives::{ambient_authority, fs as cap};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
 /// What an entry of a directory is (its own type: links are not followed).
@@ -24,6 +24,17 @@ pub(crate) enum Kind {
     Symlink,
     /// A device, socket or pipe.
     Other,
+}
+
+/// What a path names, looked up one name at a time without following links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// Something is there (a link in the last place counts).
+    Yes,
+    /// Nothing is there (or a file stands where a directory should).
+    Missing,
+    /// A symbolic link stands in place of this directory on the way.
+    ThroughLink(PathBuf),
 }
 
 /// One entry of a directory, as `lstat` sees it.
@@ -52,13 +63,7 @@ impl Beneath {
     /// following a link; `..`, `.` and absolute parts are refused.
     pub fn dir(&self, rel: &Path) -> io::Result<File> {
         let mut dir = cap::open_dir_nofollow(&self.root, Path::new("."))?;
-        for c in rel.components() {
-            let Component::Normal(name) = c else {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("{} is not a plain relative path", rel.display()),
-                ));
-            };
+        for name in plain_names(rel)? {
             dir = cap::open_dir_nofollow(&dir, Path::new(name))?;
         }
         Ok(dir)
@@ -72,13 +77,17 @@ impl Beneath {
         Ok((self.dir(rel.parent().unwrap_or(Path::new("")))?, Path::new(name)))
     }
 
-    /// The entries of the directory `rel`, each as `lstat` sees it.
+    /// The entries of the directory `rel`, each as `lstat` sees it. An
+    /// entry removed while it is listed is left out.
     pub fn entries(&self, rel: &Path) -> io::Result<Vec<Entry>> {
         let dir = self.dir(rel)?;
         let mut out = vec![];
         for entry in cap::read_base_dir(&dir)? {
             let entry = entry?;
-            let meta = entry.metadata()?;
+            let meta = match entry.metadata() {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                other => other?,
+            };
             let ft = meta.file_type();
             let kind = if ft.is_symlink() {
                 Kind::Symlink
@@ -104,11 +113,29 @@ impl Beneath {
         self.dir(rel)?.metadata()?.modified()
     }
 
-    /// Whether `rel` names something (a link counts; it is not followed).
-    pub fn exists(&self, rel: &Path) -> bool {
-        self.parent(rel)
-            .and_then(|(dir, name)| cap::stat(&dir, name, FollowSymlinks::No))
-            .is_ok()
+    /// What `rel` names, without following a link on the way.
+    pub fn lookup(&self, rel: &Path) -> io::Result<Found> {
+        let names = plain_names(rel)?;
+        let mut dir = cap::open_dir_nofollow(&self.root, Path::new("."))?;
+        let mut walked = PathBuf::new();
+        for (i, name) in names.iter().enumerate() {
+            walked.push(name);
+            let meta = match cap::stat(&dir, Path::new(name), FollowSymlinks::No) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Missing),
+                other => other?,
+            };
+            if i + 1 == names.len() {
+                break;
+            }
+            if meta.file_type().is_symlink() {
+                return Ok(Found::ThroughLink(walked));
+            }
+            if !meta.is_dir() {
+                return Ok(Found::Missing);
+            }
+            dir = cap::open_dir_nofollow(&dir, Path::new(name))?;
+        }
+        Ok(Found::Yes)
     }
 
     /// The regular file `rel`, read whole if it holds at most `max` bytes;
@@ -155,6 +182,20 @@ impl Beneath {
     }
 }
 
+/// The names of a plain relative path; `..`, `.` and absolute parts are
+/// refused.
+fn plain_names(rel: &Path) -> io::Result<Vec<&std::ffi::OsStr>> {
+    rel.components()
+        .map(|c| match c {
+            Component::Normal(name) => Ok(name),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a plain relative path", rel.display()),
+            )),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,8 +212,18 @@ mod tests {
         assert!(b.dir(Path::new("link")).is_err());
         assert!(b.remove_file(Path::new("link/f")).is_err());
         assert!(b.read_file(Path::new("link/f"), 100).is_err());
-        assert!(!b.exists(Path::new("link/f")));
-        assert!(b.exists(Path::new("link")), "the link itself is there");
+        assert_eq!(
+            b.lookup(Path::new("link/f")).unwrap(),
+            Found::ThroughLink(PathBuf::from("link"))
+        );
+        assert_eq!(
+            b.lookup(Path::new("link")).unwrap(),
+            Found::Yes,
+            "the link itself is there"
+        );
+        assert_eq!(b.lookup(Path::new("real")).unwrap(), Found::Yes);
+        assert_eq!(b.lookup(Path::new("real/nothing")).unwrap(), Found::Missing);
+        assert_eq!(b.lookup(Path::new("nothing/x")).unwrap(), Found::Missing);
         assert_eq!(std::fs::read(outside.path().join("f")).unwrap(), b"keep");
         for bad in ["../x", "/etc", "real/../real"] {
             assert_eq!(

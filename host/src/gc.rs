@@ -17,10 +17,14 @@
 //! - an incomplete `chk-<id>` or savepoint directory goes once all it holds
 //!   goes.
 //!
+//! - the tree is walked again until a walk finds no manifest not read yet:
+//!   a checkpoint completing during a walk, while the one it subsumes goes,
+//!   could otherwise hide both manifests (and the shared files they name).
+//!
 //! It reads the host filesystem directly (it is an operator's tool, like
-//! `inspect`); run it while the tenant's writers are idle or rely on the grace.
+//! `inspect`), through directory descriptors and never through a link.
 
-use crate::beneath::{Beneath, Kind};
+use crate::beneath::{Beneath, Found, Kind};
 use crate::manifest::{CheckpointManifest, ManifestError};
 use checkpoint_storage_core::layout::{
     GUEST_MOUNT, METADATA_FILE_NAME, SAVEPOINT_DIR_PREFIX, is_job_id, is_temp_metadata_name, parse_checkpoint_dir_name,
@@ -108,7 +112,8 @@ pub struct GcReport {
 impl GcReport {
     /// Bytes of the orphans.
     pub fn orphan_bytes(&self) -> u64 {
-        self.orphans.iter().map(|o| o.size).sum()
+        // Saturating: sizes are the files' to claim (sparse files).
+        self.orphans.iter().fold(0, |sum, o| sum.saturating_add(o.size))
     }
 }
 
@@ -164,6 +169,21 @@ pub enum GcError {
         /// The directory given.
         root: PathBuf,
     },
+    /// A manifest names a file through a symbolic link in place of a
+    /// directory. gc follows no link, so it cannot tell whether the file the
+    /// link leads to is referenced; it stops before deleting anything.
+    #[error(
+        "the manifest {} names {}, reached through the symbolic link {}; gc follows no link, so it stops without deleting anything (replace the link with the directory it points to)",
+        .manifest.display(), .named.display(), .link.display()
+    )]
+    ReferencedThroughLink {
+        /// Host path of the `_metadata` file.
+        manifest: PathBuf,
+        /// The named file, relative to the directory given.
+        named: PathBuf,
+        /// The link on the way, relative to the directory given.
+        link: PathBuf,
+    },
     /// A manifest below an object store prefix names an object that is not
     /// below it, or not an object of the container the collection was told
     /// the tenant uses. Every object the manifests name would look
@@ -180,11 +200,12 @@ pub enum GcError {
         /// Where the collection looked: `s3://<container>/` over the prefix.
         location: String,
     },
-    /// Checkpoints kept completing while the object store collection listed
-    /// the prefix: every new listing showed a manifest the previous one did
-    /// not, so the collection could not be sure it saw every live manifest.
+    /// Checkpoints kept completing while the collection listed the
+    /// directory or prefix: every new listing showed a manifest the previous
+    /// one did not, so the collection could not be sure it saw every live
+    /// manifest.
     #[error(
-        "new checkpoints completed during each of {rounds} listings of the prefix; gc stops without deleting anything (run it again, or when the job checkpoints less often)"
+        "new checkpoints completed during each of {rounds} listings; gc stops without deleting anything (run it again, or when the job checkpoints less often)"
     )]
     Unsettled {
         /// Listings made.
@@ -243,7 +264,13 @@ fn scan(root: &Path, tree: &Beneath) -> Result<Scan, GcError> {
     let mut stack = vec![(PathBuf::new(), false)];
     while let Some((rel, managed)) = stack.pop() {
         let mut has_metadata = false;
-        for entry in tree.entries(&rel).map_err(io_err(&root.join(&rel)))? {
+        let entries = match tree.entries(&rel) {
+            // Removed since its parent was listed (a subsumed checkpoint):
+            // nothing left to collect there.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.as_os_str().is_empty() => continue,
+            other => other.map_err(io_err(&root.join(&rel)))?,
+        };
+        for entry in entries {
             let child = rel.join(&entry.name);
             let name = entry.name.to_str().unwrap_or("");
             match entry.kind {
@@ -278,7 +305,10 @@ fn scan(root: &Path, tree: &Beneath) -> Result<Scan, GcError> {
                 .and_then(|n| n.to_str())
                 .is_some_and(is_job_id);
         if managed && !has_metadata && (is_checkpoint_dir || name.starts_with(SAVEPOINT_DIR_PREFIX)) {
-            let mtime = tree.dir_modified(&rel).map_err(io_err(&root.join(&rel)))?;
+            let mtime = match tree.dir_modified(&rel) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                other => other.map_err(io_err(&root.join(&rel)))?,
+            };
             s.incomplete_dirs.push((rel, mtime));
         }
     }
@@ -292,14 +322,28 @@ fn relative_of(guest: &str) -> Option<PathBuf> {
     Some(PathBuf::from(rest))
 }
 
-/// The files (relative paths) the manifests reference.
-fn referenced(root: &Path, tree: &Beneath, manifests: &[PathBuf]) -> Result<BTreeSet<PathBuf>, GcError> {
-    let mut out = BTreeSet::new();
+/// The manifests read so far and the files (relative paths) they name.
+#[derive(Default)]
+struct Roots {
+    read: BTreeSet<PathBuf>,
+    referenced: BTreeSet<PathBuf>,
+}
+
+/// Reads the manifests not read yet; whether there were any, or one
+/// vanished before it could be read (a subsumption: its successor is for a
+/// later walk to find).
+fn read_new(root: &Path, tree: &Beneath, manifests: &[PathBuf], roots: &mut Roots) -> Result<bool, GcError> {
+    let mut changed = false;
     for rel in manifests {
+        if roots.read.contains(rel) {
+            continue;
+        }
+        changed = true;
         let path = root.join(rel);
         let bytes = match tree.read_file(rel, MAX_MANIFEST_BYTES) {
             Ok(bytes) => bytes,
             Err(Ok(size)) => return Err(GcError::ManifestTooLarge { path, size }),
+            Err(Err(e)) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(Err(source)) => return Err(GcError::Io { path, source }),
         };
         let dir = rel.parent().unwrap_or(Path::new(""));
@@ -314,18 +358,33 @@ fn referenced(root: &Path, tree: &Beneath, manifests: &[PathBuf]) -> Result<BTre
             .filter_map(|s| s.handle.file_path())
             .filter_map(relative_of)
         {
-            if !tree.exists(&named) {
-                return Err(GcError::ReferencedFileMissing {
-                    manifest: path,
-                    missing: named,
-                    root: root.to_path_buf(),
-                });
+            match tree.lookup(&named).map_err(io_err(&root.join(&named)))? {
+                Found::Yes => {}
+                Found::Missing => {
+                    return Err(GcError::ReferencedFileMissing {
+                        manifest: path,
+                        missing: named,
+                        root: root.to_path_buf(),
+                    });
+                }
+                Found::ThroughLink(link) => {
+                    return Err(GcError::ReferencedThroughLink {
+                        manifest: path,
+                        named,
+                        link,
+                    });
+                }
             }
-            out.insert(named);
+            roots.referenced.insert(named);
         }
+        roots.read.insert(rel.clone());
     }
-    Ok(out)
+    Ok(changed)
 }
+
+/// Walks at most this many times; more means checkpoints complete faster
+/// than the directory can be walked.
+pub(crate) const MAX_LISTINGS: usize = 16;
 
 /// Sorts the managed files (relative path, size, modification time) into
 /// referenced (counted), orphans and young orphans; returns the directories
@@ -395,12 +454,39 @@ pub fn collect(root: &Path, options: &GcOptions) -> Result<GcReport, GcError> {
 
 /// The report of what [`collect`] would delete.
 fn plan(root: &Path, tree: &Beneath, options: &GcOptions) -> Result<GcReport, GcError> {
+    plan_walked(root, tree, options, &mut || scan(root, tree))
+}
+
+/// [`plan`] with the walk given (tests interleave a live job with it).
+fn plan_walked(
+    root: &Path,
+    tree: &Beneath,
+    options: &GcOptions,
+    walk: &mut dyn FnMut() -> Result<Scan, GcError>,
+) -> Result<GcReport, GcError> {
     let now = SystemTime::now();
     let old = |mtime: SystemTime| now.duration_since(mtime).is_ok_and(|age| age >= options.grace);
-    let scan = scan(root, tree)?;
-    let referenced = referenced(root, tree, &scan.manifests)?;
+    let scan = walk()?;
+    let mut roots = Roots::default();
+    read_new(root, tree, &scan.manifests, &mut roots)?;
+    // Next to a live job a walk can miss a checkpoint completing behind it
+    // while the one it subsumes goes ahead of it: walk again until a walk
+    // finds no manifest not read yet (the object store's collector does
+    // the same; see there why that suffices).
+    let mut walks = 1;
+    loop {
+        let again = walk()?;
+        walks += 1;
+        if !read_new(root, tree, &again.manifests, &mut roots)? {
+            break;
+        }
+        if walks >= MAX_LISTINGS {
+            return Err(GcError::Unsettled { rounds: walks });
+        }
+    }
+    let referenced = roots.referenced;
     let mut report = GcReport {
-        manifests: scan.manifests.len(),
+        manifests: roots.read.len(),
         symlinks: scan.symlinks,
         deleted: options.delete,
         ..Default::default()
@@ -472,7 +558,7 @@ pub fn render(report: &GcReport) -> String {
             "to delete (dry run: pass --delete)"
         },
         report.young.len(),
-        report.young.iter().map(|o| o.size).sum::<u64>(),
+        report.young.iter().fold(0u64, |sum, o| sum.saturating_add(o.size)),
     );
     out
 }
@@ -718,6 +804,69 @@ mod tests {
         // The other orphans still went.
         assert!(!d.exists(&format!("{JOB}/chk-1/stray")));
         assert!(!d.exists(&format!("{JOB}/shared/s2")));
+    }
+
+    /// Checkpoint 10 completes and subsumes 9 while gc walks: either the
+    /// walk sees neither manifest, or it sees 9's, which is gone before it
+    /// is read. Either way the shared file 10 names stays.
+    #[test]
+    fn a_checkpoint_completing_during_the_walk_keeps_its_files() {
+        for seen_before_read in [false, true] {
+            let d = layout();
+            let tree = Beneath::open(d.root()).unwrap();
+            let chk9 = PathBuf::from(format!("{JOB}/chk-9/_metadata"));
+            d.manifest(&format!("{JOB}/chk-9"), 9, &[&format!("{JOB}/shared/s2")], &[]);
+            let mut walks = 0;
+            let mut walk = || {
+                walks += 1;
+                let mut s = scan(d.root(), &tree)?;
+                if walks == 1 {
+                    if !seen_before_read {
+                        s.manifests.retain(|m| *m != chk9);
+                    }
+                    d.manifest(&format!("{JOB}/chk-10"), 10, &[&format!("{JOB}/shared/s2")], &[]);
+                    std::fs::remove_file(d.root().join(&chk9)).unwrap();
+                }
+                Ok(s)
+            };
+            let options = GcOptions {
+                grace: HOUR,
+                delete: true,
+            };
+            let mut report = plan_walked(d.root(), &tree, &options, &mut walk).unwrap();
+            assert_eq!(walks, 3, "walked until a walk found nothing new");
+            delete(&tree, &mut report);
+            assert!(report.failures.is_empty(), "{:?}", report.failures);
+            assert!(d.exists(&format!("{JOB}/shared/s2")), "named by checkpoint 10");
+            assert!(!d.exists(&format!("{JOB}/chk-1/stray")), "orphans still go");
+        }
+    }
+
+    #[test]
+    fn a_file_named_through_a_symlinked_directory_stops_the_collection() {
+        let d = layout();
+        // shared/ is a link to a directory elsewhere in the tenant's tree.
+        std::fs::rename(
+            d.root().join(format!("{JOB}/shared")),
+            d.root().join(format!("{JOB}/real-shared")),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("real-shared", d.root().join(format!("{JOB}/shared"))).unwrap();
+        let e = collect(
+            d.root(),
+            &GcOptions {
+                grace: Duration::ZERO,
+                delete: true,
+            },
+        )
+        .unwrap_err();
+        let GcError::ReferencedThroughLink { link, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(link, &PathBuf::from(format!("{JOB}/shared")));
+        assert!(e.to_string().contains("replace the link"), "{e}");
+        assert!(d.exists(&format!("{JOB}/real-shared/s1")), "nothing deleted");
+        assert!(d.exists(&format!("{JOB}/chk-1/stray")), "nothing deleted");
     }
 
     #[test]

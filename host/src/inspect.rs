@@ -151,7 +151,8 @@ fn usage_and_metadata(
             metadata = Some(meta.len());
         } else {
             usage.files += 1;
-            usage.bytes += meta.len();
+            // Saturating: sizes are the files' to claim (sparse files).
+            usage.bytes = usage.bytes.saturating_add(meta.len());
         }
     }
     Ok((usage, metadata))

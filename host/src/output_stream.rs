@@ -188,11 +188,10 @@ impl StateOutputStream {
             self.io.owned.tenant.check_not_poisoned()?;
             return Ok(offset + unreported + w.batch.len() as u64);
         }
-        let guest = self
-            .io
+        let batched = w.batch.len() as u64;
+        self.io
             .owned
-            .call_infallible(|g, i, r| g.state_output_stream().call_get_pos(&mut i.store, r))?;
-        Ok(guest + w.batch.len() as u64)
+            .call_infallible(|g, i, r| position(g.state_output_stream().call_get_pos(&mut i.store, r)?, batched))
     }
 
     /// Hands the batch to the guest, then writes buffered bytes to the file
@@ -446,6 +445,20 @@ impl Io {
     }
 }
 
+/// The stream's position: the component's plus the host's batch. A
+/// position no stream can reach breaks the component's contract: treated
+/// as a trap (the tenant is poisoned), never added up.
+fn position(guest: u64, batched: u64) -> wasmtime::Result<u64> {
+    guest
+        .checked_add(batched)
+        .filter(|p| *p <= i64::MAX as u64)
+        .ok_or_else(|| {
+            wasmtime::Error::msg(format!(
+                "the component broke its contract: `get-pos` answered {guest}, past the largest file offset"
+            ))
+        })
+}
+
 /// How writes go after the component's answer to `prepare-direct-write`.
 fn direct_after(answer: DirectAnswer, has_file: bool) -> Direct {
     match answer {
@@ -462,7 +475,18 @@ fn direct_after(answer: DirectAnswer, has_file: bool) -> Direct {
 
 #[cfg(test)]
 mod tests {
-    use super::{Direct, DirectAnswer, direct_after};
+    use super::{Direct, DirectAnswer, direct_after, position};
+
+    #[test]
+    fn a_position_past_the_largest_offset_breaks_the_contract() {
+        assert_eq!(position(10, 5).unwrap(), 15);
+        assert_eq!(position(i64::MAX as u64 - 5, 5).unwrap(), i64::MAX as u64);
+        for (guest, batched) in [(u64::MAX, 1), (i64::MAX as u64, 1), (u64::MAX, 0)] {
+            let e = position(guest, batched).unwrap_err();
+            assert!(e.to_string().contains("broke its contract"), "{e}");
+            assert!(e.to_string().contains(&guest.to_string()), "{e}");
+        }
+    }
 
     #[test]
     fn a_direct_write_answer_no_file_can_have_keeps_writes_with_the_component() {

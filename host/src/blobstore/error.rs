@@ -26,7 +26,7 @@ impl BlobError {
 
     pub(crate) fn deadline(limit: Duration) -> Self {
         Self::io(format!(
-            "the object store did not answer within the call's time limit of {limit:?}; the operation was abandoned"
+            "the object store did not answer within {limit:?}, the part of the call's time limit its requests may take; the operation was abandoned"
         ))
     }
 

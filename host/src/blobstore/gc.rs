@@ -17,17 +17,14 @@
 
 use super::BlobGrant;
 use super::listing::{Listed, PrefixTool};
-use crate::gc::{GcError, GcOptions, GcReport, is_managed, sort_files};
+use crate::gc::{GcError, GcOptions, GcReport, MAX_LISTINGS, is_managed, sort_files};
 use crate::manifest::CheckpointManifest;
 use checkpoint_storage_core::layout::METADATA_FILE_NAME;
+use checkpoint_storage_core::object_uri;
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-
-/// Listings at most; more means checkpoints complete faster than the
-/// prefix can be listed.
-const MAX_LISTINGS: usize = 16;
 
 fn store_error(key: &str) -> impl FnOnce(object_store::Error) -> GcError + '_ {
     move |e| GcError::Io {
@@ -60,6 +57,7 @@ fn collect_listed(
     let old = |modified: SystemTime| now.duration_since(modified).is_ok_and(|age| age >= options.grace);
     let mut roots = Roots {
         tool,
+        guest_prefix: format!("/{}/", grant.container),
         uri_prefix: format!("s3://{}/", grant.container),
         location: format!("s3://{}/ (prefix '{}')", grant.container, grant.prefix),
         read: BTreeSet::new(),
@@ -120,7 +118,9 @@ fn collect_listed(
 /// The manifests read so far and what they name.
 struct Roots<'a> {
     tool: &'a PrefixTool<'a>,
-    /// How handles name the container's objects: `s3://<container>/`.
+    /// The container's objects as guest paths: `/<container>/`.
+    guest_prefix: String,
+    /// How the component names the container's objects: `s3://<container>/`.
     uri_prefix: String,
     /// For messages: the container and the prefix.
     location: String,
@@ -133,28 +133,35 @@ struct Roots<'a> {
 }
 
 impl Roots<'_> {
-    /// Reads the manifests of a listing not read yet; whether there were any.
+    /// Reads the manifests of a listing not read yet; whether there were
+    /// any, or one vanished before it could be read (a subsumption: its
+    /// successor is for a later listing to find).
     fn read_new(&mut self, listing: &[Listed]) -> Result<bool, GcError> {
         let mut any = false;
         for m in listing.iter().filter(|o| is_manifest(o)) {
             if self.read.contains(&m.key) {
                 continue;
             }
-            self.read(m)?;
-            self.read.insert(m.key.clone());
             any = true;
+            if self.read(m)? {
+                self.read.insert(m.key.clone());
+            }
         }
         Ok(any)
     }
 
-    fn read(&mut self, m: &Listed) -> Result<(), GcError> {
+    /// Reads one manifest; `false` if it is gone.
+    fn read(&mut self, m: &Listed) -> Result<bool, GcError> {
         if m.size > crate::checkpoint_store::MAX_MANIFEST_BYTES {
             return Err(GcError::ManifestTooLarge {
                 path: PathBuf::from(&m.key),
                 size: m.size,
             });
         }
-        let bytes = self.tool.read(&m.key).map_err(store_error(&m.key))?;
+        let bytes = match self.tool.read(&m.key) {
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            other => other.map_err(store_error(&m.key))?,
+        };
         let dir = m.key.rsplit_once('/').map_or("", |(d, _)| d);
         let manifest =
             CheckpointManifest::from_json_in(&bytes, &format!("{}{dir}", self.uri_prefix)).map_err(|source| {
@@ -164,7 +171,9 @@ impl Roots<'_> {
                 }
             })?;
         for named in manifest.states.iter().filter_map(|s| s.handle.file_path()) {
-            let Some(key) = named.strip_prefix(&self.uri_prefix) else {
+            // `s3a://`, `s3p://` and any case of the scheme name the same object.
+            let guest = object_uri::to_guest(named);
+            let Some(key) = guest.strip_prefix(&self.guest_prefix) else {
                 return Err(GcError::NamedObjectMissing {
                     manifest: PathBuf::from(&m.key),
                     named: named.to_string(),
@@ -174,7 +183,7 @@ impl Roots<'_> {
             self.referenced.insert(PathBuf::from(key));
             self.named_by.push((m.key.clone(), key.to_string()));
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -231,8 +240,18 @@ mod tests {
         tool.list().unwrap().into_iter().map(|o| o.key).collect()
     }
 
+    /// Checkpoint 10 completes and subsumes 9 during the first listing:
+    /// either the paged listing sees neither manifest (10 is written behind
+    /// its cursor, 9 deleted ahead of it), or it sees 9's, which is gone
+    /// before it is read. Either way the object 10 names stays.
     #[test]
     fn a_checkpoint_completing_behind_the_listing_keeps_its_objects() {
+        for seen_before_read in [false, true] {
+            a_checkpoint_completes_during_the_listing(seen_before_read);
+        }
+    }
+
+    fn a_checkpoint_completes_during_the_listing(seen_before_read: bool) {
         let g = grant();
         let tool = PrefixTool::new(&g.store, &g.prefix).unwrap();
         let shared = format!("checkpoints/{JOB}/shared/s1");
@@ -244,13 +263,15 @@ mod tests {
             &format!("checkpoints/{JOB}/chk-9/_metadata"),
             manifest(9, "s3://bucket/", &["s1"]),
         );
-        // The first listing is paged: checkpoint 10 completes behind its
-        // cursor and subsumes 9 ahead of it, so it sees neither manifest.
         let mut calls = 0;
         let mut list = || {
             calls += 1;
             if calls == 1 {
-                let seen: Vec<Listed> = tool.list()?.into_iter().filter(|o| !is_manifest(o)).collect();
+                let seen: Vec<Listed> = tool
+                    .list()?
+                    .into_iter()
+                    .filter(|o| seen_before_read || !is_manifest(o))
+                    .collect();
                 put(
                     &tool,
                     &g,
@@ -326,6 +347,27 @@ mod tests {
                 "nothing deleted"
             );
             assert_eq!(now.contains(&shared), shared_exists, "nothing deleted");
+        }
+    }
+
+    #[test]
+    fn handles_in_any_spelling_of_the_scheme_name_the_same_object() {
+        let g = grant();
+        let tool = PrefixTool::new(&g.store, &g.prefix).unwrap();
+        for (i, scheme) in ["s3a://", "S3://", "s3p://"].iter().enumerate() {
+            put(&tool, &g, &format!("checkpoints/{JOB}/shared/s1"), vec![1]);
+            put(
+                &tool,
+                &g,
+                &format!("checkpoints/{JOB}/chk-{i}/_metadata"),
+                manifest(i as u64, &format!("{scheme}bucket/"), &["s1"]),
+            );
+            let r = collect(&g, &no_grace(true)).unwrap();
+            assert!(r.orphans.is_empty(), "{scheme}: {:?}", r.orphans);
+            assert!(
+                keys(&tool).contains(&format!("checkpoints/{JOB}/shared/s1")),
+                "{scheme}"
+            );
         }
     }
 

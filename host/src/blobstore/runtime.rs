@@ -68,18 +68,49 @@ impl Drop for BlobRuntime {
 pub(crate) struct Deadline(Arc<Mutex<(Duration, Instant)>>);
 
 impl Deadline {
-    pub(crate) fn new(limit: Duration) -> Self {
+    /// The deadline of calls that may take `call_limit`. Requests end at
+    /// four fifths of it: the component needs the rest to turn the failure
+    /// into an `io` error; were both to end together, the epoch interrupt
+    /// would often win under load and discard the tenant instead.
+    pub(crate) fn new(call_limit: Duration) -> Self {
+        let limit = io_limit(call_limit);
         Deadline(Arc::new(Mutex::new((limit, Instant::now() + limit))))
     }
 
-    /// Starts a call: it may take `limit` from now.
+    /// Starts a call: its requests may take the I/O limit from now.
     pub(crate) fn begin_call(&self) {
         let mut d = self.0.lock().unwrap_or_else(|e| e.into_inner());
         d.1 = Instant::now() + d.0;
     }
 
+    /// (the I/O limit, the time left of it)
     fn remaining(&self) -> (Duration, Duration) {
         let d = self.0.lock().unwrap_or_else(|e| e.into_inner());
         (d.0, d.1.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// How long the requests of one call may take: four fifths of the call's
+/// limit (see [`Deadline::new`]).
+fn io_limit(call_limit: Duration) -> Duration {
+    call_limit - call_limit / 5
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_leave_the_component_a_fifth_of_the_call() {
+        assert_eq!(io_limit(Duration::from_millis(500)), Duration::from_millis(400));
+        assert_eq!(io_limit(Duration::from_secs(30)), Duration::from_secs(24));
+        assert_eq!(io_limit(Duration::from_nanos(1)), Duration::from_nanos(1));
+        let d = Deadline::new(Duration::from_secs(10));
+        let (limit, remaining) = d.remaining();
+        assert_eq!(limit, Duration::from_secs(8));
+        assert!(
+            remaining <= limit && remaining > Duration::from_secs(7),
+            "{remaining:?}"
+        );
     }
 }
