@@ -171,3 +171,50 @@ fn the_tenants_limits_hold_for_object_storage_too() {
     assert_eq!(t.object_keys(), vec![t.key_of(handle.file_path().unwrap())]);
     assert!(!t.tenant.is_poisoned());
 }
+
+/// Duplicating from a container in one store into a container in another
+/// goes part by part (no server-side copy between stores): a state of
+/// several parts arrives whole, and a small one too.
+#[test]
+fn a_duplicate_across_stores_arrives_whole() {
+    use object_store::ObjectStore;
+    use object_store::memory::InMemory;
+    let (a, b): (std::sync::Arc<dyn ObjectStore>, std::sync::Arc<dyn ObjectStore>) = (
+        std::sync::Arc::new(InMemory::new()),
+        std::sync::Arc::new(InMemory::new()),
+    );
+    let tenant = blob_plugin()
+        .tenant(TenantConfig::object_store(vec![
+            BlobGrant::new("a", a, "x"),
+            BlobGrant::new("b", b.clone(), "y"),
+        ]))
+        .unwrap();
+    let job = job_id();
+    let factory = |container: &str| {
+        let config = StorageConfig {
+            checkpoints_dir: format!("s3://{container}/checkpoints"),
+            ..StorageConfig::filesystem(&job)
+        };
+        tenant
+            .open_worker_view(&config)
+            .unwrap()
+            .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+            .unwrap()
+    };
+    let big = bytes(2 * checkpoint_storage_host::blobstore::PART_SIZE + 12_345, 7);
+    let small = bytes(40_000, 8);
+    let handles = [&big, &small].map(|data| factory("a").write_state(StateScope::Shared, data).unwrap().unwrap());
+    let copies = factory("b").duplicate(&handles, StateScope::Shared).unwrap();
+    for (copy, data) in copies.iter().zip([&big, &small]) {
+        assert!(copy.file_path().unwrap().starts_with("s3://b/"), "{copy:?}");
+        assert_eq!(&tenant.read_state(copy).unwrap(), data);
+    }
+    let keys: Vec<String> = futures::executor::block_on(futures::TryStreamExt::try_collect::<Vec<_>>(b.list(None)))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.location.to_string())
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with("y/checkpoints/")), "{keys:?}");
+    assert!(!tenant.is_poisoned());
+}

@@ -281,24 +281,37 @@ impl BlobView<'_> {
                     .map_err(|e| BlobError::store(&what, e))
             });
         }
-        let (s, d) = (sg.store.clone(), dg.store.clone());
-        self.blob.run(async move {
-            let bytes = s
-                .get(&from)
-                .await
-                .map_err(|e| BlobError::store(&what, e))?
-                .bytes()
-                .await
-                .map_err(|e| BlobError::store(&what, e))?;
-            let opts = object_store::PutOptions {
-                mode: object_store::PutMode::Create,
-                ..Default::default()
-            };
-            d.put_opts(&to, bytes.into(), opts)
-                .await
-                .map(|_| ())
-                .map_err(|e| BlobError::store(&what, e))
-        })
+        // Across stores: one part at a time through an upload (at most a
+        // part in host memory, whatever the object's size), never onto an
+        // existing object when it fits one put.
+        let source = sg.store.clone();
+        let size = {
+            let (source, from, what) = (source.clone(), from.clone(), what.clone());
+            self.blob.run(async move {
+                let meta = source.head(&from).await.map_err(|e| BlobError::store(&what, e))?;
+                Ok(meta.size)
+            })?
+        };
+        let upload = Upload::new(self.blob.runtime.clone(), self.blob.deadline.clone());
+        let mut upload = upload::lock(&upload);
+        upload.bind(Target {
+            store: dg.store.clone(),
+            path: to,
+        })?;
+        let mut at = 0;
+        while at < size {
+            let end = size.min(at + PART_SIZE as u64);
+            let (source, from, what) = (source.clone(), from.clone(), what.clone());
+            let part = self.blob.run(async move {
+                source
+                    .get_range(&from, at..end)
+                    .await
+                    .map_err(|e| BlobError::store(&what, e))
+            })?;
+            upload.write(&part)?;
+            at = end;
+        }
+        upload.finish()
     }
 }
 

@@ -38,7 +38,7 @@ pub(crate) struct Upload {
 
 pub(crate) type SharedUpload = Arc<Mutex<Upload>>;
 
-fn lock(u: &SharedUpload) -> std::sync::MutexGuard<'_, Upload> {
+pub(crate) fn lock(u: &SharedUpload) -> std::sync::MutexGuard<'_, Upload> {
     u.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -98,7 +98,8 @@ impl Upload {
         })
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
+    /// Appends bytes (a part goes out each time `PART_SIZE` collect).
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
