@@ -638,6 +638,10 @@ mod tests {
         }
     }
 
+    fn options(grace: Duration, delete: bool) -> GcOptions {
+        GcOptions { grace, delete }
+    }
+
     fn paths(orphans: &[Orphan]) -> Vec<String> {
         orphans.iter().map(|o| o.display.clone()).collect()
     }
@@ -661,14 +665,7 @@ mod tests {
     #[test]
     fn a_dry_run_lists_exactly_the_orphans_and_deletes_nothing() {
         let d = layout();
-        let r = collect(
-            d.root(),
-            &GcOptions {
-                grace: HOUR,
-                delete: false,
-            },
-        )
-        .unwrap();
+        let r = collect(d.root(), &options(HOUR, false)).unwrap();
         assert_eq!(
             paths(&r.orphans),
             vec![
@@ -693,14 +690,7 @@ mod tests {
     fn delete_removes_exactly_the_orphans() {
         let d = layout();
         // chk-2's directory (old, no `_metadata`) goes once its files go.
-        let r = collect(
-            d.root(),
-            &GcOptions {
-                grace: HOUR,
-                delete: true,
-            },
-        )
-        .unwrap();
+        let r = collect(d.root(), &options(HOUR, true)).unwrap();
         assert!(r.failures.is_empty(), "{:?}", r.failures);
         assert_eq!(r.orphans.last().unwrap().kind, OrphanKind::IncompleteDirectory);
         for gone in ["chk-1/stray", "chk-2", "shared/s2"] {
@@ -711,14 +701,7 @@ mod tests {
         }
         assert!(d.exists("sp/savepoint-012345-abcdefabcdef/x"));
         assert!(d.exists("notes.txt"));
-        let again = collect(
-            d.root(),
-            &GcOptions {
-                grace: Duration::ZERO,
-                delete: true,
-            },
-        )
-        .unwrap();
+        let again = collect(d.root(), &options(Duration::ZERO, true)).unwrap();
         assert!(again.orphans.is_empty(), "{:?}", again.orphans);
     }
 
@@ -726,14 +709,7 @@ mod tests {
     fn files_younger_than_the_grace_are_kept() {
         let d = layout();
         d.file(&format!("{JOB}/chk-4/in-progress"), 20, Duration::from_secs(60));
-        let r = collect(
-            d.root(),
-            &GcOptions {
-                grace: HOUR,
-                delete: true,
-            },
-        )
-        .unwrap();
+        let r = collect(d.root(), &options(HOUR, true)).unwrap();
         assert_eq!(paths(&r.young), vec![format!("{JOB}/chk-4/in-progress")]);
         assert!(d.exists(&format!("{JOB}/chk-4/in-progress")));
         assert!(!r.orphans.iter().any(|o| o.path.starts_with(format!("{JOB}/chk-4"))));
@@ -754,14 +730,7 @@ mod tests {
             d.root().join(format!("{JOB}/shared/link-file")),
         )
         .unwrap();
-        let r = collect(
-            d.root(),
-            &GcOptions {
-                grace: Duration::ZERO,
-                delete: true,
-            },
-        )
-        .unwrap();
+        let r = collect(d.root(), &options(Duration::ZERO, true)).unwrap();
         assert_eq!(r.symlinks.len(), 2, "{:?}", r.symlinks);
         assert_eq!(std::fs::read(outside.path().join("precious")).unwrap(), b"keep");
         assert!(d.exists(&format!("{JOB}/shared/link-file")));
@@ -775,10 +744,7 @@ mod tests {
     #[test]
     fn a_directory_swapped_for_a_symlink_after_the_listing_is_not_followed() {
         let d = layout();
-        let options = GcOptions {
-            grace: HOUR,
-            delete: true,
-        };
+        let options = options(HOUR, true);
         let tree = Beneath::open(d.root()).unwrap();
         let mut report = plan(d.root(), &tree, &options).unwrap();
         assert!(paths(&report.orphans).contains(&format!("{JOB}/chk-2/b")));
@@ -829,10 +795,7 @@ mod tests {
                 }
                 Ok(s)
             };
-            let options = GcOptions {
-                grace: HOUR,
-                delete: true,
-            };
+            let options = options(HOUR, true);
             let mut report = plan_walked(d.root(), &tree, &options, &mut walk).unwrap();
             assert_eq!(walks, 3, "walked until a walk found nothing new");
             delete(&tree, &mut report);
@@ -852,14 +815,7 @@ mod tests {
         )
         .unwrap();
         std::os::unix::fs::symlink("real-shared", d.root().join(format!("{JOB}/shared"))).unwrap();
-        let e = collect(
-            d.root(),
-            &GcOptions {
-                grace: Duration::ZERO,
-                delete: true,
-            },
-        )
-        .unwrap_err();
+        let e = collect(d.root(), &options(Duration::ZERO, true)).unwrap_err();
         let GcError::ReferencedThroughLink { link, .. } = &e else {
             panic!("{e}")
         };
@@ -877,14 +833,7 @@ mod tests {
         let above = Dir::new();
         std::fs::rename(d.root(), above.root().join("tenant-a")).unwrap();
         std::fs::create_dir(d.root()).unwrap(); // for TempDir's cleanup
-        let e = collect(
-            above.root(),
-            &GcOptions {
-                grace: HOUR,
-                delete: true,
-            },
-        )
-        .unwrap_err();
+        let e = collect(above.root(), &options(HOUR, true)).unwrap_err();
         assert!(matches!(e, GcError::ReferencedFileMissing { .. }), "{e}");
         assert!(e.to_string().contains("the tenant's own directory"), "{e}");
         assert!(above.exists(&format!("tenant-a/{JOB}/shared/s1")), "nothing deleted");
@@ -895,14 +844,7 @@ mod tests {
     fn an_unreadable_manifest_stops_the_collection() {
         let d = layout();
         d.file(&format!("{JOB}/chk-9/_metadata"), 3, 2 * HOUR);
-        let e = collect(
-            d.root(),
-            &GcOptions {
-                grace: Duration::ZERO,
-                delete: true,
-            },
-        )
-        .unwrap_err();
+        let e = collect(d.root(), &options(Duration::ZERO, true)).unwrap_err();
         assert!(matches!(e, GcError::Manifest { .. }), "{e}");
         assert!(e.to_string().contains("chk-9"), "{e}");
         assert!(d.exists(&format!("{JOB}/chk-1/stray")), "nothing deleted");
@@ -917,14 +859,7 @@ mod tests {
         assert_eq!(escape(Path::new(raw)), "x\\xff\\n");
         let d = layout();
         d.file(&format!("{JOB}/shared/evil\nname"), 1, 2 * HOUR);
-        let r = collect(
-            d.root(),
-            &GcOptions {
-                grace: HOUR,
-                delete: false,
-            },
-        )
-        .unwrap();
+        let r = collect(d.root(), &options(HOUR, false)).unwrap();
         assert!(render(&r).contains("shared/evil\\nname"), "{}", render(&r));
     }
 }
