@@ -88,19 +88,9 @@ impl Beneath {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 other => other?,
             };
-            let ft = meta.file_type();
-            let kind = if ft.is_symlink() {
-                Kind::Symlink
-            } else if ft.is_dir() {
-                Kind::Dir
-            } else if ft.is_file() {
-                Kind::File
-            } else {
-                Kind::Other
-            };
             out.push(Entry {
                 name: entry.file_name(),
-                kind,
+                kind: kind(&meta.file_type()),
                 len: meta.len(),
                 modified: meta.modified().map(|t| t.into_std()),
             });
@@ -111,6 +101,20 @@ impl Beneath {
     /// The modification time of the directory `rel` itself.
     pub fn dir_modified(&self, rel: &Path) -> io::Result<SystemTime> {
         self.dir(rel)?.metadata()?.modified()
+    }
+
+    /// The kind of what `rel` names (a link is not followed); `None` when
+    /// nothing is there, or its directory is not.
+    pub fn kind_of(&self, rel: &Path) -> io::Result<Option<Kind>> {
+        let (dir, name) = match self.parent(rel) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            other => other?,
+        };
+        let meta = match cap::stat(&dir, name, FollowSymlinks::No) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            other => other?,
+        };
+        Ok(Some(kind(&meta.file_type())))
     }
 
     /// What `rel` names, without following a link on the way.
@@ -179,6 +183,18 @@ impl Beneath {
     pub fn remove_dir(&self, rel: &Path) -> io::Result<()> {
         let (dir, name) = self.parent(rel)?;
         cap::remove_dir(&dir, name)
+    }
+}
+
+fn kind(ft: &cap::FileType) -> Kind {
+    if ft.is_symlink() {
+        Kind::Symlink
+    } else if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_file() {
+        Kind::File
+    } else {
+        Kind::Other
     }
 }
 

@@ -17,9 +17,11 @@
 //! - an incomplete `chk-<id>` or savepoint directory goes once all it holds
 //!   goes.
 //!
-//! - the tree is walked again until a walk finds no manifest not read yet:
-//!   a checkpoint completing during a walk, while the one it subsumes goes,
-//!   could otherwise hide both manifests (and the shared files they name).
+//! - after the walk, manifests are looked for again (a fast pass, see
+//!   `manifest_pass`) until a pass finds none not read yet and nothing
+//!   vanished: a checkpoint completing during the walk, while the one it
+//!   subsumes goes, could otherwise hide both manifests (and the shared
+//!   files they name).
 //!
 //! It reads the host filesystem directly (it is an operator's tool, like
 //! `inspect`), through directory descriptors and never through a link.
@@ -27,7 +29,8 @@
 use crate::beneath::{Beneath, Found, Kind};
 use crate::manifest::{CheckpointManifest, ManifestError};
 use checkpoint_storage_core::layout::{
-    GUEST_MOUNT, METADATA_FILE_NAME, SAVEPOINT_DIR_PREFIX, is_job_id, is_temp_metadata_name, parse_checkpoint_dir_name,
+    GUEST_MOUNT, METADATA_FILE_NAME, SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, TASK_OWNED_STATE_DIR, is_job_id,
+    is_temp_metadata_name, parse_checkpoint_dir_name,
 };
 use checkpoint_storage_core::paths::GuestPath;
 use serde::Serialize;
@@ -352,6 +355,7 @@ fn read_new(root: &Path, tree: &Beneath, manifests: &[PathBuf], roots: &mut Root
             path: path.clone(),
             source,
         })?;
+        let mut names = vec![];
         for named in manifest
             .states
             .iter()
@@ -360,6 +364,9 @@ fn read_new(root: &Path, tree: &Beneath, manifests: &[PathBuf], roots: &mut Root
         {
             match tree.lookup(&named).map_err(io_err(&root.join(&named)))? {
                 Found::Yes => {}
+                // Subsumed since it was read (`_metadata` goes first, then
+                // the files): a change, not a foreign directory.
+                Found::Missing if tree.lookup(rel).map_err(io_err(&path))? == Found::Missing => break,
                 Found::Missing => {
                     return Err(GcError::ReferencedFileMissing {
                         manifest: path,
@@ -375,11 +382,72 @@ fn read_new(root: &Path, tree: &Beneath, manifests: &[PathBuf], roots: &mut Root
                     });
                 }
             }
-            roots.referenced.insert(named);
+            names.push(named);
         }
+        // Even a manifest that vanished keeps what it named found so far:
+        // keeping a file is never wrong.
+        roots.referenced.extend(names);
         roots.read.insert(rel.clone());
     }
     Ok(changed)
+}
+
+/// The `_metadata` files of a tree, found fast, and whether something
+/// vanished while they were looked for.
+struct Pass {
+    manifests: Vec<PathBuf>,
+    vanished: bool,
+}
+
+/// Finds the manifests without reading what cannot hold one (a job's
+/// `shared/` and `taskowned/`, the files of checkpoint and savepoint
+/// directories). In a job directory its `chk-<id>` directories are looked
+/// at right after it is listed, in ascending id order: a checkpoint
+/// completing and subsuming its predecessor during the pass then shows one
+/// of the two (the predecessor's `_metadata` goes only after the new one is
+/// written); to hide both, two checkpoints must complete within the few
+/// lookups of one job directory.
+fn manifest_pass(root: &Path, tree: &Beneath) -> Result<Pass, GcError> {
+    let mut pass = Pass {
+        manifests: vec![],
+        vanished: false,
+    };
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let entries = match tree.entries(&rel) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.as_os_str().is_empty() => {
+                pass.vanished = true;
+                continue;
+            }
+            other => other.map_err(io_err(&root.join(&rel)))?,
+        };
+        let in_job = rel.file_name().and_then(|n| n.to_str()).is_some_and(is_job_id);
+        let mut checkpoints = vec![];
+        for entry in entries {
+            let child = rel.join(&entry.name);
+            let name = entry.name.to_str().unwrap_or("");
+            match entry.kind {
+                Kind::File if name == METADATA_FILE_NAME => pass.manifests.push(child),
+                Kind::Dir if in_job && (name == SHARED_STATE_DIR || name == TASK_OWNED_STATE_DIR) => {}
+                Kind::Dir if in_job && parse_checkpoint_dir_name(name).is_some() => {
+                    checkpoints.push((parse_checkpoint_dir_name(name), child));
+                }
+                Kind::Dir if name.starts_with(SAVEPOINT_DIR_PREFIX) => checkpoints.push((None, child)),
+                Kind::Dir => stack.push(child),
+                _ => {}
+            }
+        }
+        checkpoints.sort();
+        for (_, dir) in checkpoints {
+            let metadata = dir.join(METADATA_FILE_NAME);
+            match tree.kind_of(&metadata).map_err(io_err(&root.join(&metadata)))? {
+                Some(Kind::File) => pass.manifests.push(metadata),
+                Some(_) => {}
+                None => pass.vanished |= tree.lookup(&dir).map_err(io_err(&root.join(&dir)))? == Found::Missing,
+            }
+        }
+    }
+    Ok(pass)
 }
 
 /// Walks at most this many times; more means checkpoints complete faster
@@ -454,30 +522,35 @@ pub fn collect(root: &Path, options: &GcOptions) -> Result<GcReport, GcError> {
 
 /// The report of what [`collect`] would delete.
 fn plan(root: &Path, tree: &Beneath, options: &GcOptions) -> Result<GcReport, GcError> {
-    plan_walked(root, tree, options, &mut || scan(root, tree))
+    plan_walked(root, tree, options, &mut || scan(root, tree), &mut || {
+        manifest_pass(root, tree)
+    })
 }
 
-/// [`plan`] with the walk given (tests interleave a live job with it).
+/// [`plan`] with the walk and the manifest passes given (tests interleave
+/// a live job with them).
 fn plan_walked(
     root: &Path,
     tree: &Beneath,
     options: &GcOptions,
     walk: &mut dyn FnMut() -> Result<Scan, GcError>,
+    pass: &mut dyn FnMut() -> Result<Pass, GcError>,
 ) -> Result<GcReport, GcError> {
     let now = SystemTime::now();
     let old = |mtime: SystemTime| now.duration_since(mtime).is_ok_and(|age| age >= options.grace);
     let scan = walk()?;
     let mut roots = Roots::default();
     read_new(root, tree, &scan.manifests, &mut roots)?;
-    // Next to a live job a walk can miss a checkpoint completing behind it
-    // while the one it subsumes goes ahead of it: walk again until a walk
-    // finds no manifest not read yet (the object store's collector does
-    // the same; see there why that suffices).
+    // Next to a live job the walk can miss a checkpoint completing behind
+    // it while the one it subsumes goes ahead of it: look for manifests
+    // again until a pass finds none not read yet and nothing vanished
+    // (see `manifest_pass` for why one such pass suffices).
     let mut walks = 1;
     loop {
-        let again = walk()?;
+        let again = pass()?;
         walks += 1;
-        if !read_new(root, tree, &again.manifests, &mut roots)? {
+        let new = read_new(root, tree, &again.manifests, &mut roots)?;
+        if !new && !again.vanished {
             break;
         }
         if walks >= MAX_LISTINGS {
@@ -774,35 +847,77 @@ mod tests {
 
     /// Checkpoint 10 completes and subsumes 9 while gc walks: either the
     /// walk sees neither manifest, or it sees 9's, which is gone before it
-    /// is read. Either way the shared file 10 names stays.
+    /// is read. Then checkpoint 11 completes and subsumes 10 between the
+    /// first manifest pass and the reading of 10's manifest. The shared file
+    /// all three name stays.
     #[test]
-    fn a_checkpoint_completing_during_the_walk_keeps_its_files() {
+    fn checkpoints_completing_during_the_walk_keep_their_files() {
         for seen_before_read in [false, true] {
             let d = layout();
             let tree = Beneath::open(d.root()).unwrap();
-            let chk9 = PathBuf::from(format!("{JOB}/chk-9/_metadata"));
-            d.manifest(&format!("{JOB}/chk-9"), 9, &[&format!("{JOB}/shared/s2")], &[]);
-            let mut walks = 0;
+            let meta = |id: u64| PathBuf::from(format!("{JOB}/chk-{id}/_metadata"));
+            let shared = format!("{JOB}/shared/s2");
+            d.manifest(&format!("{JOB}/chk-9"), 9, &[&shared], &[]);
+            let complete = |id: u64| {
+                d.manifest(&format!("{JOB}/chk-{id}"), id, &[&shared], &[]);
+                std::fs::remove_file(d.root().join(meta(id - 1))).unwrap();
+            };
             let mut walk = || {
-                walks += 1;
                 let mut s = scan(d.root(), &tree)?;
-                if walks == 1 {
-                    if !seen_before_read {
-                        s.manifests.retain(|m| *m != chk9);
-                    }
-                    d.manifest(&format!("{JOB}/chk-10"), 10, &[&format!("{JOB}/shared/s2")], &[]);
-                    std::fs::remove_file(d.root().join(&chk9)).unwrap();
+                if !seen_before_read {
+                    s.manifests.retain(|m| *m != meta(9));
                 }
+                complete(10);
                 Ok(s)
             };
-            let options = options(HOUR, true);
-            let mut report = plan_walked(d.root(), &tree, &options, &mut walk).unwrap();
-            assert_eq!(walks, 3, "walked until a walk found nothing new");
+            let mut passes = 0;
+            let mut pass = || {
+                passes += 1;
+                let found = manifest_pass(d.root(), &tree);
+                if passes == 1 {
+                    // Found 10's manifest; 11 completes before it is read.
+                    complete(11);
+                }
+                found
+            };
+            let mut report = plan_walked(d.root(), &tree, &options(HOUR, true), &mut walk, &mut pass).unwrap();
+            assert_eq!(passes, 3, "looked until a pass found nothing new");
             delete(&tree, &mut report);
             assert!(report.failures.is_empty(), "{:?}", report.failures);
-            assert!(d.exists(&format!("{JOB}/shared/s2")), "named by checkpoint 10");
+            assert!(d.exists(&shared), "named by checkpoint 11");
             assert!(!d.exists(&format!("{JOB}/chk-1/stray")), "orphans still go");
         }
+    }
+
+    #[test]
+    fn a_manifest_pass_looks_at_checkpoints_in_ascending_order_and_not_into_state() {
+        let d = layout();
+        for id in [10, 9] {
+            d.manifest(&format!("{JOB}/chk-{id}"), id, &[], &[]);
+        }
+        // Not where a manifest lives: not looked at by a pass.
+        d.file(&format!("{JOB}/shared/_metadata"), 1, HOUR);
+        d.file(&format!("{JOB}/chk-9/nested/_metadata"), 1, HOUR);
+        let tree = Beneath::open(d.root()).unwrap();
+        let pass = manifest_pass(d.root(), &tree).unwrap();
+        let job: Vec<String> = pass
+            .manifests
+            .iter()
+            .filter(|m| m.starts_with(JOB))
+            .map(|m| m.display().to_string())
+            .collect();
+        let expected: Vec<String> = [1, 9, 10]
+            .iter()
+            .map(|id| format!("{JOB}/chk-{id}/_metadata"))
+            .collect();
+        assert_eq!(job, expected);
+        assert!(
+            pass.manifests
+                .contains(&PathBuf::from("sp/savepoint-012345-abcdefabcdef/_metadata")),
+            "{:?}",
+            pass.manifests
+        );
+        assert!(!pass.vanished);
     }
 
     #[test]

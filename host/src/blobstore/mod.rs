@@ -281,38 +281,83 @@ impl BlobView<'_> {
                     .map_err(|e| BlobError::store(&what, e))
             });
         }
-        // Across stores: one part at a time through an upload (at most a
-        // part in host memory, whatever the object's size), never onto an
-        // existing object when it fits one put.
-        let source = sg.store.clone();
-        let size = {
-            let (source, from, what) = (source.clone(), from.clone(), what.clone());
-            self.blob.run(async move {
-                let meta = source.head(&from).await.map_err(|e| BlobError::store(&what, e))?;
-                Ok(meta.size)
-            })?
-        };
-        let upload = Upload::new(self.blob.runtime.clone(), self.blob.deadline.clone());
-        let mut upload = upload::lock(&upload);
-        upload.bind(Target {
-            store: dg.store.clone(),
-            path: to,
-        })?;
-        let mut at = 0;
-        while at < size {
-            let end = size.min(at + PART_SIZE as u64);
-            let (source, from, what) = (source.clone(), from.clone(), what.clone());
-            let part = self.blob.run(async move {
-                source
-                    .get_range(&from, at..end)
-                    .await
-                    .map_err(|e| BlobError::store(&what, e))
-            })?;
-            upload.write(&part)?;
-            at = end;
-        }
-        upload.finish()
+        copy_across(
+            &self.blob.runtime,
+            &self.blob.deadline,
+            (&sg.store, from),
+            (&dg.store, to),
+            &what,
+        )
     }
+}
+
+/// A copy between two stores, one part at a time through an upload.
+fn copy_across(
+    runtime: &Arc<BlobRuntime>,
+    deadline: &Deadline,
+    (source, from): (&Arc<dyn ObjectStore>, Path),
+    (target, to): (&Arc<dyn ObjectStore>, Path),
+    what: &str,
+) -> Result<(), BlobError> {
+    // Across stores: one part at a time through an upload (about a
+    // part in host memory, whatever the object's size), every part read
+    // from the same version of the source, never onto an existing object
+    // (checked first: a multipart completion would replace it).
+    let meta = {
+        let (source, from, what) = (source.clone(), from.clone(), what.to_string());
+        runtime.run(deadline, async move {
+            source.head(&from).await.map_err(|e| BlobError::store(&what, e))
+        })?
+    };
+    let exists = {
+        let (target, to, what) = (target.clone(), to.clone(), what.to_string());
+        runtime.run(deadline, async move {
+            match target.head(&to).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(BlobError::store(&what, e)),
+            }
+        })?
+    };
+    if exists {
+        return Err(BlobError::new(
+            FsErrorKind::AlreadyExists,
+            format!("{what}: the target already exists; a copy never replaces an object"),
+        ));
+    }
+    let size = meta.size;
+    let upload = Upload::new(runtime.clone(), deadline.clone());
+    let mut upload = upload::lock(&upload);
+    upload.bind(Target {
+        store: target.clone(),
+        path: to,
+    })?;
+    let mut at = 0;
+    while at < size {
+        let end = size.min(at + PART_SIZE as u64);
+        let (source, from, context) = (source.clone(), from.clone(), what.to_string());
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(at..end)),
+            if_match: meta.e_tag.clone(),
+            ..Default::default()
+        };
+        let part = runtime.run(deadline, async move {
+            let r = source
+                .get_opts(&from, opts)
+                .await
+                .map_err(|e| BlobError::store(&context, e))?;
+            r.bytes().await.map_err(|e| BlobError::store(&context, e))
+        })?;
+        if part.len() as u64 != end - at {
+            return Err(BlobError::io(format!(
+                "{what}: asked for bytes {at}..{end}, got {}; the source changed during the copy",
+                part.len()
+            )));
+        }
+        upload.write(&part)?;
+        at = end;
+    }
+    upload.finish()
 }
 
 impl types::Host for BlobView<'_> {}
@@ -549,7 +594,43 @@ impl blobstore::Host for BlobView<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_GET_BYTES, get_range};
+    use super::{BlobRuntime, Deadline, MAX_GET_BYTES, PART_SIZE, copy_across, get_range};
+    use object_store::ObjectStore;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_copy_across_stores_arrives_whole_and_never_replaces_an_object() {
+        let runtime = BlobRuntime::new().unwrap();
+        let deadline = Deadline::new(Duration::from_secs(60));
+        deadline.begin_call();
+        let a: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let b: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let put = |store: &Arc<dyn ObjectStore>, key: &str, data: Vec<u8>| {
+            futures::executor::block_on(store.put(&Path::from(key), data.into())).unwrap();
+        };
+        let get = |store: &Arc<dyn ObjectStore>, key: &str| {
+            futures::executor::block_on(async { store.get(&Path::from(key)).await?.bytes().await }).map(|b| b.to_vec())
+        };
+        let copy =
+            |from: &str, to: &str| copy_across(&runtime, &deadline, (&a, from.into()), (&b, to.into()), "copying");
+        for size in [0, 1, PART_SIZE, 2 * PART_SIZE + 7] {
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let (from, to) = (format!("src/{size}"), format!("dst/{size}"));
+            put(&a, &from, data.clone());
+            copy(&from, &to).unwrap();
+            assert_eq!(get(&b, &to).unwrap(), data, "{size} bytes");
+            // Never onto an existing object, whatever its size.
+            let e = copy(&from, &to).unwrap_err();
+            assert!(e.wire().starts_with("already-exists"), "{}", e.wire());
+            assert_eq!(get(&b, &to).unwrap(), data, "unchanged");
+        }
+        let e = copy("src/missing", "dst/missing").unwrap_err();
+        assert!(e.wire().starts_with("not-found"), "{}", e.wire());
+        assert!(get(&b, "dst/missing").is_err(), "no object");
+    }
 
     #[test]
     fn get_ranges_are_checked_without_overflow() {

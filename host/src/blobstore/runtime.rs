@@ -53,6 +53,22 @@ impl BlobRuntime {
     }
 }
 
+impl BlobRuntime {
+    /// Starts `fut` on the runtime and returns at once: clean-up that must
+    /// not wait for a call (bounded by [`DETACHED_LIMIT`]; its result is
+    /// dropped).
+    pub(crate) fn detach<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) {
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(DETACHED_LIMIT, fut).await;
+            });
+        }
+    }
+}
+
+/// How long detached clean-up may run.
+const DETACHED_LIMIT: Duration = Duration::from_secs(60);
+
 impl Drop for BlobRuntime {
     fn drop(&mut self) {
         // Never block the dropping thread on stray I/O.
@@ -81,6 +97,11 @@ impl Deadline {
     pub(crate) fn begin_call(&self) {
         let mut d = self.0.lock().unwrap_or_else(|e| e.into_inner());
         d.1 = Instant::now() + d.0;
+    }
+
+    /// Whether the current call has no time left for requests.
+    pub(crate) fn is_over(&self) -> bool {
+        self.remaining().1.is_zero()
     }
 
     /// (the I/O limit, the time left of it)

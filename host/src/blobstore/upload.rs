@@ -171,10 +171,16 @@ impl Upload {
     fn abort(&mut self) {
         self.buf = Vec::new();
         if let Some(mut mp) = self.multipart.take() {
-            // Best effort: S3 also expires incomplete uploads by lifecycle rule.
-            let _ = self.runtime.run(&self.deadline, async move {
-                mp.abort().await.map_err(|e| BlobError::store("aborting an upload", e))
-            });
+            // Best effort: S3 also expires incomplete uploads by lifecycle
+            // rule. Within the call's time the caller waits for it; after
+            // (the upload failed at the deadline) it goes on in the
+            // background, so the parts do not stay until that rule.
+            let abort = async move { mp.abort().await.map_err(|e| BlobError::store("aborting an upload", e)) };
+            if self.deadline.is_over() {
+                self.runtime.detach(abort);
+            } else {
+                let _ = self.runtime.run(&self.deadline, abort);
+            }
         }
     }
 }
