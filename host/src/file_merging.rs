@@ -187,6 +187,19 @@ impl FileMergingSnapshotManager {
         })
     }
 
+    /// Flink's `couldReusePreviousStateHandle`: whether a later checkpoint
+    /// may name this segment again ([`Self::reuse_previous_state_handles`])
+    /// instead of writing its bytes anew. False for a segment of a file space
+    /// control marked wasteful, an unknown segment, or a handle that is not
+    /// a segment.
+    pub fn could_reuse_previous_state_handle(&self, handle: &StateHandle) -> Result<bool> {
+        call(&self.0, |g, i, r| {
+            g.file_merging_snapshot_manager()
+                .call_could_reuse_previous_state_handle(&mut i.store, r, handle)
+                .map(Ok)
+        })
+    }
+
     /// Flink's `restoreStateHandles`.
     pub fn restore_state_handles(
         &self,

@@ -445,3 +445,50 @@ fn sigkill_in_the_middle_of_a_merged_checkpoint_keeps_the_last_completed_one() {
     let pointer = std::fs::read_to_string(root.path().join("pointer")).unwrap();
     restore_and_check(&dir, &job, &pointer, 1, 200);
 }
+
+/// Space control through the component (Flink's `testSpaceControl` in
+/// short): once a closed file holds far more bytes than live segments, its
+/// segments are no longer offered for reuse; the open file's still are.
+#[test]
+fn space_control_stops_reuse_of_segments_in_a_wasteful_file() {
+    let t = TestTenant::new();
+    let (_c, _locs) = coordinator(&t, &[1, 2]);
+    let m = manager(
+        &t,
+        FileMergingOptions::enabled()
+            .with_across_checkpoint_boundary(true)
+            .with_max_file_size(8 << 10),
+    );
+    let factory = |id| {
+        m.resolve_checkpoint_storage_location(&subtask(0), id, &LocationReference::Default)
+            .unwrap()
+    };
+    let write = |id: u64| {
+        factory(id)
+            .write_state(StateScope::Shared, &bytes(1 << 10, id as u8))
+            .unwrap()
+            .unwrap()
+    };
+    // Eight states fill the first file, the ninth starts the second.
+    let first: Vec<StateHandle> = (0..9).map(|_| write(1)).collect();
+    assert_ne!(first[0].file_path(), first[8].file_path());
+    assert!(m.could_reuse_previous_state_handle(&first[0]).unwrap());
+    m.reuse_previous_state_handles(2, std::slice::from_ref(&first[0]))
+        .unwrap();
+    m.notify_checkpoint_subsumed(&subtask(0), 1).unwrap();
+    // 9 KiB on disk for 1 KiB live (first[0], reused by checkpoint 2).
+    assert!(!m.could_reuse_previous_state_handle(&first[0]).unwrap());
+    assert!(t.tenant.read_state(&first[0]).is_ok(), "still live for checkpoint 2");
+    let again = write(2);
+    assert_eq!(
+        again.file_path(),
+        first[8].file_path(),
+        "the open file still takes segments"
+    );
+    assert!(m.could_reuse_previous_state_handle(&again).unwrap());
+    let inline = StateHandle::ByteStream(ByteStreamHandle {
+        name: "x".into(),
+        data: vec![1],
+    });
+    assert!(!m.could_reuse_previous_state_handle(&inline).unwrap());
+}

@@ -55,9 +55,12 @@ struct Physical<F> {
     refs: u32,
     /// A stream is writing a segment into it.
     busy: bool,
-    /// Takes more segments when returned (false once space control or a
-    /// failed stream stopped it).
+    /// Takes more segments when returned (false once a failed stream
+    /// stopped it).
     reusable: bool,
+    /// Space control gave up on it: its segments should not be reused by
+    /// later checkpoints (Flink's `couldReuse`), so that it can empty.
+    wasteful: bool,
     /// In this manager's managed directories: deleted when unused.
     owned: bool,
 }
@@ -237,7 +240,7 @@ impl<S: Sandbox + 'static> FileMergingSnapshotManager<S> {
         let mut errors = Errors::default();
         st.discard_logical_files(subtask, checkpoint_id, checkpoint_id..=checkpoint_id, &mut errors);
         st.close_checkpoint_pools(|cp| cp == checkpoint_id, &mut errors);
-        st.control_space(&mut errors);
+        st.control_space();
         errors.into_result()
     }
 
@@ -249,7 +252,7 @@ impl<S: Sandbox + 'static> FileMergingSnapshotManager<S> {
         let mut errors = Errors::default();
         st.discard_logical_files(subtask, checkpoint_id, 0..=checkpoint_id, &mut errors);
         st.close_checkpoint_pools(|cp| cp <= checkpoint_id, &mut errors);
-        st.control_space(&mut errors);
+        st.control_space();
         errors.into_result()
     }
 
@@ -269,6 +272,27 @@ impl<S: Sandbox + 'static> FileMergingSnapshotManager<S> {
             }
         }
         Ok(())
+    }
+
+    /// Flink's `couldReusePreviousStateHandle`: whether a later checkpoint
+    /// may reference this segment again (`reuse_previous_state_handles`)
+    /// instead of writing its bytes anew. False for a segment in a file
+    /// space control marked wasteful (so that the file can empty and go),
+    /// for a segment the manager does not know, and for anything that is not
+    /// a segment: write those again.
+    pub fn could_reuse_previous_state_handle(&self, handle: &StateHandle) -> bool {
+        let st = self.state.borrow();
+        let StateHandle::Segment { path, offset, .. } = handle else {
+            return false;
+        };
+        let Ok(path) = GuestPath::parse(path) else {
+            return false;
+        };
+        st.by_segment
+            .get(&(path.to_string(), *offset))
+            .and_then(|id| st.logical.get(id))
+            .and_then(|l| st.physical.get(&l.physical))
+            .is_some_and(|p| !p.wasteful)
     }
 
     /// Flink's `restoreStateHandles`: registers the segments of a restored
@@ -405,6 +429,7 @@ impl<S: Sandbox> State<S> {
                 refs: 0,
                 busy: true,
                 reusable: true,
+                wasteful: false,
                 owned: true,
             },
         );
@@ -614,40 +639,44 @@ impl<S: Sandbox> State<S> {
     }
 
     /// Flink's space control: when the manager's physical bytes exceed
-    /// `max-space-amplification` times its live bytes, the open files that
-    /// waste most stop taking segments until the goal is met; the next
-    /// writes go to new files.
-    fn control_space(&mut self, errors: &mut Errors) {
+    /// `max-space-amplification` times its live bytes, the closed files that
+    /// waste most are marked wasteful (their segments should not be reused
+    /// by later checkpoints, see `could_reuse_previous_state_handle`) until
+    /// the files still worth reusing fit the goal. Open files are left as
+    /// they are: new writes go where they went, and nothing is closed or
+    /// deleted here.
+    fn control_space(&mut self) {
         let Some(amp) = self.options.max_space_amplification else {
             return;
         };
         let stat = self.space_stat();
-        let goal = stat.logical_file_size as f64 * amp as f64;
+        let goal = (stat.logical_file_size as f64 * amp as f64).round();
         if stat.physical_file_size as f64 <= goal {
             return;
         }
-        let mut open: Vec<(u64, u64)> = self
+        // Files with live segments still worth reusing.
+        let candidates: Vec<(u64, &Physical<_>)> = self
             .physical
             .iter()
-            .filter(|(_, p)| p.owned && p.file.is_some() && p.reusable)
-            .map(|(&id, p)| (id, p.wasted()))
+            .filter(|(_, p)| p.refs > 0 && !p.wasteful)
+            .map(|(&id, p)| (id, p))
             .collect();
-        let mut alive: f64 = open.iter().map(|(id, _)| self.physical[id].size as f64).sum();
+        let mut alive: f64 = candidates.iter().map(|(_, p)| p.size as f64).sum();
         if alive <= goal {
             return;
         }
-        open.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        for (id, wasted) in open {
+        let mut closed: Vec<(u64, u64)> = candidates
+            .iter()
+            .filter(|(_, p)| p.file.is_none())
+            .map(|(id, p)| (*id, p.wasted()))
+            .collect();
+        closed.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (id, wasted) in closed {
             let p = self.physical.get_mut(&id).expect("listed file exists");
-            if wasted == 0 || p.size as f64 <= p.live as f64 * amp as f64 {
+            if p.size as f64 <= p.live as f64 * amp as f64 {
                 continue;
             }
-            p.reusable = false;
-            if !p.busy
-                && let Err(e) = self.close_physical(id)
-            {
-                errors.push(e);
-            }
+            p.wasteful = true;
             alive -= wasted as f64;
             if alive <= goal {
                 break;
@@ -691,6 +720,7 @@ impl<S: Sandbox> State<S> {
                         refs: 0,
                         busy: false,
                         reusable: false,
+                        wasteful: false,
                         owned,
                     },
                 );

@@ -495,45 +495,117 @@ fn a_reused_segment_is_found_whatever_the_spelling_of_its_path() {
     assert!(!exists(&s, &a));
 }
 
-/// `testSpaceControl`: above max-space-amplification the wasting file stops
-/// taking segments, and the next write goes to a new file.
+/// Flink's `testSpaceControl` (sizes scaled down: files of 32 KiB, states
+/// of an eighth of that): above `max-space-amplification` (2.0) the closed
+/// file that wastes most is marked wasteful, so its segments are no longer
+/// offered for reuse, while the open file keeps taking new segments; no
+/// file is closed or deleted early.
 #[test]
-fn space_amplification_above_the_limit_sends_writes_to_new_files() {
+fn space_control_stops_reuse_of_segments_in_wasteful_closed_files() {
+    let s = sandbox();
+    let eighth = 4 << 10;
+    let m = manager(
+        &s,
+        FileMergingOptions {
+            max_file_size: Some(8 * eighth as u64),
+            ..across()
+        },
+    );
+    let k = key("op", 0);
+    let state = |cp: u64| write(&m, &k, cp, Shared, &vec![cp as u8; eighth]);
+    let counts = || {
+        let st = m.space_stat();
+        (st.physical_file_count, st.logical_file_count)
+    };
+    // Checkpoint 1: six states, one file.
+    let h: Vec<StateHandle> = (0..6).map(|_| state(1)).collect();
+    m.notify_checkpoint_complete(&k, 1).unwrap();
+    assert_eq!(counts(), (1, 6));
+    // Checkpoint 2: three new states (the file fills up at eight and a
+    // second one starts) and state 1 reused.
+    assert!(m.could_reuse_previous_state_handle(&h[0]));
+    let h7 = state(2);
+    let _h8 = state(2);
+    let h9 = state(2);
+    assert_eq!(segment(&h7).0, segment(&h[0]).0);
+    assert_ne!(segment(&h9).0, segment(&h[0]).0);
+    m.reuse_previous_state_handles(2, std::slice::from_ref(&h[0])).unwrap();
+    m.notify_checkpoint_complete(&k, 2).unwrap();
+    assert_eq!(counts(), (2, 9));
+    // Subsuming 1 leaves 3 live eighths in the full first file: 36 on disk
+    // for 16 live, above 2.0, so the closed first file is marked wasteful.
+    m.notify_checkpoint_subsumed(&k, 1).unwrap();
+    assert_eq!(counts(), (2, 4));
+    assert!(!m.could_reuse_previous_state_handle(&h[0]));
+    assert!(!m.could_reuse_previous_state_handle(&h7));
+    assert!(m.could_reuse_previous_state_handle(&h9), "the open file is not touched");
+    // Checkpoint 3 writes into the open second file as before.
+    let h10 = state(3);
+    state(3);
+    state(3);
+    assert_eq!(segment(&h10).0, segment(&h9).0);
+    m.notify_checkpoint_complete(&k, 3).unwrap();
+    assert_eq!(counts(), (2, 7));
+    // Subsuming 2 empties the first file, which goes.
+    m.notify_checkpoint_subsumed(&k, 2).unwrap();
+    assert_eq!(counts(), (1, 3));
+    assert!(!exists(&s, &h[0]));
+    assert!(exists(&s, &h10));
+    // Not a segment, or not one of this manager's: write it again.
+    assert!(!m.could_reuse_previous_state_handle(&StateHandle::ByteStream {
+        name: "x".into(),
+        data: vec![1]
+    }));
+    let mut unknown = h10.clone();
+    if let StateHandle::Segment { offset, .. } = &mut unknown {
+        *offset += 1;
+    }
+    assert!(!m.could_reuse_previous_state_handle(&unknown));
+}
+
+/// Across checkpoints, a file still open for more segments is never
+/// deleted, even when every segment in it was subsumed and space control
+/// is on (its default, 2.0).
+#[test]
+fn an_open_file_outlives_its_segments_with_space_control_on() {
     let s = sandbox();
     let m = manager(&s, across());
     let k = key("op", 0);
     let big = write(&m, &k, 1, Shared, &[1; 1000]);
     let small = write(&m, &k, 2, Shared, &[2; 10]);
     assert_eq!(segment(&big).0, segment(&small).0);
-    m.notify_checkpoint_subsumed(&k, 1).unwrap();
-    // 1010 bytes on disk for 10 live: far above 2.0.
-    assert!(exists(&s, &big), "the small segment still lives in it");
-    let next = write(&m, &k, 3, Shared, &[3; 10]);
-    assert_ne!(segment(&next).0, segment(&big).0);
     m.notify_checkpoint_subsumed(&k, 2).unwrap();
-    assert!(
-        !exists(&s, &big),
-        "closed by space control, so it goes with its last segment"
-    );
-    assert!(exists(&s, &next));
+    assert!(exists(&s, &big), "open for more segments");
+    let next = write(&m, &k, 3, Shared, &[3; 10]);
+    assert_eq!(segment(&next).0, segment(&big).0, "still takes segments");
 }
 
 #[test]
 fn space_control_below_one_is_off() {
     let s = sandbox();
+    let eighth = 4 << 10;
     let m = manager(
         &s,
         FileMergingOptions {
             max_space_amplification: Some(0.5),
+            max_file_size: Some(8 * eighth as u64),
             ..across()
         },
     );
     let k = key("op", 0);
-    let big = write(&m, &k, 1, Shared, &[1; 1000]);
-    write(&m, &k, 2, Shared, &[2; 10]);
+    let first: Vec<StateHandle> = (0..9).map(|_| write(&m, &k, 1, Shared, &vec![1; eighth])).collect();
+    let last = write(&m, &k, 2, Shared, &vec![2; eighth]);
+    assert_ne!(
+        segment(&first[0]).0,
+        segment(&last).0,
+        "the first file is full and closed"
+    );
+    m.reuse_previous_state_handles(2, std::slice::from_ref(&first[0]))
+        .unwrap();
     m.notify_checkpoint_subsumed(&k, 1).unwrap();
-    let next = write(&m, &k, 3, Shared, &[3; 10]);
-    assert_eq!(segment(&next).0, segment(&big).0);
+    // One live eighth in a file of eight: far above any amplification, but
+    // control is off.
+    assert!(m.could_reuse_previous_state_handle(&first[0]));
 }
 
 /// Savepoints are never merged: an encoded reference gives plain streams.

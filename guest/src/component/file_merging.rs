@@ -100,6 +100,10 @@ impl fm::GuestFileMergingSnapshotManager for ManagerImpl {
             .map_err(to_wit_error)
     }
 
+    fn could_reuse_previous_state_handle(&self, h: wit::StateHandle) -> bool {
+        self.0.could_reuse_previous_state_handle(&from_wit_handle(h))
+    }
+
     fn restore_state_handles(
         &self,
         checkpoint_id: u64,
