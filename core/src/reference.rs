@@ -21,8 +21,11 @@ pub enum LocationReference {
 }
 
 impl LocationReference {
-    /// Encodes a path string as Flink does: magic ++ UTF-8.
+    /// Encodes a path string as Flink does: magic ++ UTF-8 of the string
+    /// Flink's `Path` makes of it ([`flink_path_string`]), so that the bytes
+    /// equal Flink's for the same path however it was spelled.
     pub fn encode_path(path: &str) -> Self {
+        let path = flink_path_string(path);
         let mut bytes = Vec::with_capacity(REFERENCE_MAGIC_NUMBER.len() + path.len());
         bytes.extend_from_slice(&REFERENCE_MAGIC_NUMBER);
         bytes.extend_from_slice(path.as_bytes());
@@ -99,6 +102,71 @@ impl fmt::Display for LocationReference {
     }
 }
 
+/// The string Flink's `org.apache.flink.core.fs.Path` makes of `raw` (what
+/// `encodePathAsReference` encodes): surrounding whitespace trimmed; a
+/// scheme (a colon before the first `/`) and an authority (`//host`) kept
+/// as written, an empty authority dropped (`file:///x` is `file:/x`); in the
+/// path, backslashes become `/`, runs of `/` collapse, a trailing `/` goes
+/// (not the root's), and `.` and `..` segments resolve as `URI.normalize`
+/// resolves them (a `..` above the root stays). Spaces and non-ASCII stay
+/// raw: `Path.toString` prints the decoded path.
+pub fn flink_path_string(raw: &str) -> String {
+    let raw = raw.trim_matches(|c: char| c <= ' ');
+    let (scheme, rest) = match (raw.find(':'), raw.find('/')) {
+        (Some(colon), slash) if slash.is_none_or(|s| colon < s) => (Some(&raw[..colon]), &raw[colon + 1..]),
+        _ => (None, raw),
+    };
+    let (authority, path) = match rest.strip_prefix("//") {
+        Some(after) if !after.is_empty() => {
+            let end = after.find('/').unwrap_or(after.len());
+            (Some(&after[..end]), &after[end..])
+        }
+        _ => (None, rest),
+    };
+    let mut out = String::with_capacity(raw.len());
+    if let Some(s) = scheme {
+        out.push_str(s);
+        out.push(':');
+    }
+    if let Some(a) = authority.filter(|a| !a.is_empty()) {
+        out.push_str("//");
+        out.push_str(a);
+    }
+    out.push_str(&normalized_path(path));
+    out
+}
+
+/// Flink's `Path.normalizePath` followed by `URI.normalize`, for the path
+/// part.
+fn normalized_path(path: &str) -> String {
+    let path = path.replace('\\', "/");
+    let absolute = path.starts_with('/');
+    let mut segments: Vec<&str> = Vec::new();
+    // `URI.normalize` leaves a `/` after a last segment it resolved away.
+    let mut trailing = false;
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        trailing = false;
+        match segment {
+            "." => trailing = true,
+            ".." if segments.last().is_some_and(|s| *s != "..") => {
+                segments.pop();
+                trailing = true;
+            }
+            ".." if absolute || !segments.is_empty() => segments.push(".."),
+            _ => segments.push(segment),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    if absolute {
+        out.push('/');
+    }
+    out.push_str(&segments.join("/"));
+    if trailing && !segments.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -162,11 +230,41 @@ mod tests {
         assert!(LocationReference::from_bytes(vec![1]).is_ok());
     }
 
+    /// The bytes Flink 2.3.0 encodes for these spellings (its `Path`
+    /// normalises before encoding).
+    #[test]
+    fn paths_are_encoded_as_flinks_path_prints_them() {
+        for (raw, flink) in [
+            ("/a/b", "/a/b"),
+            ("/a/b/", "/a/b"),
+            ("file:///tmp/x", "file:/tmp/x"),
+            ("file:/tmp/x/", "file:/tmp/x"),
+            ("s3://bucket/a//b/", "s3://bucket/a/b"),
+            ("  /a/b \n", "/a/b"),
+            ("/a\\b", "/a/b"),
+            ("/a/./b/../c", "/a/c"),
+            ("/a/b/..", "/a/"),
+            ("/../a", "/../a"),
+            ("/", "/"),
+            ("/with space/é", "/with space/é"),
+        ] {
+            let r = LocationReference::encode_path(raw);
+            assert_eq!(r.decode_path().unwrap(), flink, "{raw:?}");
+            assert_eq!(r.bytes()[..4], REFERENCE_MAGIC_NUMBER);
+        }
+    }
+
     proptest! {
         #[test]
-        fn any_path_round_trips(path in "[^\u{0}]{1,64}") {
+        // Without `.` segments (after which Flink leaves a `/` that a second
+        // pass drops) and surrounding whitespace, Flink's form is a fixed point.
+        fn normal_paths_round_trip_and_encoding_is_idempotent(path in "[a-zé/\\\\:]{1,32}") {
+            // Flink refuses a path that trims to nothing; so does decoding.
+            prop_assume!(!flink_path_string(&path).is_empty());
             let r = LocationReference::encode_path(&path);
-            prop_assert_eq!(r.decode_path().unwrap(), path.as_str());
+            let once = r.decode_path().unwrap().to_string();
+            let twice = LocationReference::encode_path(&once);
+            prop_assert_eq!(twice.decode_path().unwrap(), once.as_str());
         }
 
         #[test]
