@@ -377,6 +377,23 @@ fn memory_stream_buffer_never_grows_past_the_maximum() {
     assert_eq!(st.write(&[1]).unwrap_err().code, ErrorCode::StateTooLarge);
 }
 
+/// A memory stream given only a zero-length write gives no handle (as an
+/// empty file stream); one byte gives an inline handle.
+#[test]
+fn memory_stream_with_only_a_zero_length_write_gives_no_handle() {
+    let mut st = MemoryOutputStream::new(100, "n".into());
+    st.write(&[]).unwrap();
+    assert_eq!(st.pos(), 0);
+    assert_eq!(st.close_and_get_handle().unwrap(), None);
+    let mut one = MemoryOutputStream::new(100, "n".into());
+    one.write(&[]).unwrap();
+    one.write(&[9]).unwrap();
+    assert!(matches!(
+        one.close_and_get_handle().unwrap(),
+        Some(StateHandle::ByteStream { data, .. }) if data == [9]
+    ));
+}
+
 #[test]
 fn encoded_reference_puts_all_state_in_its_directory() {
     let s = MemSandbox::with_dirs(&[]);
@@ -628,6 +645,24 @@ mod coordinator_and_restore {
 
     fn coordinator(s: &Rc<MemSandbox>) -> CoordinatorView<MemSandbox> {
         CoordinatorView::open(s.clone(), &config(Backend::Filesystem), Some("/checkpoints/sp")).unwrap()
+    }
+
+    /// Flink's texts when a base location cannot be made (here: a file
+    /// stands where the directory goes).
+    #[test]
+    fn base_locations_that_cannot_be_made_name_the_directory() {
+        for (dir, what) in [("shared", "shared state"), ("taskowned", "task owned state")] {
+            let s = MemSandbox::with_dirs(&["/checkpoints/sp", &format!("/checkpoints/{JOB}")]);
+            let occupied = GuestPath::parse(&format!("/checkpoints/{JOB}/{dir}")).unwrap();
+            s.create_new(&occupied).unwrap();
+            let e = coordinator(&s).initialize_base_locations_for_checkpoint().unwrap_err();
+            assert!(
+                e.message
+                    .starts_with(&format!("Failed to create directory for {what}: {occupied}")),
+                "{}",
+                e.message
+            );
+        }
     }
 
     #[test]

@@ -247,7 +247,14 @@ fn closed_stream_refuses_writes_and_second_close() {
     stream.write(b"abc").unwrap();
     stream.close_and_get_handle().unwrap().unwrap();
     assert_eq!(stream.write(b"x").unwrap_err().code, ErrorCode::Closed);
-    assert_eq!(stream.flush().unwrap_err().code, ErrorCode::Closed);
+    let e = stream.flush().unwrap_err();
+    assert_eq!(e.code, ErrorCode::Closed);
+    // Flink: "Cannot call flushToFile() to a closed stream."
+    assert!(
+        e.message.starts_with("Cannot call flush() to a closed stream"),
+        "{}",
+        e.message
+    );
     let e = stream.close_and_get_handle().unwrap_err();
     assert_eq!(e.code, ErrorCode::Closed);
     assert_eq!(e.message, "Stream has already been closed and discarded.");
