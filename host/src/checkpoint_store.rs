@@ -109,10 +109,31 @@ pub enum StoreError {
 /// Whether a completed checkpoint is a checkpoint or a savepoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointKind {
-    /// `<job>/chk-<id>`: retained up to `num-retained`, then subsumed.
+    /// `<job>/chk-<id>`, or one the job was started from and claimed:
+    /// retained up to `num-retained`, then subsumed.
     Checkpoint,
     /// `savepoint-*`: never subsumed, never deleted by the store.
     Savepoint,
+    /// The checkpoint or savepoint the job was started from, not claimed
+    /// ([`RecoveryClaimMode::NoClaim`]): never subsumed, never deleted, and
+    /// the files it names are never deleted by this store.
+    Restored,
+}
+
+/// How a job takes over the checkpoint or savepoint it is started from
+/// (Flink's `execution.state-recovery.claim-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryClaimMode {
+    /// Flink's default: the snapshot stays its owner's. This store never
+    /// deletes it nor any file it names (the job's first checkpoint should
+    /// not build on its files, as Flink makes it a full one).
+    #[default]
+    NoClaim,
+    /// The job owns the snapshot from now on: it is retained like the
+    /// job's own checkpoints and subsumed like them, its `_metadata` and
+    /// exclusive files deleted by their handles, and the shared files it
+    /// names deleted once no retained checkpoint names them.
+    Claim,
 }
 
 /// A checkpoint or savepoint in the store.
@@ -190,6 +211,9 @@ pub struct CompletedCheckpointStore {
     checkpoints: Vec<RetainedCheckpoint>,
     savepoints: Vec<RetainedCheckpoint>,
     registry: SharedStateRegistry,
+    /// `shared/` directories of claimed snapshots of other jobs: their
+    /// files count as shared state of this job.
+    claimed_shared_dirs: Vec<GuestPath>,
     observer: Option<StepObserver>,
 }
 
@@ -231,6 +255,7 @@ impl CompletedCheckpointStore {
             checkpoints: vec![],
             savepoints: vec![],
             registry: SharedStateRegistry::new(),
+            claimed_shared_dirs: vec![],
             observer: None,
         };
         let mut listed = store.view.list_completed_checkpoints()?;
@@ -275,10 +300,14 @@ impl CompletedCheckpointStore {
     /// are never subsumed and do not count.
     pub fn add(&mut self, completed: &CompletedCheckpoint) -> Result<AddOutcome, StoreError> {
         let retained = self.load(completed)?;
+        self.add_loaded(retained)
+    }
+
+    fn add_loaded(&mut self, retained: RetainedCheckpoint) -> Result<AddOutcome, StoreError> {
         let id = retained.checkpoint_id;
         let taken = match retained.kind {
             CheckpointKind::Checkpoint => self.checkpoints.iter().any(|c| c.checkpoint_id == id),
-            CheckpointKind::Savepoint => self
+            CheckpointKind::Savepoint | CheckpointKind::Restored => self
                 .savepoints
                 .iter()
                 .any(|c| c.checkpoint.external_pointer == retained.checkpoint.external_pointer),
@@ -291,7 +320,7 @@ impl CompletedCheckpointStore {
         self.register(&retained)?;
         let mut outcome = AddOutcome::default();
         match retained.kind {
-            CheckpointKind::Savepoint => self.savepoints.push(retained),
+            CheckpointKind::Savepoint | CheckpointKind::Restored => self.savepoints.push(retained),
             CheckpointKind::Checkpoint => {
                 let at = self.checkpoints.partition_point(|c| c.checkpoint_id < id);
                 self.checkpoints.insert(at, retained);
@@ -374,17 +403,33 @@ impl CompletedCheckpointStore {
     fn discard(&mut self, retained: &RetainedCheckpoint, outcome: &mut AddOutcome) {
         let checkpoint_id = retained.checkpoint_id;
         self.step(SubsumeStep::Removed(checkpoint_id));
-        if let Err(e) = self.view.discard_completed_checkpoint(checkpoint_id) {
-            // Its `_metadata` may still be there, naming the shared files:
-            // they stay (registered to it) until a later recovery or the
-            // orphan collection finds the checkpoint gone.
-            outcome.failures.push(e);
-            return;
-        }
-        // With entropy injection its exclusive state objects are not below
-        // its directory: each goes with its handle (as in Flink). One that
-        // fails to go is left for the orphan collection; `_metadata` is gone.
-        for handle in self.layout.exclusive_outside_dir(&retained.manifest, checkpoint_id) {
+        let own = self
+            .layout
+            .is_checkpoint_dir(&retained.checkpoint.external_pointer, checkpoint_id);
+        let exclusive = if own {
+            if let Err(e) = self.view.discard_completed_checkpoint(checkpoint_id) {
+                // Its `_metadata` may still be there, naming the shared files:
+                // they stay (registered to it) until a later recovery or the
+                // orphan collection finds the checkpoint gone.
+                outcome.failures.push(e);
+                return;
+            }
+            // With entropy injection its exclusive state objects are not
+            // below its directory: each goes with its handle (as in Flink).
+            self.layout.exclusive_outside_dir(&retained.manifest, checkpoint_id)
+        } else {
+            // A claimed snapshot of another job or directory: `_metadata`
+            // first, then the files directly in its directory, each by its
+            // handle (its directory stays, empty, for the orphan collection).
+            if let Err(e) = self.tenant.discard_state(&retained.checkpoint.metadata) {
+                outcome.failures.push(e);
+                return;
+            }
+            files_directly_in(&retained.manifest, &retained.checkpoint.external_pointer)
+        };
+        // One that fails to go is left for the orphan collection; `_metadata`
+        // is gone.
+        for handle in exclusive {
             if let Err(e) = self.tenant.discard_state(handle) {
                 outcome.failures.push(e);
             }
@@ -408,11 +453,89 @@ impl CompletedCheckpointStore {
     fn register(&mut self, c: &RetainedCheckpoint) -> Result<(), StoreError> {
         let owner = match c.kind {
             CheckpointKind::Checkpoint => Owner::Checkpoint(c.checkpoint_id),
-            CheckpointKind::Savepoint => Owner::Savepoint(c.checkpoint.external_pointer.clone()),
+            CheckpointKind::Savepoint | CheckpointKind::Restored => {
+                Owner::Savepoint(c.checkpoint.external_pointer.clone())
+            }
         };
         let shared_dir = self.layout.marked_job_dir.join(SHARED_STATE_DIR);
-        let files = shared_files_where(&c.manifest, |p| self.layout.is_in(&shared_dir, p));
+        let files = shared_files_where(&c.manifest, |p| {
+            self.layout.is_in(&shared_dir, p) || p.parent().is_some_and(|d| self.claimed_shared_dirs.contains(&d))
+        });
         Ok(self.registry.register(&owner, &files)?)
+    }
+
+    /// Adds the checkpoint or savepoint the job was started from (Flink's
+    /// restore, `execution.state-recovery.claim-mode`), from any job and any
+    /// directory of the tenant. With [`RecoveryClaimMode::NoClaim`] it is
+    /// kept as [`CheckpointKind::Restored`]: never subsumed, nothing it names
+    /// ever deleted. With [`RecoveryClaimMode::Claim`] it joins the retained
+    /// checkpoints (and may subsume older ones at once); the shared files in
+    /// its job's `shared/` count as this job's from now on, so checkpoints
+    /// that build on them keep them. The manifest must be readable; its job
+    /// id may differ from this store's.
+    pub fn add_restored(
+        &mut self,
+        completed: &CompletedCheckpoint,
+        mode: RecoveryClaimMode,
+    ) -> Result<AddOutcome, StoreError> {
+        let mut restored = self.load_any(completed)?;
+        let pointer = &restored.checkpoint.external_pointer;
+        if self
+            .checkpoints()
+            .iter()
+            .any(|c| &c.checkpoint.external_pointer == pointer)
+        {
+            return Err(StoreError::Duplicate(restored.checkpoint_id));
+        }
+        match mode {
+            RecoveryClaimMode::NoClaim => {
+                restored.kind = CheckpointKind::Restored;
+                self.register(&restored)?;
+                self.savepoints.push(restored);
+                Ok(AddOutcome::default())
+            }
+            RecoveryClaimMode::Claim => {
+                if let Some(job_dir) = parse_path(pointer).ok().and_then(|dir| dir.parent())
+                    && job_dir != self.layout.job_dir
+                {
+                    self.claimed_shared_dirs.push(job_dir.join(SHARED_STATE_DIR));
+                }
+                restored.kind = CheckpointKind::Checkpoint;
+                self.add_loaded(restored)
+            }
+        }
+    }
+
+    /// Reads the manifest of a snapshot the job was started from, wherever
+    /// it lies and whichever job wrote it.
+    fn load_any(&self, completed: &CompletedCheckpoint) -> Result<RetainedCheckpoint, StoreError> {
+        let manifest = self.read_manifest(completed)?;
+        Ok(RetainedCheckpoint {
+            checkpoint_id: manifest.checkpoint_id,
+            kind: CheckpointKind::Checkpoint,
+            checkpoint: completed.clone(),
+            manifest,
+        })
+    }
+
+    /// The manifest in a completed checkpoint's `_metadata`, relative-file
+    /// handles resolved in its directory.
+    fn read_manifest(&self, completed: &CompletedCheckpoint) -> Result<CheckpointManifest, StoreError> {
+        let pointer = &completed.external_pointer;
+        let size = completed.metadata.state_size();
+        if size > MAX_MANIFEST_BYTES {
+            return Err(StoreError::Mismatch {
+                pointer: pointer.clone(),
+                problem: format!(
+                    "is {size} bytes, more than the {MAX_MANIFEST_BYTES} bytes a manifest may have; it is not a checkpoint manifest"
+                ),
+            });
+        }
+        let bytes = self.tenant.read_state(&completed.metadata)?;
+        CheckpointManifest::from_json_in(&bytes, pointer).map_err(|source| StoreError::Manifest {
+            pointer: pointer.clone(),
+            source,
+        })
     }
 
     /// Reads and checks the manifest of a completed checkpoint.
@@ -432,20 +555,7 @@ impl CompletedCheckpointStore {
         } else {
             return Err(not_ours());
         };
-        let size = completed.metadata.state_size();
-        if size > MAX_MANIFEST_BYTES {
-            return Err(StoreError::Mismatch {
-                pointer,
-                problem: format!(
-                    "is {size} bytes, more than the {MAX_MANIFEST_BYTES} bytes a manifest may have; it is not a checkpoint manifest"
-                ),
-            });
-        }
-        let bytes = self.tenant.read_state(&completed.metadata)?;
-        let manifest = CheckpointManifest::from_json_in(&bytes, &pointer).map_err(|source| StoreError::Manifest {
-            pointer: pointer.clone(),
-            source,
-        })?;
+        let manifest = self.read_manifest(completed)?;
         if manifest.job_id != self.job_id {
             return Err(StoreError::OtherJob {
                 pointer,
@@ -555,6 +665,11 @@ impl JobLayout {
         }
     }
 
+    /// Whether `pointer` is this job's `chk-<id>` directory.
+    fn is_checkpoint_dir(&self, pointer: &str, id: u64) -> bool {
+        parse_path(pointer).is_ok_and(|dir| dir == self.job_dir.join(&checkpoint_dir_name(id)))
+    }
+
     /// The exclusive state of checkpoint `id` that its directory does not
     /// hold (so the directory's discard does not take it): with entropy
     /// injection, every exclusive state object. Empty otherwise.
@@ -575,6 +690,23 @@ impl JobLayout {
             })
             .collect()
     }
+}
+
+/// The file handles of a manifest directly in the directory `pointer`.
+fn files_directly_in<'a>(manifest: &'a CheckpointManifest, pointer: &str) -> Vec<&'a StateHandle> {
+    let Ok(dir) = parse_path(pointer) else {
+        return vec![];
+    };
+    manifest
+        .states
+        .iter()
+        .map(|s| &s.handle)
+        .filter(|h| {
+            h.file_path()
+                .and_then(|raw| parse_path(raw).ok())
+                .is_some_and(|p| p.parent().as_ref() == Some(&dir))
+        })
+        .collect()
 }
 
 /// A path as the component gives or takes it (a guest path, a `file:` URI,

@@ -7,7 +7,7 @@
 //! `CheckpointsCleanerTest` where they apply.
 
 use checkpoint_storage_host::checkpoint_store::{
-    CheckpointKind, CompletedCheckpointStore, DEFAULT_NUM_RETAINED, JobStatus, StoreError,
+    CheckpointKind, CompletedCheckpointStore, DEFAULT_NUM_RETAINED, JobStatus, RecoveryClaimMode, StoreError,
 };
 use checkpoint_storage_host::manifest::{CheckpointManifest, NamedState};
 use checkpoint_storage_tests::*;
@@ -27,13 +27,18 @@ struct Written {
 /// shared states `reused` (incremental checkpoints reference earlier
 /// shared files), then its manifest as `_metadata`.
 fn checkpoint(t: &TestTenant, id: u64, new_shared: &[u8], reused: &[&(NamedState, Vec<u8>)]) -> Written {
+    checkpoint_of(t, &t.job, id, new_shared, reused)
+}
+
+/// [`checkpoint`] of another job of the same tenant.
+fn checkpoint_of(t: &TestTenant, job: &str, id: u64, new_shared: &[u8], reused: &[&(NamedState, Vec<u8>)]) -> Written {
     let coordinator = t
         .tenant
-        .open_coordinator_view(&StorageConfig::filesystem(&t.job), Some(SAVEPOINTS))
+        .open_coordinator_view(&StorageConfig::filesystem(job), Some(SAVEPOINTS))
         .unwrap();
     coordinator.initialize_base_locations_for_checkpoint().unwrap();
     let location = coordinator.initialize_location_for_checkpoint(id).unwrap();
-    write_into(t, &location, id, new_shared, reused)
+    write_into(t, job, &location, id, new_shared, reused)
 }
 
 fn savepoint(t: &TestTenant, id: u64) -> Written {
@@ -42,18 +47,19 @@ fn savepoint(t: &TestTenant, id: u64) -> Written {
         .open_coordinator_view(&StorageConfig::filesystem(&t.job), Some(SAVEPOINTS))
         .unwrap();
     let location = coordinator.initialize_location_for_savepoint(id, None).unwrap();
-    write_into(t, &location, id, &[id as u8 + 100], &[])
+    write_into(t, &t.job, &location, id, &[id as u8 + 100], &[])
 }
 
 fn write_into(
     t: &TestTenant,
+    job: &str,
     location: &CheckpointStorageLocation,
     id: u64,
     new_shared: &[u8],
     reused: &[&(NamedState, Vec<u8>)],
 ) -> Written {
     let factory = t
-        .view()
+        .view_with(StorageConfig::filesystem(job))
         .resolve_checkpoint_storage_location(id, &location.location_reference().unwrap())
         .unwrap();
     let mut states = vec![];
@@ -79,7 +85,7 @@ fn write_into(
     }
     states.extend(reused.iter().map(|s| (*s).clone()));
     let manifest = CheckpointManifest {
-        job_id: t.job.clone(),
+        job_id: job.to_string(),
         checkpoint_id: id,
         states: states.iter().map(|(s, _)| s.clone()).collect(),
     };
@@ -491,4 +497,89 @@ fn the_coordinator_lists_and_discards_through_the_component() {
         ErrorCode::InvalidArgument
     );
     assert_eq!(coordinator.list_completed_checkpoints().unwrap().len(), 1);
+}
+
+/// A job started from another job's retained checkpoint without claiming
+/// it (Flink's default `NO_CLAIM`): the store keeps it as restored, and
+/// nothing of it is deleted while the new job's checkpoints come and go,
+/// not even at shutdown.
+#[test]
+fn a_restored_checkpoint_not_claimed_is_never_deleted() {
+    let t = TestTenant::new();
+    let old_job = job_id();
+    let old = checkpoint_of(&t, &old_job, 7, &[1], &[]);
+    let mut s = store(&t, 1);
+    let outcome = s.add_restored(&old.completed, RecoveryClaimMode::NoClaim).unwrap();
+    assert!(outcome.subsumed.is_empty());
+    assert_eq!(s.checkpoints()[0].kind, CheckpointKind::Restored);
+    assert_eq!(s.checkpoints()[0].checkpoint_id, 7);
+    assert!(matches!(
+        s.add_restored(&old.completed, RecoveryClaimMode::NoClaim),
+        Err(StoreError::Duplicate(7))
+    ));
+    for id in 8..=10 {
+        s.add(&checkpoint(&t, id, &[id as u8], &[]).completed).unwrap();
+    }
+    assert_eq!(s.checkpoint_ids(), vec![10]);
+    s.shutdown(JobStatus::Finished);
+    for (state, data) in &old.states {
+        assert_eq!(&t.tenant.read_state(&state.handle).unwrap(), data, "{}", state.name);
+    }
+    assert!(t.host(&format!("{old_job}/chk-7/_metadata")).exists());
+}
+
+/// Claimed (`CLAIM`), the old job's checkpoint belongs to the new job: it
+/// is subsumed like the job's own, its `_metadata` and exclusive file go,
+/// and its shared file lives while a retained checkpoint builds on it.
+#[test]
+fn a_claimed_restored_checkpoint_is_subsumed_and_its_shared_files_follow_their_users() {
+    let t = TestTenant::new();
+    let old_job = job_id();
+    let old = checkpoint_of(&t, &old_job, 7, &[1], &[]);
+    let (old_exclusive, old_shared) = (&old.states[0], &old.states[1]);
+    let mut s = store(&t, 1);
+    s.add_restored(&old.completed, RecoveryClaimMode::Claim).unwrap();
+    assert_eq!(s.checkpoint_ids(), vec![7]);
+    // Checkpoint 8 builds on the claimed shared file and subsumes 7.
+    let eight = checkpoint(&t, 8, &[], &[old_shared]);
+    let outcome = s.add(&eight.completed).unwrap();
+    assert_eq!(outcome.subsumed, vec![7]);
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert!(
+        !t.host(&format!("{old_job}/chk-7/_metadata")).exists(),
+        "_metadata first"
+    );
+    assert!(!exists(&t, &old_exclusive.0.handle), "its exclusive file");
+    assert!(exists(&t, &old_shared.0.handle), "checkpoint 8 builds on it");
+    assert_restores(&t, &s, &eight);
+    // Checkpoint 9 does not: the shared file goes with 8.
+    let outcome = s.add(&checkpoint(&t, 9, &[9], &[]).completed).unwrap();
+    assert_eq!(outcome.subsumed, vec![8]);
+    assert!(!exists(&t, &old_shared.0.handle), "its last user is gone");
+    assert!(
+        outcome
+            .discarded_shared
+            .iter()
+            .any(|f| Some(f.path.as_str()) == old_shared.0.handle.file_path()),
+        "{:?}",
+        outcome.discarded_shared
+    );
+}
+
+#[test]
+fn a_restored_checkpoint_must_have_a_readable_manifest() {
+    let t = TestTenant::new();
+    let mut s = store(&t, 1);
+    let bogus = CompletedCheckpoint {
+        external_pointer: format!("/checkpoints/{}/chk-3", job_id()),
+        metadata: StateHandle::ByteStream(ByteStreamHandle {
+            name: "m".into(),
+            data: b"{ not a manifest".to_vec(),
+        }),
+    };
+    for mode in [RecoveryClaimMode::NoClaim, RecoveryClaimMode::Claim] {
+        let e = s.add_restored(&bogus, mode).unwrap_err();
+        assert!(matches!(e, StoreError::Manifest { .. }), "{e}");
+    }
+    assert!(s.checkpoints().is_empty());
 }
