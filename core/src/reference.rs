@@ -106,10 +106,12 @@ impl fmt::Display for LocationReference {
 /// `encodePathAsReference` encodes): surrounding whitespace trimmed; a
 /// scheme (a colon before the first `/`) and an authority (`//host`) kept
 /// as written, an empty authority dropped (`file:///x` is `file:/x`); in the
-/// path, backslashes become `/`, runs of `/` collapse, a trailing `/` goes
-/// (not the root's), and `.` and `..` segments resolve as `URI.normalize`
-/// resolves them (a `..` above the root stays). Spaces and non-ASCII stay
-/// raw: `Path.toString` prints the decoded path.
+/// path, runs of `/` collapse, a trailing `/` goes (not the root's), and `.`
+/// and `..` segments resolve as `URI.normalize` resolves them (a `..` above
+/// the root stays). Spaces and non-ASCII stay raw: `Path.toString` prints
+/// the decoded path. Unlike Flink's `Path`, a backslash stays an ordinary
+/// character: guest paths keep it, and the reference must name the same
+/// directory the coordinator created.
 pub fn flink_path_string(raw: &str) -> String {
     let raw = raw.trim_matches(|c: char| c <= ' ');
     let (scheme, rest) = match (raw.find(':'), raw.find('/')) {
@@ -139,7 +141,6 @@ pub fn flink_path_string(raw: &str) -> String {
 /// Flink's `Path.normalizePath` followed by `URI.normalize`, for the path
 /// part.
 fn normalized_path(path: &str) -> String {
-    let path = path.replace('\\', "/");
     let absolute = path.starts_with('/');
     let mut segments: Vec<&str> = Vec::new();
     // `URI.normalize` leaves a `/` after a last segment it resolved away.
@@ -241,7 +242,7 @@ mod tests {
             ("file:/tmp/x/", "file:/tmp/x"),
             ("s3://bucket/a//b/", "s3://bucket/a/b"),
             ("  /a/b \n", "/a/b"),
-            ("/a\\b", "/a/b"),
+            ("/a\\b", "/a\\b"),
             ("/a/./b/../c", "/a/c"),
             ("/a/b/..", "/a/"),
             ("/../a", "/../a"),

@@ -27,7 +27,7 @@ use crate::tenant::Tenant;
 use crate::types::{FileHandle, StateHandle, StorageConfig};
 use checkpoint_storage_core::entropy::Entropy;
 use checkpoint_storage_core::layout::{
-    SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, checkpoint_dir_name, parse_checkpoint_dir_name,
+    METADATA_FILE_NAME, SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, checkpoint_dir_name, parse_checkpoint_dir_name,
 };
 use checkpoint_storage_core::object_uri;
 use checkpoint_storage_core::paths::{GuestPath, PathError};
@@ -108,6 +108,7 @@ pub enum StoreError {
 
 /// Whether a completed checkpoint is a checkpoint or a savepoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CheckpointKind {
     /// `<job>/chk-<id>`, or one the job was started from and claimed:
     /// retained up to `num-retained`, then subsumed.
@@ -419,13 +420,14 @@ impl CompletedCheckpointStore {
             self.layout.exclusive_outside_dir(&retained.manifest, checkpoint_id)
         } else {
             // A claimed snapshot of another job or directory: `_metadata`
-            // first, then the files directly in its directory, each by its
-            // handle (its directory stays, empty, for the orphan collection).
+            // first; its files are claimed shared state and go through the
+            // registry below once no retained checkpoint names them (its
+            // directory stays, emptied, for the orphan collection).
             if let Err(e) = self.tenant.discard_state(&retained.checkpoint.metadata) {
                 outcome.failures.push(e);
                 return;
             }
-            files_directly_in(&retained.manifest, &retained.checkpoint.external_pointer)
+            vec![]
         };
         // One that fails to go is left for the orphan collection; `_metadata`
         // is gone.
@@ -479,11 +481,12 @@ impl CompletedCheckpointStore {
         mode: RecoveryClaimMode,
     ) -> Result<AddOutcome, StoreError> {
         let mut restored = self.load_any(completed)?;
-        let pointer = &restored.checkpoint.external_pointer;
+        let dir = parse_path(&restored.checkpoint.external_pointer).expect("checked by load_any");
+        let retained = |c: &RetainedCheckpoint| parse_path(&c.checkpoint.external_pointer).ok();
         if self
             .checkpoints()
-            .iter()
-            .any(|c| &c.checkpoint.external_pointer == pointer)
+            .into_iter()
+            .any(|c| retained(c).as_ref() == Some(&dir))
         {
             return Err(StoreError::Duplicate(restored.checkpoint_id));
         }
@@ -495,21 +498,64 @@ impl CompletedCheckpointStore {
                 Ok(AddOutcome::default())
             }
             RecoveryClaimMode::Claim => {
-                if let Some(job_dir) = parse_path(pointer).ok().and_then(|dir| dir.parent())
-                    && job_dir != self.layout.job_dir
+                // Files in its directory and in its job's `shared/` become
+                // this job's shared state, deleted only when no retained
+                // checkpoint names them; the retained ones are registered
+                // again so that their references to those files count
+                // (after a restart they were read before the claim).
+                let before = self.claimed_shared_dirs.len();
+                for claimed in [Some(dir.clone()), dir.parent().map(|job| job.join(SHARED_STATE_DIR))]
+                    .into_iter()
+                    .flatten()
                 {
-                    self.claimed_shared_dirs.push(job_dir.join(SHARED_STATE_DIR));
+                    if !self.claimed_shared_dirs.contains(&claimed) {
+                        self.claimed_shared_dirs.push(claimed);
+                    }
                 }
                 restored.kind = CheckpointKind::Checkpoint;
-                self.add_loaded(restored)
+                let result = self.register_all_again().and_then(|()| self.add_loaded(restored));
+                if result.is_err() {
+                    self.claimed_shared_dirs.truncate(before);
+                }
+                result
             }
         }
     }
 
+    /// Registers every retained checkpoint and savepoint again (idempotent;
+    /// picks up files that count as shared since).
+    fn register_all_again(&mut self) -> Result<(), StoreError> {
+        let all: Vec<RetainedCheckpoint> = self.checkpoints.iter().chain(&self.savepoints).cloned().collect();
+        all.iter().try_for_each(|c| self.register(c))
+    }
+
     /// Reads the manifest of a snapshot the job was started from, wherever
     /// it lies and whichever job wrote it.
+    /// Its `_metadata` must be the one in its directory, and a `chk-<id>`
+    /// directory must hold checkpoint `id`.
     fn load_any(&self, completed: &CompletedCheckpoint) -> Result<RetainedCheckpoint, StoreError> {
+        let pointer = &completed.external_pointer;
+        let mismatch = |problem: String| StoreError::Mismatch {
+            pointer: pointer.clone(),
+            problem,
+        };
+        let dir = parse_path(pointer).map_err(|e| mismatch(format!("is not a path: {e}")))?;
+        let metadata = completed.metadata.file_path().and_then(|raw| parse_path(raw).ok());
+        if metadata.as_ref() != Some(&dir.join(METADATA_FILE_NAME)) {
+            return Err(mismatch(format!(
+                "is not where its metadata handle points ({:?}); a snapshot's metadata is its directory's {METADATA_FILE_NAME}",
+                completed.metadata.file_path()
+            )));
+        }
         let manifest = self.read_manifest(completed)?;
+        if let Some(id) =
+            parse_checkpoint_dir_name(dir.file_name().unwrap_or_default()).filter(|id| *id != manifest.checkpoint_id)
+        {
+            return Err(mismatch(format!(
+                "names checkpoint {}, but its directory is that of checkpoint {id}",
+                manifest.checkpoint_id
+            )));
+        }
         Ok(RetainedCheckpoint {
             checkpoint_id: manifest.checkpoint_id,
             kind: CheckpointKind::Checkpoint,
@@ -690,23 +736,6 @@ impl JobLayout {
             })
             .collect()
     }
-}
-
-/// The file handles of a manifest directly in the directory `pointer`.
-fn files_directly_in<'a>(manifest: &'a CheckpointManifest, pointer: &str) -> Vec<&'a StateHandle> {
-    let Ok(dir) = parse_path(pointer) else {
-        return vec![];
-    };
-    manifest
-        .states
-        .iter()
-        .map(|s| &s.handle)
-        .filter(|h| {
-            h.file_path()
-                .and_then(|raw| parse_path(raw).ok())
-                .is_some_and(|p| p.parent().as_ref() == Some(&dir))
-        })
-        .collect()
 }
 
 /// A path as the component gives or takes it (a guest path, a `file:` URI,

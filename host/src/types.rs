@@ -92,6 +92,10 @@ impl StorageConfig {
 
 impl LocationReference {
     /// Flink's encoding of a path reference: magic ++ UTF-8 path.
+    ///
+    /// The path is first put in the form Flink's `Path` prints it (trailing
+    /// `/` dropped, `file:///x` as `file:/x`, repeated `/` and `.`/`..`
+    /// resolved), so the bytes equal Flink's for the same directory.
     pub fn encode_path(path: &str) -> Self {
         Self::from(reference::LocationReference::encode_path(path))
     }

@@ -24,6 +24,15 @@ pub fn test_cache_dir() -> PathBuf {
 }
 
 /// A fresh random job id in Flink's format (32 lowercase hex).
+/// A location reference with `path`'s bytes exactly as given (magic ++
+/// UTF-8), not normalised as `LocationReference::encode_path` does: what a
+/// foreign or hostile writer may send.
+pub fn raw_reference(path: &str) -> LocationReference {
+    let mut bytes = vec![0x05, 0x5f, 0x3f, 0x18];
+    bytes.extend_from_slice(path.as_bytes());
+    LocationReference::Encoded(bytes)
+}
+
 pub fn job_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }

@@ -157,6 +157,7 @@ fn reference() -> impl Strategy<Value = LocationReference> {
             LocationReference::Encoded(b)
         }),
         crafted_path().prop_map(|p| LocationReference::encode_path(&p)),
+        crafted_path().prop_map(|p| raw_reference(&p)),
     ]
 }
 

@@ -567,19 +567,86 @@ fn a_claimed_restored_checkpoint_is_subsumed_and_its_shared_files_follow_their_u
 }
 
 #[test]
-fn a_restored_checkpoint_must_have_a_readable_manifest() {
+fn a_restored_snapshot_must_be_what_its_pointer_names() {
     let t = TestTenant::new();
     let mut s = store(&t, 1);
-    let bogus = CompletedCheckpoint {
+    // Metadata that is not its directory's `_metadata`.
+    let elsewhere = CompletedCheckpoint {
         external_pointer: format!("/checkpoints/{}/chk-3", job_id()),
         metadata: StateHandle::ByteStream(ByteStreamHandle {
             name: "m".into(),
-            data: b"{ not a manifest".to_vec(),
+            data: b"{}".to_vec(),
         }),
     };
+    // A `_metadata` that is no manifest.
+    let job = job_id();
+    let coordinator = t
+        .tenant
+        .open_coordinator_view(&StorageConfig::filesystem(&job), None)
+        .unwrap();
+    let location = coordinator.initialize_location_for_checkpoint(3).unwrap();
+    let stream = location.create_metadata_output_stream().unwrap();
+    stream.write(b"{ not a manifest").unwrap();
+    let garbage = stream.close_and_finalize_checkpoint().unwrap();
+    // A manifest of checkpoint 7 in the directory of checkpoint 8.
+    let seven = checkpoint_of(&t, &job, 7, &[], &[]);
+    let mut renamed = seven.completed.clone();
+    std::fs::rename(t.host(&format!("{job}/chk-7")), t.host(&format!("{job}/chk-8"))).unwrap();
+    renamed.external_pointer = renamed.external_pointer.replace("chk-7", "chk-8");
+    renamed.metadata = StateHandle::File(FileHandle {
+        path: renamed.metadata.file_path().unwrap().replace("chk-7", "chk-8"),
+        size: renamed.metadata.state_size(),
+    });
     for mode in [RecoveryClaimMode::NoClaim, RecoveryClaimMode::Claim] {
-        let e = s.add_restored(&bogus, mode).unwrap_err();
+        let e = s.add_restored(&elsewhere, mode).unwrap_err();
+        assert!(matches!(e, StoreError::Mismatch { .. }), "{e}");
+        assert!(e.to_string().contains("metadata"), "{e}");
+        let e = s.add_restored(&garbage, mode).unwrap_err();
         assert!(matches!(e, StoreError::Manifest { .. }), "{e}");
+        let e = s.add_restored(&renamed, mode).unwrap_err();
+        assert!(e.to_string().contains("names checkpoint 7"), "{e}");
     }
     assert!(s.checkpoints().is_empty());
+}
+
+/// A snapshot already in the store, however its pointer is spelled, is
+/// refused: the job's own retained checkpoint cannot come in again as a
+/// restored one (whose subsumption would then delete it twice over).
+#[test]
+fn a_restored_snapshot_already_retained_is_a_duplicate() {
+    let t = TestTenant::new();
+    let mut s = store(&t, 1);
+    let own = checkpoint(&t, 5, &[5], &[]);
+    s.add(&own.completed).unwrap();
+    let mut spelled = own.completed.clone();
+    spelled.external_pointer = format!("file:{}/", spelled.external_pointer);
+    for mode in [RecoveryClaimMode::NoClaim, RecoveryClaimMode::Claim] {
+        assert!(matches!(s.add_restored(&spelled, mode), Err(StoreError::Duplicate(5))));
+    }
+    assert_eq!(s.checkpoint_ids(), vec![5]);
+}
+
+/// After a restart the job's retained checkpoints are read before the
+/// claim is repeated; claiming again counts their references to the old
+/// job's shared files, so none goes while a retained checkpoint needs it.
+#[test]
+fn claiming_again_after_a_restart_keeps_the_shared_files_retained_checkpoints_use() {
+    let t = TestTenant::new();
+    let old_job = job_id();
+    let old = checkpoint_of(&t, &old_job, 7, &[1], &[]);
+    let old_shared = &old.states[1];
+    let mut s = store(&t, 2);
+    s.add_restored(&old.completed, RecoveryClaimMode::Claim).unwrap();
+    s.add(&checkpoint(&t, 8, &[], &[old_shared]).completed).unwrap();
+    drop(s);
+    let mut s = store(&t, 2);
+    assert_eq!(s.checkpoint_ids(), vec![8]);
+    s.add_restored(&old.completed, RecoveryClaimMode::Claim).unwrap();
+    assert_eq!(s.checkpoint_ids(), vec![7, 8]);
+    let outcome = s.add(&checkpoint(&t, 9, &[9], &[]).completed).unwrap();
+    assert_eq!(outcome.subsumed, vec![7]);
+    assert!(exists(&t, &old_shared.0.handle), "checkpoint 8 still names it");
+    let outcome = s.add(&checkpoint(&t, 10, &[10], &[]).completed).unwrap();
+    assert_eq!(outcome.subsumed, vec![8]);
+    assert!(!exists(&t, &old_shared.0.handle), "its last user is gone");
 }

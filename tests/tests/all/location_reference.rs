@@ -40,9 +40,14 @@ fn flink_file_uris_and_unnormalised_paths_are_accepted() {
         "/checkpoints/./x/../sp",
     ] {
         assert_eq!(
-            resolve_dir(&t, &LocationReference::encode_path(raw)).unwrap(),
+            resolve_dir(&t, &raw_reference(raw)).unwrap(),
             "/checkpoints/sp",
             "{raw}"
+        );
+        assert_eq!(
+            resolve_dir(&t, &LocationReference::encode_path(raw)).unwrap(),
+            "/checkpoints/sp",
+            "{raw}, encoded"
         );
     }
 }
@@ -129,7 +134,7 @@ fn invalid_utf8_and_nul_are_refused() {
     let e = storage_error(resolve_dir(&t, &LocationReference::Encoded(bad)));
     assert_eq!(e.code, ErrorCode::InvalidReference);
     assert!(e.message.contains("UTF-8"), "{}", e.message);
-    let e = storage_error(resolve_dir(&t, &LocationReference::encode_path("/checkpoints/a\0b")));
+    let e = storage_error(resolve_dir(&t, &raw_reference("/checkpoints/a\0b")));
     assert_eq!(e.code, ErrorCode::InvalidReference);
     assert!(e.message.contains("NUL"), "{}", e.message);
 }
@@ -138,7 +143,7 @@ fn invalid_utf8_and_nul_are_refused() {
 fn relative_paths_are_invalid_references() {
     let t = TestTenant::new();
     for raw in ["checkpoints/sp", "./sp", "file:sp"] {
-        let e = storage_error(resolve_dir(&t, &LocationReference::encode_path(raw)));
+        let e = storage_error(resolve_dir(&t, &raw_reference(raw)));
         assert_eq!(e.code, ErrorCode::InvalidReference, "{raw}");
         assert!(e.message.contains("relative"), "{}", e.message);
     }
@@ -152,7 +157,7 @@ fn other_schemes_are_unsupported() {
         "s3://bucket/sp",
         "file://remote-host/checkpoints/sp",
     ] {
-        let e = storage_error(resolve_dir(&t, &LocationReference::encode_path(raw)));
+        let e = storage_error(resolve_dir(&t, &raw_reference(raw)));
         assert_eq!(e.code, ErrorCode::Unsupported, "{raw}: {}", e.message);
     }
 }
