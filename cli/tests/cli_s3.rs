@@ -17,6 +17,13 @@ fn command(server: &S3Server, args: &[&str]) -> Command {
     cmd
 }
 
+/// Runs the CLI expecting it to fail; its stderr.
+fn fails(server: &S3Server, args: &[&str]) -> String {
+    let out = command(server, args).output().unwrap();
+    assert!(!out.status.success(), "{args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn run(server: &S3Server, args: &[&str]) -> String {
     let out = command(server, args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -150,7 +157,7 @@ fn s3_gc_finds_and_deletes_only_unreferenced_objects_below_the_prefix() {
 
     // Told a container name the tenant does not use, every manifest names
     // objects of another container: gc stops and deletes nothing.
-    let out = command(
+    let err = fails(
         &server,
         &[
             "gc",
@@ -162,11 +169,7 @@ fn s3_gc_finds_and_deletes_only_unreferenced_objects_below_the_prefix() {
             "0s",
             "--delete",
         ],
-    )
-    .output()
-    .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(err.contains("s3://demo-bucket/checkpoints/"), "{err}");
     assert!(err.contains("container name"), "{err}");
     assert_eq!(
@@ -203,14 +206,10 @@ fn s3_gc_stops_at_an_unreadable_manifest_and_deletes_nothing() {
         b"{ not a manifest",
     );
     put(&server, &format!("team-a/checkpoints/{job}/chk-1/state"), b"state");
-    let out = command(
+    let err = fails(
         &server,
         &["gc", "--s3", "s3://demo-bucket/team-a", "--grace", "0s", "--delete"],
-    )
-    .output()
-    .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(err.contains("cannot read the manifest"), "{err}");
     assert!(err.contains("chk-1/_metadata"), "{err}");
     assert_eq!(server.object_keys("demo-bucket").len(), 2, "nothing deleted");

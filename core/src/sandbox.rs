@@ -57,6 +57,22 @@ pub enum EntryKind {
     Other,
 }
 
+impl EntryKind {
+    /// The kind a file type reports (hosts map their own file types with
+    /// it): a link first, as `lstat` sees it.
+    pub fn of(is_symlink: bool, is_dir: bool, is_file: bool) -> Self {
+        if is_symlink {
+            EntryKind::Symlink
+        } else if is_dir {
+            EntryKind::Directory
+        } else if is_file {
+            EntryKind::File
+        } else {
+            EntryKind::Other
+        }
+    }
+}
+
 /// The result of `stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {

@@ -10,21 +10,12 @@
 
 use cap_primitives::fs::{FollowSymlinks, OpenOptions, OpenOptionsExt};
 use cap_primitives::{ambient_authority, fs as cap};
+use checkpoint_storage_core::sandbox::EntryKind;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
-
-/// What an entry of a directory is (its own type: links are not followed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    File,
-    Dir,
-    Symlink,
-    /// A device, socket or pipe.
-    Other,
-}
 
 /// What a path names, looked up one name at a time without following links.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +32,8 @@ pub(crate) enum Found {
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub name: OsString,
-    pub kind: Kind,
+    /// Its own type (a link is not followed); `Other` is a device, socket or pipe.
+    pub kind: EntryKind,
     pub len: u64,
     pub modified: io::Result<SystemTime>,
 }
@@ -105,7 +97,7 @@ impl Beneath {
 
     /// The kind of what `rel` names (a link is not followed); `None` when
     /// nothing is there, or its directory is not.
-    pub fn kind_of(&self, rel: &Path) -> io::Result<Option<Kind>> {
+    pub fn kind_of(&self, rel: &Path) -> io::Result<Option<EntryKind>> {
         let (dir, name) = match self.parent(rel) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             other => other?,
@@ -186,16 +178,8 @@ impl Beneath {
     }
 }
 
-fn kind(ft: &cap::FileType) -> Kind {
-    if ft.is_symlink() {
-        Kind::Symlink
-    } else if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_file() {
-        Kind::File
-    } else {
-        Kind::Other
-    }
+fn kind(ft: &cap::FileType) -> EntryKind {
+    EntryKind::of(ft.is_symlink(), ft.is_dir(), ft.is_file())
 }
 
 /// The names of a plain relative path; `..`, `.` and absolute parts are

@@ -26,13 +26,14 @@
 //! It reads the host filesystem directly (it is an operator's tool, like
 //! `inspect`), through directory descriptors and never through a link.
 
-use crate::beneath::{Beneath, Found, Kind};
+use crate::beneath::{Beneath, Entry, Found};
 use crate::manifest::{CheckpointManifest, ManifestError};
 use checkpoint_storage_core::layout::{
     GUEST_MOUNT, METADATA_FILE_NAME, SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, TASK_OWNED_STATE_DIR, is_job_id,
     is_temp_metadata_name, parse_checkpoint_dir_name,
 };
 use checkpoint_storage_core::paths::GuestPath;
+use checkpoint_storage_core::sandbox::EntryKind as Kind;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::io;
@@ -267,11 +268,10 @@ fn scan(root: &Path, tree: &Beneath) -> Result<Scan, GcError> {
     let mut stack = vec![(PathBuf::new(), false)];
     while let Some((rel, managed)) = stack.pop() {
         let mut has_metadata = false;
-        let entries = match tree.entries(&rel) {
+        let Some(entries) = entries_if_present(root, tree, &rel)? else {
             // Removed since its parent was listed (a subsumed checkpoint):
             // nothing left to collect there.
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.as_os_str().is_empty() => continue,
-            other => other.map_err(io_err(&root.join(&rel)))?,
+            continue;
         };
         for entry in entries {
             let child = rel.join(&entry.name);
@@ -281,7 +281,7 @@ fn scan(root: &Path, tree: &Beneath) -> Result<Scan, GcError> {
                     s.symlinks.push(escape(&child));
                     s.dirs_with_other.insert(rel.clone());
                 }
-                Kind::Dir => {
+                Kind::Directory => {
                     s.dirs_with_other.insert(rel.clone());
                     let managed = managed || is_job_id(name) || name.starts_with(SAVEPOINT_DIR_PREFIX);
                     stack.push((child, managed));
@@ -316,6 +316,15 @@ fn scan(root: &Path, tree: &Beneath) -> Result<Scan, GcError> {
         }
     }
     Ok(s)
+}
+
+/// The entries of the directory `rel`; `None` when it was removed since its
+/// parent was listed (the root itself must be there).
+fn entries_if_present(root: &Path, tree: &Beneath, rel: &Path) -> Result<Option<Vec<Entry>>, GcError> {
+    match tree.entries(rel) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.as_os_str().is_empty() => Ok(None),
+        other => other.map(Some).map_err(io_err(&root.join(rel))),
+    }
 }
 
 /// The relative host path of a guest path inside the tenant, if it is one.
@@ -414,12 +423,9 @@ fn manifest_pass(root: &Path, tree: &Beneath) -> Result<Pass, GcError> {
     };
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
-        let entries = match tree.entries(&rel) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.as_os_str().is_empty() => {
-                pass.vanished = true;
-                continue;
-            }
-            other => other.map_err(io_err(&root.join(&rel)))?,
+        let Some(entries) = entries_if_present(root, tree, &rel)? else {
+            pass.vanished = true;
+            continue;
         };
         let in_job = rel.file_name().and_then(|n| n.to_str()).is_some_and(is_job_id);
         let mut checkpoints = vec![];
@@ -428,12 +434,12 @@ fn manifest_pass(root: &Path, tree: &Beneath) -> Result<Pass, GcError> {
             let name = entry.name.to_str().unwrap_or("");
             match entry.kind {
                 Kind::File if name == METADATA_FILE_NAME => pass.manifests.push(child),
-                Kind::Dir if in_job && (name == SHARED_STATE_DIR || name == TASK_OWNED_STATE_DIR) => {}
-                Kind::Dir if in_job && parse_checkpoint_dir_name(name).is_some() => {
+                Kind::Directory if in_job && (name == SHARED_STATE_DIR || name == TASK_OWNED_STATE_DIR) => {}
+                Kind::Directory if in_job && parse_checkpoint_dir_name(name).is_some() => {
                     checkpoints.push((parse_checkpoint_dir_name(name), child));
                 }
-                Kind::Dir if name.starts_with(SAVEPOINT_DIR_PREFIX) => checkpoints.push((None, child)),
-                Kind::Dir => stack.push(child),
+                Kind::Directory if name.starts_with(SAVEPOINT_DIR_PREFIX) => checkpoints.push((None, child)),
+                Kind::Directory => stack.push(child),
                 _ => {}
             }
         }
@@ -450,9 +456,25 @@ fn manifest_pass(root: &Path, tree: &Beneath) -> Result<Pass, GcError> {
     Ok(pass)
 }
 
-/// Walks at most this many times; more means checkpoints complete faster
-/// than the directory can be walked.
+/// Walks (listings) at most this many times; more means checkpoints
+/// complete faster than the tree can be listed.
 pub(crate) const MAX_LISTINGS: usize = 16;
+
+/// After a first look, looks again (`look` answers whether it found
+/// something new) until a look finds nothing new, at most
+/// [`MAX_LISTINGS`] looks in all; then [`GcError::Unsettled`].
+pub(crate) fn look_until_settled(mut look: impl FnMut() -> Result<bool, GcError>) -> Result<(), GcError> {
+    let mut looks = 1;
+    loop {
+        looks += 1;
+        if !look()? {
+            return Ok(());
+        }
+        if looks >= MAX_LISTINGS {
+            return Err(GcError::Unsettled { rounds: looks });
+        }
+    }
+}
 
 /// Sorts the managed files (relative path, size, modification time) into
 /// referenced (counted), orphans and young orphans; returns the directories
@@ -545,18 +567,10 @@ fn plan_walked(
     // it while the one it subsumes goes ahead of it: look for manifests
     // again until a pass finds none not read yet and nothing vanished
     // (see `manifest_pass` for why one such pass suffices).
-    let mut walks = 1;
-    loop {
+    look_until_settled(|| {
         let again = pass()?;
-        walks += 1;
-        let new = read_new(root, tree, &again.manifests, &mut roots)?;
-        if !new && !again.vanished {
-            break;
-        }
-        if walks >= MAX_LISTINGS {
-            return Err(GcError::Unsettled { rounds: walks });
-        }
-    }
+        Ok(read_new(root, tree, &again.manifests, &mut roots)? || again.vanished)
+    })?;
     let referenced = roots.referenced;
     let mut report = GcReport {
         manifests: roots.read.len(),

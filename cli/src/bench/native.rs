@@ -96,15 +96,7 @@ fn fs_error(e: io::Error) -> FsError {
 }
 
 fn kind(t: std::fs::FileType) -> EntryKind {
-    if t.is_symlink() {
-        EntryKind::Symlink
-    } else if t.is_dir() {
-        EntryKind::Directory
-    } else if t.is_file() {
-        EntryKind::File
-    } else {
-        EntryKind::Other
-    }
+    EntryKind::of(t.is_symlink(), t.is_dir(), t.is_file())
 }
 
 /// A native file being written.

@@ -17,7 +17,7 @@
 
 use super::BlobGrant;
 use super::listing::{Listed, PrefixTool};
-use crate::gc::{GcError, GcOptions, GcReport, MAX_LISTINGS, is_managed, sort_files};
+use crate::gc::{GcError, GcOptions, GcReport, is_managed, look_until_settled, sort_files};
 use crate::manifest::CheckpointManifest;
 use checkpoint_storage_core::layout::METADATA_FILE_NAME;
 use checkpoint_storage_core::object_uri;
@@ -67,18 +67,11 @@ fn collect_listed(
     let first = list().map_err(store_error(&grant.prefix))?;
     let mut seen: BTreeSet<String> = first.iter().map(|o| o.key.clone()).collect();
     roots.read_new(&first)?;
-    let mut listings = 1;
-    loop {
+    look_until_settled(|| {
         let again = list().map_err(store_error(&grant.prefix))?;
-        listings += 1;
         seen.extend(again.iter().map(|o| o.key.clone()));
-        if !roots.read_new(&again)? {
-            break;
-        }
-        if listings >= MAX_LISTINGS {
-            return Err(GcError::Unsettled { rounds: listings });
-        }
-    }
+        roots.read_new(&again)
+    })?;
     // A completed checkpoint never names a missing object; one that does
     // means the prefix or the container name is not the tenant's.
     if let Some((manifest, key)) = roots.named_by.iter().find(|(_, key)| !seen.contains(key)) {
@@ -311,7 +304,15 @@ mod tests {
             tool.list()
         };
         let e = collect_listed(&tool, &g, &no_grace(true), &mut list).unwrap_err();
-        assert!(matches!(e, GcError::Unsettled { rounds: MAX_LISTINGS }), "{e}");
+        assert!(
+            matches!(
+                e,
+                GcError::Unsettled {
+                    rounds: crate::gc::MAX_LISTINGS
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("run it again"), "{e}");
         assert!(
             keys(&tool).contains(&format!("checkpoints/{JOB}/shared/stray")),
