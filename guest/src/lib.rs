@@ -10,5 +10,7 @@
 mod blob_sandbox;
 #[cfg(target_arch = "wasm32")]
 mod component;
+#[cfg(target_arch = "wasm32")]
+mod no_stdio;
 #[cfg(all(target_arch = "wasm32", not(feature = "blobstore")))]
 mod wasi_sandbox;

@@ -58,22 +58,9 @@ fn the_component_imports_exactly_the_documented_wasi_interfaces() {
     assert_eq!(
         imports,
         [
-            "wasi:cli/environment@0.2.12",
-            "wasi:cli/exit@0.2.12",
-            "wasi:cli/stderr@0.2.12",
-            "wasi:cli/stdin@0.2.12",
-            "wasi:cli/stdout@0.2.12",
-            "wasi:cli/terminal-input@0.2.12",
-            "wasi:cli/terminal-output@0.2.12",
-            "wasi:cli/terminal-stderr@0.2.12",
-            "wasi:cli/terminal-stdin@0.2.12",
-            "wasi:cli/terminal-stdout@0.2.12",
             "wasi:clocks/wall-clock@0.2.12",
             "wasi:filesystem/preopens@0.2.12",
             "wasi:filesystem/types@0.2.12",
-            "wasi:io/error@0.2.12",
-            "wasi:io/poll@0.2.12",
-            "wasi:io/streams@0.2.12",
             "wasi:random/insecure-seed@0.2.12",
             "wasi:random/random@0.2.12",
         ]

@@ -75,8 +75,8 @@ export function loadComponent() {
       modules.set(name, await WebAssembly.compile(files[name]));
     }
     const t3 = performance.now();
-    // The generated JS reads unversioned keys (`imports['wasi:cli/environment']`);
-    // its TypeScript declares versioned ones (`'wasi:cli/environment@0.2.12'`).
+    // The generated JS reads unversioned keys (`imports['wasi:filesystem/types']`);
+    // its TypeScript declares versioned ones (`'wasi:filesystem/types@0.2.12'`).
     // Pass both, so either form of the generated code finds its imports.
     // The component's imports, as the declared `ImportObject` keys.
     const dts = new TextDecoder().decode(files['component.d.ts']);

@@ -17,6 +17,23 @@ fn each_artefact_imports_its_own_storage_only() {
     assert!(blob.iter().all(|n| n.starts_with("wasi:")), "{blob:?}");
     let fs = plugin().import_names();
     assert!(!fs.iter().any(|n| n.starts_with("wasi:blobstore")), "{fs:?}");
+    // Exactly: a change is a change of the object storage artefact's host
+    // contract. `wasi:io` carries the blobstore's data streams; no `wasi:cli`.
+    let mut blob = blob;
+    blob.sort();
+    assert_eq!(
+        blob,
+        [
+            "wasi:blobstore/blobstore@0.2.0-draft",
+            "wasi:blobstore/container@0.2.0-draft",
+            "wasi:blobstore/types@0.2.0-draft",
+            "wasi:io/error@0.2.12",
+            "wasi:io/poll@0.2.12",
+            "wasi:io/streams@0.2.12",
+            "wasi:random/insecure-seed@0.2.12",
+            "wasi:random/random@0.2.12",
+        ]
+    );
 }
 
 #[test]
