@@ -64,19 +64,26 @@ impl GuestPath {
         if !path.starts_with('/') {
             return Err(PathError::Relative(raw.to_string()));
         }
-        let mut segments: Vec<&str> = Vec::new();
+        // Built in place: every view and stream parses paths, and this is
+        // on the path of a tenant's start.
+        let mut normal = String::with_capacity(path.len());
         for segment in path.split('/') {
             match segment {
                 "" | "." => {}
-                ".." => {
-                    if segments.pop().is_none() {
-                        return Err(PathError::ClimbsAboveRoot(raw.to_string()));
-                    }
+                ".." => match normal.rfind('/') {
+                    Some(last) => normal.truncate(last),
+                    None => return Err(PathError::ClimbsAboveRoot(raw.to_string())),
+                },
+                s => {
+                    normal.push('/');
+                    normal.push_str(s);
                 }
-                s => segments.push(s),
             }
         }
-        Ok(GuestPath(format!("/{}", segments.join("/"))))
+        if normal.is_empty() {
+            normal.push('/');
+        }
+        Ok(GuestPath(normal))
     }
 
     pub fn as_str(&self) -> &str {
@@ -87,11 +94,12 @@ impl GuestPath {
     /// segment (callers pass names they made: UUIDs, `chk-N`, job ids).
     pub fn join(&self, name: &str) -> GuestPath {
         debug_assert!(!name.is_empty() && !name.contains('/') && name != "." && name != "..");
-        if self.0 == "/" {
-            GuestPath(format!("/{name}"))
-        } else {
-            GuestPath(format!("{}/{name}", self.0))
-        }
+        let base = if self.0 == "/" { "" } else { self.0.as_str() };
+        let mut joined = String::with_capacity(base.len() + 1 + name.len());
+        joined.push_str(base);
+        joined.push('/');
+        joined.push_str(name);
+        GuestPath(joined)
     }
 
     /// The last segment; `None` for the root.
@@ -240,6 +248,40 @@ mod tests {
                 prop_assert!(s == "/" || !s.split('/').skip(1).any(|seg| seg.is_empty() || seg == "." || seg == ".."), "{}", s);
                 prop_assert_eq!(GuestPath::parse(s).unwrap(), path.clone());
             }
+        }
+
+        /// Normalisation is the textbook one: a stack of segments, `..`
+        /// pops (refused on an empty stack), the result joined under `/`.
+        #[test]
+        fn parsing_normalises_as_a_segment_stack(raw in "/(\\.\\./|\\./|a/|bc/|//|\\.\\.|\\.){0,10}[a-z.]{0,3}") {
+            let mut stack: Vec<&str> = Vec::new();
+            let mut climbs = false;
+            for segment in raw.split('/') {
+                match segment {
+                    "" | "." => {}
+                    ".." => climbs |= stack.pop().is_none(),
+                    s => stack.push(s),
+                }
+            }
+            match GuestPath::parse(&raw) {
+                Ok(path) => {
+                    prop_assert!(!climbs, "{} was accepted", raw);
+                    prop_assert_eq!(path.as_str(), format!("/{}", stack.join("/")));
+                }
+                Err(e) => {
+                    prop_assert!(climbs, "{}: {}", raw, e);
+                    prop_assert_eq!(e, PathError::ClimbsAboveRoot(raw.clone()));
+                }
+            }
+        }
+
+        #[test]
+        fn join_adds_one_segment(raw in "/([a-c]{1,3}/){0,3}[a-c]{0,3}", name in "[a-z0-9-]{1,8}") {
+            let base = GuestPath::parse(&raw).unwrap();
+            let joined = base.join(&name);
+            prop_assert_eq!(joined.parent(), Some(base.clone()));
+            prop_assert_eq!(joined.file_name(), Some(name.as_str()));
+            prop_assert_eq!(GuestPath::parse(joined.as_str()).unwrap(), joined.clone());
         }
     }
 }
