@@ -13,15 +13,17 @@ use checkpoint_storage_core::sandbox::{
     EntryKind, FsError, FsErrorKind, HostHandle, ReadFile, Sandbox, Stat, StateFile,
 };
 use rand_core::{Rng, SeedableRng};
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use wasip2::filesystem::preopens::get_directories;
 use wasip2::filesystem::types::{Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags};
 
 /// The directories the host preopened, each with its guest mount path.
 pub struct WasiSandbox {
     preopens: Vec<(Descriptor, GuestPath)>,
-    /// The host preopened every directory without write permission.
-    read_only: bool,
+    /// The host preopened every directory without write permission; asked
+    /// at the first write, not at open (a host call and a system call that
+    /// a tenant which only restores never needs).
+    read_only: OnceCell<bool>,
     /// Randomness of UUID file names: seeded once from `wasi:random` at the
     /// first name, then local (see `random_bytes`).
     names: RefCell<Option<ChaCha20Rng>>,
@@ -35,20 +37,22 @@ impl WasiSandbox {
             .into_iter()
             .filter_map(|(d, mount)| GuestPath::parse(&mount).ok().map(|p| (d, p)))
             .collect::<Vec<_>>();
-        // A preopen the host gave read permission only reports `read`
-        // without `mutate-directory`; the tenant is read-only if every
-        // preopen says so. A host that reports no flags at all (jco's
-        // preview2-shim gives none for a preopen) has said nothing: the
-        // filesystem itself then refuses what is not allowed.
-        let read_only = !preopens.is_empty()
-            && preopens.iter().all(|(d, _): &(Descriptor, GuestPath)| {
-                d.get_flags()
-                    .is_ok_and(|f| f.contains(DescriptorFlags::READ) && !f.contains(DescriptorFlags::MUTATE_DIRECTORY))
-            });
         (!preopens.is_empty()).then_some(WasiSandbox {
             preopens,
-            read_only,
+            read_only: OnceCell::new(),
             names: RefCell::new(None),
+        })
+    }
+
+    /// A preopen the host gave read permission only reports `read` without
+    /// `mutate-directory`; the tenant is read-only if every preopen says
+    /// so. A host that reports no flags at all (jco's preview2-shim gives
+    /// none for a preopen) has said nothing: the filesystem itself then
+    /// refuses what is not allowed.
+    fn preopens_are_read_only(&self) -> bool {
+        self.preopens.iter().all(|(d, _)| {
+            d.get_flags()
+                .is_ok_and(|f| f.contains(DescriptorFlags::READ) && !f.contains(DescriptorFlags::MUTATE_DIRECTORY))
         })
     }
 
@@ -383,7 +387,7 @@ impl Sandbox for WasiSandbox {
     }
 
     fn read_only(&self) -> bool {
-        self.read_only
+        *self.read_only.get_or_init(|| self.preopens_are_read_only())
     }
 
     /// A call into the host per name cost more than the rest of writing an
