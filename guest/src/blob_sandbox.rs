@@ -16,7 +16,7 @@ use checkpoint_storage_core::blob_error;
 use checkpoint_storage_core::paths::GuestPath;
 use checkpoint_storage_core::sandbox::{EntryKind, FsError, FsErrorKind, ReadFile, Sandbox, Stat, StateFile};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// Object names read per `read-stream-object-names` call.
@@ -35,13 +35,13 @@ fn stream_error(context: impl std::fmt::Display, error: StreamError) -> FsError 
 
 /// The containers the host granted, looked up once each.
 pub struct BlobSandbox {
-    containers: RefCell<HashMap<String, Rc<Container>>>,
+    containers: RefCell<BTreeMap<String, Rc<Container>>>,
 }
 
 impl BlobSandbox {
     pub fn from_host() -> Self {
         BlobSandbox {
-            containers: RefCell::new(HashMap::new()),
+            containers: RefCell::new(BTreeMap::new()),
         }
     }
 

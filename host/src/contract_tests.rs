@@ -61,7 +61,6 @@ fn the_component_imports_exactly_the_documented_wasi_interfaces() {
             "wasi:clocks/wall-clock@0.2.12",
             "wasi:filesystem/preopens@0.2.12",
             "wasi:filesystem/types@0.2.12",
-            "wasi:random/insecure-seed@0.2.12",
             "wasi:random/random@0.2.12",
         ]
     );

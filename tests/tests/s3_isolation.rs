@@ -30,7 +30,6 @@ fn each_artefact_imports_its_own_storage_only() {
             "wasi:io/error@0.2.12",
             "wasi:io/poll@0.2.12",
             "wasi:io/streams@0.2.12",
-            "wasi:random/insecure-seed@0.2.12",
             "wasi:random/random@0.2.12",
         ]
     );

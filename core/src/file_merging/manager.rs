@@ -28,7 +28,7 @@ use crate::paths::GuestPath;
 use crate::reference::LocationReference;
 use crate::sandbox::{EntryKind, FsErrorKind, Sandbox, SandboxExt, StateFile};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 /// Flink's number of attempts to find an unused random physical file name.
@@ -37,7 +37,7 @@ const CREATE_ATTEMPTS: usize = 10;
 /// Which pool a physical file returns to: shared state per subtask,
 /// exclusive state of all subtasks together; per checkpoint unless merging
 /// across checkpoints.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct PoolKey {
     /// `None` for exclusive state.
     owner: Option<SubtaskKey>,
@@ -96,13 +96,13 @@ pub(crate) struct State<S: Sandbox> {
     shared_state_dir: GuestPath,
     exclusive_dir: GuestPath,
     subtasks: BTreeMap<SubtaskKey, GuestPath>,
-    physical: HashMap<u64, Physical<S::File>>,
-    logical: HashMap<u64, Logical>,
+    physical: BTreeMap<u64, Physical<S::File>>,
+    logical: BTreeMap<u64, Logical>,
     /// Logical files by (physical path, offset): how handles find them.
-    by_segment: HashMap<(String, u64), u64>,
+    by_segment: BTreeMap<(String, u64), u64>,
     /// Logical files by the checkpoint that wrote (or restored) them.
     uploaded: BTreeMap<u64, BTreeSet<u64>>,
-    pools: HashMap<PoolKey, Vec<u64>>,
+    pools: BTreeMap<PoolKey, Vec<u64>>,
     next_id: u64,
 }
 
@@ -148,11 +148,11 @@ impl<S: Sandbox + 'static> FileMergingSnapshotManager<S> {
                 shared_state_dir: job_dir.join(SHARED_STATE_DIR),
                 exclusive_dir,
                 subtasks: BTreeMap::new(),
-                physical: HashMap::new(),
-                logical: HashMap::new(),
-                by_segment: HashMap::new(),
+                physical: BTreeMap::new(),
+                logical: BTreeMap::new(),
+                by_segment: BTreeMap::new(),
                 uploaded: BTreeMap::new(),
-                pools: HashMap::new(),
+                pools: BTreeMap::new(),
                 next_id: 0,
             })),
             view,
