@@ -25,7 +25,7 @@ fn close_one(dir: &Path, data: &[u8], sync_dir: Option<&std::fs::File>) -> Resul
     let path = dir.join(uuid::Uuid::new_v4().to_string());
     let mut f = std::fs::File::create_new(&path).map_err(io_error("dir-sync create"))?;
     f.write_all(data).map_err(io_error("dir-sync write"))?;
-    f.sync_data().map_err(io_error("dir-sync fdatasync"))?;
+    f.sync_all().map_err(io_error("dir-sync fsync of the file"))?;
     if let Some(d) = sync_dir {
         d.sync_all().map_err(io_error("dir-sync fsync of the directory"))?;
     }

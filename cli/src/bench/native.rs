@@ -30,7 +30,7 @@ pub enum NativeHandle {
 /// policy: a buffer of the effective size, a file with a random UUID name
 /// created exclusively when it overflows, positional writes, each followed
 /// by the host's writeback of what it completed (the default window, as the
-/// benchmark's tenant has), `sync_data` at close, inline when the total is
+/// benchmark's tenant has), `sync_all` (fsync, as the component) at close, inline when the total is
 /// at most the threshold.
 pub struct NativeStream {
     sandbox: Rc<NativeSandbox>,
@@ -109,7 +109,7 @@ impl StateFile for NativeFile {
         Ok(())
     }
     fn sync_data(&mut self) -> Result<(), FsError> {
-        self.0.sync_data().map_err(fs_error)
+        self.0.sync_all().map_err(fs_error)
     }
     fn is_linked(&self) -> Result<bool, FsError> {
         use std::os::unix::fs::MetadataExt;

@@ -168,7 +168,7 @@ impl Setup<'_> {
                 let path = ws.disk_dir.join(uuid::Uuid::new_v4().to_string());
                 let mut f = std::fs::File::create_new(&path).map_err(io_error("disk baseline create"))?;
                 f.write_all(self.data).map_err(io_error("disk baseline write"))?;
-                f.sync_data().map_err(io_error("disk baseline fsync"))?;
+                f.sync_all().map_err(io_error("disk baseline fsync"))?;
                 Some(path)
             }
             Variant::NativeBatch => {
@@ -191,7 +191,7 @@ impl Setup<'_> {
                     batch.extend_from_slice(c);
                 }
                 write(&batch, at)?;
-                f.sync_data().map_err(io_error("native batch fsync"))?;
+                f.sync_all().map_err(io_error("native batch fsync"))?;
                 Some(path)
             }
         };
