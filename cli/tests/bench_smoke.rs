@@ -18,14 +18,16 @@ fn a_tiny_benchmark_run_reports_finite_positive_figures() {
     let figures = value["figures"].as_array().expect("figures");
     // 4 chunk sizes x (2 ways + vs disk) + the 2 chunk sizes below the batch x (vs the native
     // plain batch, that batch vs disk) + small states x 3 ways + 2 allocators x 2 + idle memory
-    // x 2 + directory fsync + subsumption x 2 + restore reads x 2 + object storage (stream,
+    // x 2 allocators x (VmRSS, Pss) + directory fsync + subsumption x 2 + restore reads x 2 + object storage (stream,
     // small objects).
-    assert_eq!(figures.len(), 4 * 3 + 2 * 2 + 3 + 4 + 2 + 1 + 2 + 2 + 2, "{json}");
+    assert_eq!(figures.len(), 4 * 3 + 2 * 2 + 3 + 4 + 2 * 2 + 1 + 2 + 2 + 2, "{json}");
     for key in [
         "s3 stream",
         "s3 small",
         "64B native batch vs disk",
         "4K vs native batch",
+        "mem pool 8",
+        "pss pool 8",
     ] {
         assert!(figures.iter().any(|f| f["key"] == key), "{key} in {json}");
     }
@@ -39,8 +41,8 @@ fn a_tiny_benchmark_run_reports_finite_positive_figures() {
     let with_targets = figures.iter().filter(|f| !f["target"].is_null()).count();
     assert_eq!(
         with_targets,
-        2 * 2 + 4 + 1 + 1 + 1 + 2,
-        "64K and 1M (both ways), every chunk size vs disk, batched small states, start, memory, restore reads"
+        2 * 2 + 4 + 1 + 1 + 2 + 2,
+        "64K and 1M (both ways), every chunk size vs disk, batched small states, start, memory (VmRSS, Pss), restore reads"
     );
     assert_eq!(value["machine"]["nproc"].as_u64().map(|n| n > 0), Some(true));
 

@@ -346,19 +346,28 @@ pub fn figures(
         ));
     }
     for m in memory {
-        let f = Figure::new(
+        let rss = Figure::new(
             format!("mem {} {}", s_alloc(&m.allocator), short_count(m.alive)),
-            format!("idle tenant, {} x{}", m.allocator, m.alive),
+            format!("idle tenant, {} x{} (VmRSS)", m.allocator, m.alive),
             m.per_tenant_kib,
             "KiB",
             "target",
             TARGET_IDLE_KIB,
         );
-        out.push(if m.allocator == "pooling" {
-            f.with_target(Target::MaxValue(TARGET_IDLE_KIB))
+        let pss = Figure::new(
+            format!("pss {} {}", s_alloc(&m.allocator), short_count(m.alive)),
+            format!("idle tenant, {} x{} (Pss: shared pages once)", m.allocator, m.alive),
+            m.pss_per_tenant_kib,
+            "KiB",
+            "target",
+            TARGET_IDLE_KIB,
+        );
+        if m.allocator == "pooling" {
+            out.push(rss.with_target(Target::MaxValue(TARGET_IDLE_KIB)));
+            out.push(pss.with_target(Target::MaxValue(TARGET_IDLE_KIB)));
         } else {
-            f
-        });
+            out.extend([rss, pss]);
+        }
     }
     out
 }
