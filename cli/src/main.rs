@@ -168,7 +168,7 @@ pub(crate) fn demo_tenant(
 ) -> Result<()> {
     let job = uuid::Uuid::new_v4().simple().to_string();
     let config = StorageConfig {
-        checkpoints_dir: dirs.checkpoints.clone(),
+        checkpoints_dir: Some(dirs.checkpoints.clone()),
         ..StorageConfig::filesystem(&job)
     };
     println!("job {job}");

@@ -41,13 +41,33 @@ pub fn validate_config<S: Sandbox>(sandbox: &S, config: &StorageConfig) -> Resul
             "s3.entropy.key is set, but this tenant stores state on a filesystem: entropy injection applies to object storage only. Remove s3.entropy.key and s3.entropy.length.",
         ));
     }
-    if !sandbox.contains(&config.checkpoints_dir) {
+    if let Some(dir) = config.checkpoints_dir.as_ref().filter(|d| !sandbox.contains(d)) {
         return Err(StorageError::invalid_argument(format!(
-            "The checkpoints directory '{}' is outside this tenant's directory; use a path below the directory the host mounted (e.g. /checkpoints).",
-            config.checkpoints_dir
+            "The checkpoints directory '{dir}' is outside this tenant's directory; use a path below the directory the host mounted (e.g. /checkpoints)."
         )));
     }
     Ok(config)
+}
+
+/// The job's directory, `<checkpoints-dir>/<job-id>`; `None` without a
+/// checkpoints directory (memory backend).
+pub(crate) fn job_dir_of(config: &ValidConfig) -> Option<GuestPath> {
+    config
+        .checkpoints_dir
+        .as_ref()
+        .map(|dir| dir.join(config.job_id.as_str()))
+}
+
+/// A directory below the checkpoints directory, for what only the
+/// filesystem backend does; validation gives that backend a checkpoints
+/// directory, so a missing one is refused as the configuration error it
+/// would be.
+pub(crate) fn needs_checkpoints_dir(dir: &Option<GuestPath>) -> Result<&GuestPath> {
+    dir.as_ref().ok_or_else(|| {
+        StorageError::invalid_argument(
+            "This needs a checkpoints directory (execution.checkpointing.dir), and the configuration has none.",
+        )
+    })
 }
 
 /// A path made by entropy injection or marker removal, checked like any
@@ -90,7 +110,8 @@ pub fn check_checkpoint_id(checkpoint_id: u64) -> Result<()> {
 pub struct WorkerView<S: Sandbox> {
     sandbox: Rc<S>,
     config: ValidConfig,
-    job_dir: GuestPath,
+    /// `None` without a checkpoints directory (memory backend).
+    job_dir: Option<GuestPath>,
 }
 
 impl<S: Sandbox + 'static> WorkerView<S> {
@@ -98,7 +119,7 @@ impl<S: Sandbox + 'static> WorkerView<S> {
     /// inside the sandbox.
     pub fn open(sandbox: Rc<S>, config: &StorageConfig) -> Result<Self> {
         let config = validate_config(&*sandbox, config)?;
-        let job_dir = config.checkpoints_dir.join(config.job_id.as_str());
+        let job_dir = job_dir_of(&config);
         Ok(WorkerView {
             sandbox,
             config,
@@ -106,16 +127,17 @@ impl<S: Sandbox + 'static> WorkerView<S> {
         })
     }
 
-    pub fn job_dir(&self) -> &GuestPath {
-        &self.job_dir
+    /// The job's directory; an error without a checkpoints directory.
+    pub fn job_dir(&self) -> Result<&GuestPath> {
+        needs_checkpoints_dir(&self.job_dir)
     }
 
-    pub fn shared_state_dir(&self) -> GuestPath {
-        self.job_dir.join(SHARED_STATE_DIR)
+    pub fn shared_state_dir(&self) -> Result<GuestPath> {
+        Ok(self.job_dir()?.join(SHARED_STATE_DIR))
     }
 
-    pub fn task_owned_state_dir(&self) -> GuestPath {
-        self.job_dir.join(TASK_OWNED_STATE_DIR)
+    pub fn task_owned_state_dir(&self) -> Result<GuestPath> {
+        Ok(self.job_dir()?.join(TASK_OWNED_STATE_DIR))
     }
 
     /// Flink's `resolveCheckpointStorageLocation`.
@@ -134,8 +156,8 @@ impl<S: Sandbox + 'static> WorkerView<S> {
         }
         let (exclusive, shared) = match reference {
             LocationReference::Default => (
-                self.job_dir.join(&checkpoint_dir_name(checkpoint_id)),
-                self.shared_state_dir(),
+                self.job_dir()?.join(&checkpoint_dir_name(checkpoint_id)),
+                self.shared_state_dir()?,
             ),
             encoded => {
                 let dir = self.decode_location(encoded)?;
@@ -185,7 +207,7 @@ impl<S: Sandbox + 'static> WorkerView<S> {
             Backend::Filesystem => Box::new(
                 FsOutputStream::new(
                     self.sandbox.clone(),
-                    self.task_owned_state_dir(),
+                    self.task_owned_state_dir()?,
                     self.config.file_state_threshold,
                     self.config.effective_buffer_size,
                     false,
@@ -202,7 +224,7 @@ impl<S: Sandbox + 'static> WorkerView<S> {
             Backend::Filesystem => StateToolset::Fs {
                 sandbox: self.sandbox.clone(),
                 toolset: Toolset {
-                    base: self.task_owned_state_dir(),
+                    base: self.task_owned_state_dir()?,
                     entropy: self.config.entropy.clone(),
                 },
             },

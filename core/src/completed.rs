@@ -162,7 +162,7 @@ mod tests {
     fn coordinator(s: &Rc<MemSandbox>) -> CoordinatorView<MemSandbox> {
         let config = StorageConfig {
             job_id: JOB.into(),
-            checkpoints_dir: "/checkpoints".into(),
+            checkpoints_dir: Some("/checkpoints".into()),
             backend: Backend::Filesystem,
             file_state_threshold: None,
             write_buffer_size: None,
@@ -238,7 +238,7 @@ mod tests {
         let s = MemSandbox::with_dirs(&[]);
         let config = StorageConfig {
             job_id: JOB.into(),
-            checkpoints_dir: "/checkpoints".into(),
+            checkpoints_dir: Some("/checkpoints".into()),
             backend: Backend::Filesystem,
             file_state_threshold: None,
             write_buffer_size: None,

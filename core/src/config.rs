@@ -27,7 +27,8 @@ pub enum Backend {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageConfig {
     pub job_id: String,
-    pub checkpoints_dir: String,
+    /// `None`: the memory backend without a checkpoint directory.
+    pub checkpoints_dir: Option<String>,
     pub backend: Backend,
     pub file_state_threshold: Option<u32>,
     pub write_buffer_size: Option<u32>,
@@ -43,7 +44,9 @@ pub struct StorageConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidConfig {
     pub job_id: JobId,
-    pub checkpoints_dir: GuestPath,
+    /// `None` only for the memory backend: nothing is persisted (Flink's
+    /// `MemoryBackendCheckpointStorageAccess` with a null base directory).
+    pub checkpoints_dir: Option<GuestPath>,
     pub backend: Backend,
     pub file_state_threshold: usize,
     /// `max(write-buffer-size, threshold)`, as Flink's stream factory.
@@ -58,11 +61,19 @@ impl StorageConfig {
     /// Whether the directory lies inside the sandbox is checked by the caller.
     pub fn validate(&self) -> Result<ValidConfig> {
         let job_id = JobId::parse(&self.job_id)?;
-        let checkpoints_dir = GuestPath::parse(&self.checkpoints_dir).map_err(|e| {
-            StorageError::invalid_argument(format!(
-                "Invalid checkpoints directory: {e}. Give an absolute path inside the tenant's directory, e.g. /checkpoints."
-            ))
-        })?;
+        let checkpoints_dir = match (&self.checkpoints_dir, self.backend) {
+            (Some(dir), _) => Some(GuestPath::parse(dir).map_err(|e| {
+                StorageError::invalid_argument(format!(
+                    "Invalid checkpoints directory: {e}. Give an absolute path inside the tenant's directory, e.g. /checkpoints."
+                ))
+            })?),
+            (None, Backend::Memory) => None,
+            (None, Backend::Filesystem) => {
+                return Err(StorageError::invalid_argument(
+                    "The filesystem backend needs a checkpoints directory (execution.checkpointing.dir), e.g. /checkpoints; only the memory backend runs without one.",
+                ));
+            }
+        };
         let threshold = self.file_state_threshold.unwrap_or(DEFAULT_FILE_STATE_THRESHOLD);
         if threshold > MAX_FILE_STATE_THRESHOLD {
             return Err(StorageError::invalid_argument(format!(
@@ -81,6 +92,12 @@ impl StorageConfig {
                 "The maximum memory-backed state size must be positive; got 0.",
             ));
         }
+        let entropy = Entropy::from_options(self.s3_entropy_key.as_deref(), self.s3_entropy_length)?;
+        if entropy.is_some() && checkpoints_dir.is_none() {
+            return Err(StorageError::invalid_argument(
+                "s3.entropy.key is set, but there is no checkpoints directory to inject entropy into. Set checkpoints-dir or remove s3.entropy.key and s3.entropy.length.",
+            ));
+        }
         Ok(ValidConfig {
             job_id,
             checkpoints_dir,
@@ -88,7 +105,7 @@ impl StorageConfig {
             file_state_threshold: threshold as usize,
             effective_buffer_size: buffer.max(threshold) as usize,
             max_memory_state_size: max_memory as usize,
-            entropy: Entropy::from_options(self.s3_entropy_key.as_deref(), self.s3_entropy_length)?,
+            entropy,
         })
     }
 }
@@ -121,7 +138,7 @@ mod tests {
     fn config() -> StorageConfig {
         StorageConfig {
             job_id: "0123456789abcdef0123456789abcdef".into(),
-            checkpoints_dir: "/checkpoints".into(),
+            checkpoints_dir: Some("/checkpoints".into()),
             backend: Backend::Filesystem,
             file_state_threshold: None,
             write_buffer_size: None,
@@ -189,9 +206,24 @@ mod tests {
     }
 
     #[test]
+    fn only_the_memory_backend_runs_without_a_checkpoints_directory() {
+        let mut c = config();
+        c.checkpoints_dir = None;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(e.message.contains("needs a checkpoints directory"), "{}", e.message);
+        c.backend = Backend::Memory;
+        assert_eq!(c.validate().unwrap().checkpoints_dir, None);
+        c.s3_entropy_key = Some("_entropy_".into());
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(e.message.contains("no checkpoints directory"), "{}", e.message);
+    }
+
+    #[test]
     fn checkpoints_dir_must_be_absolute() {
         let mut c = config();
-        c.checkpoints_dir = "checkpoints".into();
+        c.checkpoints_dir = Some("checkpoints".into());
         let e = c.validate().unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidArgument);
         assert!(e.message.contains("relative"));

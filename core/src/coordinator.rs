@@ -3,14 +3,14 @@
 //! creating base, checkpoint and savepoint locations, writing `_metadata`,
 //! resolving checkpoint pointers, disposing failed checkpoints.
 
-use crate::access::{check_checkpoint_id, validate_config};
+use crate::access::{check_checkpoint_id, job_dir_of, needs_checkpoints_dir, validate_config};
 use crate::completed;
 use crate::config::{Backend, StorageConfig, ValidConfig};
 use crate::error::{ErrorCode, Result, StorageError};
 use crate::handle::StateHandle;
 use crate::layout::{
-    METADATA_FILE_NAME, SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, TASK_OWNED_STATE_DIR, TEMP_METADATA_FILE_PREFIX,
-    checkpoint_dir_name,
+    METADATA_FILE_NAME, NON_PERSISTENT_POINTER, SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, TASK_OWNED_STATE_DIR,
+    TEMP_METADATA_FILE_PREFIX, checkpoint_dir_name,
 };
 use crate::paths::GuestPath;
 use crate::reference::{LocationReference, hex};
@@ -31,7 +31,9 @@ pub struct CompletedCheckpoint {
 pub struct CoordinatorView<S: Sandbox> {
     sandbox: Rc<S>,
     config: ValidConfig,
-    job_dir: GuestPath,
+    /// `None` without a checkpoints directory (memory backend): nothing
+    /// of a checkpoint is persisted.
+    job_dir: Option<GuestPath>,
     default_savepoint_dir: Option<GuestPath>,
 }
 
@@ -53,7 +55,7 @@ impl<S: Sandbox> CoordinatorView<S> {
         let default_savepoint_dir = default_savepoint_dir
             .map(|d| directory_argument(&*sandbox, "default savepoint directory", d))
             .transpose()?;
-        let job_dir = config.checkpoints_dir.join(config.job_id.as_str());
+        let job_dir = job_dir_of(&config);
         Ok(CoordinatorView {
             sandbox,
             config,
@@ -77,6 +79,12 @@ impl<S: Sandbox> CoordinatorView<S> {
         self.default_savepoint_dir.is_some()
     }
 
+    /// Flink's `supportsHighlyAvailableStorage`: completed checkpoints are
+    /// persisted (there is a checkpoints directory).
+    pub fn supports_highly_available_storage(&self) -> bool {
+        self.job_dir.is_some()
+    }
+
     /// Creates `shared/` and `taskowned/` (filesystem backend only).
     pub fn initialize_base_locations_for_checkpoint(&self) -> Result<()> {
         crate::access::refuse_if_read_only(&*self.sandbox, "initialize checkpoint locations")?;
@@ -87,7 +95,7 @@ impl<S: Sandbox> CoordinatorView<S> {
             (SHARED_STATE_DIR, "shared state"),
             (TASK_OWNED_STATE_DIR, "task owned state"),
         ] {
-            let path = self.job_dir.join(dir);
+            let path = needs_checkpoints_dir(&self.job_dir)?.join(dir);
             self.sandbox
                 .create_dir_all(&path)
                 .map_err(|e| StorageError::from_fs(format!("Failed to create directory for {what}: {path}"), &e))?;
@@ -96,17 +104,29 @@ impl<S: Sandbox> CoordinatorView<S> {
     }
 
     /// Creates `chk-<id>` and returns its location (default reference).
+    /// Without a checkpoints directory nothing is created: the location
+    /// keeps its metadata in memory (Flink's
+    /// `NonPersistentMetadataCheckpointStorageLocation`).
     pub fn initialize_location_for_checkpoint(&self, checkpoint_id: u64) -> Result<Location<S>> {
         check_checkpoint_id(checkpoint_id)?;
+        let Some(job_dir) = &self.job_dir else {
+            return Ok(Location {
+                sandbox: self.sandbox.clone(),
+                place: None,
+                reference: LocationReference::Default,
+            });
+        };
         crate::access::refuse_if_read_only(&*self.sandbox, "initialize a checkpoint location")?;
-        let dir = self.job_dir.join(&checkpoint_dir_name(checkpoint_id));
+        let dir = job_dir.join(&checkpoint_dir_name(checkpoint_id));
         self.sandbox
             .create_dir_all(&dir)
             .map_err(|e| StorageError::from_fs(format!("Failed to create checkpoint directory {dir}"), &e))?;
         Ok(Location {
             sandbox: self.sandbox.clone(),
-            metadata_dir: self.without_entropy_marker(&dir)?,
-            dir,
+            place: Some(Place {
+                metadata_dir: self.without_entropy_marker(&dir)?,
+                dir,
+            }),
             reference: LocationReference::Default,
         })
     }
@@ -143,8 +163,10 @@ impl<S: Sandbox> CoordinatorView<S> {
                     };
                     return Ok(Location {
                         sandbox: self.sandbox.clone(),
-                        metadata_dir: self.without_entropy_marker(&dir)?,
-                        dir,
+                        place: Some(Place {
+                            metadata_dir: self.without_entropy_marker(&dir)?,
+                            dir,
+                        }),
                         reference,
                     });
                 }
@@ -167,7 +189,13 @@ impl<S: Sandbox> CoordinatorView<S> {
     /// injection they are where their `_metadata` is: below the job
     /// directory without the marker.
     pub fn list_completed_checkpoints(&self) -> Result<Vec<completed::ListedCheckpoint>> {
-        completed::list_completed_checkpoints(&*self.sandbox, &self.without_entropy_marker(&self.job_dir)?)
+        match &self.job_dir {
+            Some(job_dir) => {
+                completed::list_completed_checkpoints(&*self.sandbox, &self.without_entropy_marker(job_dir)?)
+            }
+            // Nothing is persisted without a checkpoints directory.
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The job's completed savepoints in `dir` (or the default savepoint
@@ -191,8 +219,13 @@ impl<S: Sandbox> CoordinatorView<S> {
     /// instead and go with their handles, as in Flink.
     pub fn discard_completed_checkpoint(&self, checkpoint_id: u64) -> Result<()> {
         check_checkpoint_id(checkpoint_id)?;
+        let Some(job_dir) = &self.job_dir else {
+            // Nothing was stored (Flink's non-persistent location disposes
+            // of nothing).
+            return Ok(());
+        };
         crate::access::refuse_if_read_only(&*self.sandbox, "discard a completed checkpoint")?;
-        let job_dir = self.without_entropy_marker(&self.job_dir)?;
+        let job_dir = self.without_entropy_marker(job_dir)?;
         completed::discard_completed_checkpoint(&*self.sandbox, &job_dir, checkpoint_id)
     }
 }
@@ -201,6 +234,14 @@ impl<S: Sandbox> CoordinatorView<S> {
 pub fn resolve_checkpoint_pointer<S: Sandbox>(sandbox: &S, pointer: &str) -> Result<CompletedCheckpoint> {
     if pointer.is_empty() {
         return Err(StorageError::invalid_argument("empty checkpoint pointer"));
+    }
+    if pointer == NON_PERSISTENT_POINTER {
+        return Err(StorageError::new(
+            ErrorCode::NotFound,
+            format!(
+                "The checkpoint '{pointer}' was kept in memory only (memory backend without a checkpoints directory): nothing was persisted that could be resolved. Configure a checkpoints directory to resolve checkpoints later."
+            ),
+        ));
     }
     let path = GuestPath::parse(pointer).map_err(|e| {
         StorageError::invalid_argument(format!(
@@ -262,12 +303,18 @@ pub fn resolve_checkpoint_pointer<S: Sandbox>(sandbox: &S, pointer: &str) -> Res
 /// The location of one checkpoint or savepoint.
 pub struct Location<S: Sandbox> {
     sandbox: Rc<S>,
+    /// `None`: the metadata stays in memory (no checkpoints directory).
+    place: Option<Place>,
+    reference: LocationReference,
+}
+
+/// Where a persisted location's files go.
+struct Place {
     dir: GuestPath,
     /// Where `_metadata` goes: `dir` without the entropy marker (the same
     /// directory without entropy injection), so that the checkpoint is
     /// found from its pointer alone.
     metadata_dir: GuestPath,
-    reference: LocationReference,
 }
 
 impl<S: Sandbox> Location<S> {
@@ -275,18 +322,34 @@ impl<S: Sandbox> Location<S> {
         &self.reference
     }
 
-    pub fn checkpoint_directory(&self) -> &GuestPath {
-        &self.dir
+    fn place(&self) -> Result<&Place> {
+        self.place.as_ref().ok_or_else(|| {
+            StorageError::new(
+                ErrorCode::Unsupported,
+                "This checkpoint location keeps its metadata in memory (memory backend without a checkpoints directory): it has no directory and no metadata file.",
+            )
+        })
     }
 
-    pub fn metadata_file_path(&self) -> GuestPath {
-        self.metadata_dir.join(METADATA_FILE_NAME)
+    pub fn checkpoint_directory(&self) -> Result<&GuestPath> {
+        Ok(&self.place()?.dir)
     }
 
-    /// A metadata stream; refused if `_metadata` already exists.
+    pub fn metadata_file_path(&self) -> Result<GuestPath> {
+        Ok(self.place()?.metadata_dir.join(METADATA_FILE_NAME))
+    }
+
+    /// A metadata stream; refused if `_metadata` already exists. Without a
+    /// directory the bytes stay in memory.
     pub fn create_metadata_output_stream(&self) -> Result<MetadataOutputStream<S>> {
+        let Some(place) = &self.place else {
+            return Ok(MetadataOutputStream::Memory(MemoryMetadataStream {
+                sandbox: self.sandbox.clone(),
+                bytes: Some(Vec::new()),
+            }));
+        };
         crate::access::refuse_if_read_only(&*self.sandbox, "write checkpoint metadata")?;
-        let target = self.metadata_file_path();
+        let target = place.metadata_dir.join(METADATA_FILE_NAME);
         match self.sandbox.stat(&target) {
             Err(e) if e.kind == FsErrorKind::NotFound => {}
             Err(e) => return Err(StorageError::from_fs(format!("Could not check {target}"), &e)),
@@ -297,37 +360,41 @@ impl<S: Sandbox> Location<S> {
                 ));
             }
         }
-        let temp = self
+        let temp = place
             .metadata_dir
             .join(&format!("{TEMP_METADATA_FILE_PREFIX}-{}", self.sandbox.random_uuid()));
         let file = self.sandbox.create_new(&temp).map_err(|e| {
             StorageError::from_fs(
-                format!("Could not create the metadata file in {}", self.metadata_dir),
+                format!("Could not create the metadata file in {}", place.metadata_dir),
                 &e,
             )
         })?;
-        Ok(MetadataOutputStream {
+        Ok(MetadataOutputStream::File(FileMetadataStream {
             sandbox: self.sandbox.clone(),
-            dir: self.metadata_dir.clone(),
+            dir: place.metadata_dir.clone(),
             temp,
             target,
             file: Some(file),
             pos: 0,
-        })
+        }))
     }
 
     /// Deletes the checkpoint directory recursively (gone already: fine).
-    /// A completed checkpoint (its `_metadata` exists) is refused.
+    /// A completed checkpoint (its `_metadata` exists) is refused. Nothing
+    /// to do without a directory.
     pub fn dispose_on_failure(&self) -> Result<()> {
+        let Some(place) = &self.place else {
+            return Ok(());
+        };
         crate::access::refuse_if_read_only(&*self.sandbox, "dispose a checkpoint location")?;
-        completed::refuse_if_completed(&*self.sandbox, &self.metadata_dir)?;
+        completed::refuse_if_completed(&*self.sandbox, &place.metadata_dir)?;
         // With entropy injection the marker directory holds nothing (state
         // objects carry random characters instead, and go with their
         // handles, as in Flink); the marker-free one may hold a temporary
         // metadata object.
-        let mut dirs = vec![&self.dir];
-        if self.metadata_dir != self.dir {
-            dirs.push(&self.metadata_dir);
+        let mut dirs = vec![&place.dir];
+        if place.metadata_dir != place.dir {
+            dirs.push(&place.metadata_dir);
         }
         for dir in dirs {
             match self.sandbox.remove_dir_all(dir) {
@@ -339,8 +406,82 @@ impl<S: Sandbox> Location<S> {
     }
 }
 
+/// Writes a checkpoint's metadata (Flink's `CheckpointMetadataOutputStream`).
+pub enum MetadataOutputStream<S: Sandbox> {
+    /// `_metadata` in the checkpoint's directory.
+    File(FileMetadataStream<S>),
+    /// In memory, returned inline (no checkpoints directory).
+    Memory(MemoryMetadataStream<S>),
+}
+
+impl<S: Sandbox> MetadataOutputStream<S> {
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        match self {
+            MetadataOutputStream::File(f) => f.write(data),
+            MetadataOutputStream::Memory(m) => m.write(data),
+        }
+    }
+
+    pub fn pos(&self) -> u64 {
+        match self {
+            MetadataOutputStream::File(f) => f.pos,
+            MetadataOutputStream::Memory(m) => m.bytes.as_ref().map_or(0, |b| b.len() as u64),
+        }
+    }
+
+    pub fn sync(&mut self) -> Result<()> {
+        match self {
+            MetadataOutputStream::File(f) => f.sync(),
+            // Nothing to make durable (Flink: a no-op).
+            MetadataOutputStream::Memory(_) => Ok(()),
+        }
+    }
+
+    pub fn close_and_finalize_checkpoint(&mut self) -> Result<CompletedCheckpoint> {
+        match self {
+            MetadataOutputStream::File(f) => f.close_and_finalize_checkpoint(),
+            MetadataOutputStream::Memory(m) => m.close_and_finalize_checkpoint(),
+        }
+    }
+}
+
+/// Flink's non-persistent metadata stream: the bytes are kept and returned
+/// as a byte-stream handle under the pointer
+/// `<checkpoint-not-externally-addressable>`. No size limit, as Flink's.
+pub struct MemoryMetadataStream<S: Sandbox> {
+    /// For the handle's name.
+    sandbox: Rc<S>,
+    /// `None` once finalized.
+    bytes: Option<Vec<u8>>,
+}
+
+impl<S: Sandbox> MemoryMetadataStream<S> {
+    fn open_bytes(&mut self) -> Result<&mut Vec<u8>> {
+        self.bytes
+            .as_mut()
+            .ok_or_else(|| StorageError::closed("The metadata stream is already closed."))
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.open_bytes()?.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn close_and_finalize_checkpoint(&mut self) -> Result<CompletedCheckpoint> {
+        let data = std::mem::take(self.open_bytes()?);
+        self.bytes = None;
+        Ok(CompletedCheckpoint {
+            external_pointer: NON_PERSISTENT_POINTER.to_string(),
+            metadata: StateHandle::ByteStream {
+                name: self.sandbox.random_uuid(),
+                data,
+            },
+        })
+    }
+}
+
 /// Writes `_metadata` through a temporary file published on finalize.
-pub struct MetadataOutputStream<S: Sandbox> {
+pub struct FileMetadataStream<S: Sandbox> {
     sandbox: Rc<S>,
     dir: GuestPath,
     temp: GuestPath,
@@ -350,7 +491,7 @@ pub struct MetadataOutputStream<S: Sandbox> {
     pos: u64,
 }
 
-impl<S: Sandbox> MetadataOutputStream<S> {
+impl<S: Sandbox> FileMetadataStream<S> {
     fn open_file(&mut self) -> Result<&mut S::File> {
         self.file
             .as_mut()
@@ -424,7 +565,7 @@ impl<S: Sandbox> MetadataOutputStream<S> {
     }
 }
 
-impl<S: Sandbox> Drop for MetadataOutputStream<S> {
+impl<S: Sandbox> Drop for FileMetadataStream<S> {
     fn drop(&mut self) {
         if self.file.take().is_some() {
             let _ = self.sandbox.remove_file(&self.temp);

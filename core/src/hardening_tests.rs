@@ -24,7 +24,7 @@ fn stream(s: &Rc<MemSandbox>) -> FsOutputStream<MemSandbox> {
 fn config(backend: Backend) -> StorageConfig {
     StorageConfig {
         job_id: JOB.into(),
-        checkpoints_dir: "/checkpoints".into(),
+        checkpoints_dir: Some("/checkpoints".into()),
         backend,
         file_state_threshold: None,
         write_buffer_size: None,

@@ -33,6 +33,9 @@ pub const METADATA_FILE_NAME: &str = "_metadata";
 pub const TEMP_METADATA_FILE_PREFIX: &str = "._metadata_temp";
 /// Prefix of a savepoint directory's name: `savepoint-<job[..6]>-<12 hex>`.
 pub const SAVEPOINT_DIR_PREFIX: &str = "savepoint-";
+/// Flink's `NonPersistentMetadataCheckpointStorageLocation.EXTERNAL_POINTER`:
+/// the pointer of a checkpoint whose metadata was kept in memory only.
+pub const NON_PERSISTENT_POINTER: &str = "<checkpoint-not-externally-addressable>";
 
 /// Name of the exclusive directory of checkpoint `id`: `chk-<id>`.
 pub fn checkpoint_dir_name(id: u64) -> String {

@@ -23,7 +23,7 @@ fn stream(s: &Rc<MemSandbox>, threshold: usize, buffer: usize, relative: bool) -
 fn config(backend: Backend) -> StorageConfig {
     StorageConfig {
         job_id: JOB.into(),
-        checkpoints_dir: "/checkpoints".into(),
+        checkpoints_dir: Some("/checkpoints".into()),
         backend,
         file_state_threshold: None,
         write_buffer_size: None,
@@ -301,7 +301,7 @@ fn default_reference_resolves_to_chk_dir_and_shared_dir() {
         format!("/checkpoints/{JOB}/shared")
     );
     assert_eq!(
-        w.task_owned_state_dir().as_str(),
+        w.task_owned_state_dir().unwrap().as_str(),
         format!("/checkpoints/{JOB}/taskowned")
     );
 }
@@ -449,7 +449,7 @@ fn checkpoint_id_beyond_flinks_long_is_refused() {
 #[test]
 fn checkpoints_dir_outside_sandbox_is_refused() {
     let mut c = config(Backend::Filesystem);
-    c.checkpoints_dir = "/tmp".into();
+    c.checkpoints_dir = Some("/tmp".into());
     let e = WorkerView::open(MemSandbox::with_dirs(&[]), &c).err().unwrap();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     assert!(e.message.contains("outside"));
@@ -647,6 +647,33 @@ mod coordinator_and_restore {
         CoordinatorView::open(s.clone(), &config(Backend::Filesystem), Some("/checkpoints/sp")).unwrap()
     }
 
+    /// Flink's non-persistent metadata stream: finalized once ("Already
+    /// closed" after), writes after that refused, the bytes inline.
+    #[test]
+    fn an_in_memory_metadata_stream_is_finalized_once() {
+        let s = MemSandbox::with_dirs(&[]);
+        let dirs_before = s.dirs.borrow().clone();
+        let mut c = config(Backend::Memory);
+        c.checkpoints_dir = None;
+        let view = CoordinatorView::open(s.clone(), &c, None).unwrap();
+        assert!(!view.supports_highly_available_storage());
+        let location = view.initialize_location_for_checkpoint(1).unwrap();
+        let mut stream = location.create_metadata_output_stream().unwrap();
+        stream.write(b"meta").unwrap();
+        assert_eq!(stream.pos(), 4);
+        let done = stream.close_and_finalize_checkpoint().unwrap();
+        assert_eq!(done.external_pointer, crate::layout::NON_PERSISTENT_POINTER);
+        assert!(matches!(&done.metadata, StateHandle::ByteStream { data, .. } if data == b"meta"));
+        assert_eq!(
+            stream.close_and_finalize_checkpoint().unwrap_err().code,
+            ErrorCode::Closed
+        );
+        assert_eq!(stream.write(b"x").unwrap_err().code, ErrorCode::Closed);
+        assert_eq!(stream.pos(), 0);
+        assert!(s.files.borrow().is_empty());
+        assert_eq!(*s.dirs.borrow(), dirs_before, "no directory made");
+    }
+
     /// Flink's texts when a base location cannot be made (here: a file
     /// stands where the directory goes).
     #[test]
@@ -674,11 +701,12 @@ mod coordinator_and_restore {
         s.scripted_random.borrow_mut().extend([clash; 3]);
         let loc = c.initialize_location_for_savepoint(1, None).unwrap();
         assert_ne!(
-            loc.checkpoint_directory().as_str(),
+            loc.checkpoint_directory().unwrap().as_str(),
             "/checkpoints/sp/savepoint-012345-abababababab"
         );
         assert!(
             loc.checkpoint_directory()
+                .unwrap()
                 .as_str()
                 .starts_with("/checkpoints/sp/savepoint-012345-")
         );

@@ -683,7 +683,12 @@ impl JobLayout {
                 message,
             }))
         };
-        let marked_job_dir = parse_path(&config.checkpoints_dir)
+        let Some(checkpoints_dir) = &config.checkpoints_dir else {
+            return Err(invalid(
+                "a completed checkpoint store keeps checkpoints in the checkpoints directory, and the configuration has none (memory backend without checkpoints-dir: nothing is persisted to recover)".to_string(),
+            ));
+        };
+        let marked_job_dir = parse_path(checkpoints_dir)
             .map_err(|e| invalid(e.to_string()))?
             .join(&config.job_id);
         let entropy = Entropy::from_options(config.s3_entropy_key.as_deref(), config.s3_entropy_length)

@@ -48,6 +48,16 @@ impl CoordinatorView {
         })
     }
 
+    /// Flink's `supportsHighlyAvailableStorage`: whether completed
+    /// checkpoints are persisted (false without a checkpoints directory).
+    pub fn supports_highly_available_storage(&self) -> Result<bool> {
+        call(&self.0, |g, i, r| {
+            g.coordinator_view()
+                .call_supports_highly_available_storage(&mut i.store, r)
+                .map(Ok)
+        })
+    }
+
     /// Creates `<job>/shared` and `<job>/taskowned`.
     pub fn initialize_base_locations_for_checkpoint(&self) -> Result<()> {
         call(&self.0, |g, i, r| {
@@ -124,22 +134,22 @@ impl CheckpointStorageLocation {
         })
     }
 
-    /// Guest path of the directory for this checkpoint's exclusive state.
+    /// Guest path of the directory for this checkpoint's exclusive state;
+    /// `unsupported` for a location that keeps its metadata in memory (no
+    /// checkpoints directory).
     pub fn checkpoint_directory(&self) -> Result<String> {
         call(&self.0, |g, i, r| {
             g.checkpoint_storage_location()
                 .call_checkpoint_directory(&mut i.store, r)
-                .map(Ok)
         })
     }
 
     /// Guest path of the metadata file (`<checkpoint directory>/_metadata`,
-    /// without the entropy marker when entropy injection is on).
+    /// without the entropy marker when entropy injection is on);
+    /// `unsupported` without a checkpoints directory.
     pub fn metadata_file_path(&self) -> Result<String> {
         call(&self.0, |g, i, r| {
-            g.checkpoint_storage_location()
-                .call_metadata_file_path(&mut i.store, r)
-                .map(Ok)
+            g.checkpoint_storage_location().call_metadata_file_path(&mut i.store, r)
         })
     }
 

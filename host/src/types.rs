@@ -19,7 +19,7 @@ impl StorageConfig {
     pub fn filesystem(job_id: impl Into<String>) -> Self {
         StorageConfig {
             job_id: job_id.into(),
-            checkpoints_dir: GUEST_MOUNT.to_string(),
+            checkpoints_dir: Some(GUEST_MOUNT.to_string()),
             backend: Backend::Filesystem,
             file_state_threshold: None,
             write_buffer_size: None,
@@ -35,6 +35,22 @@ impl StorageConfig {
             backend: Backend::Memory,
             ..Self::filesystem(job_id)
         }
+    }
+
+    /// Checkpoints below `dir` (a guest path, or an `s3://` URI for the
+    /// object storage component) instead of `/checkpoints`.
+    pub fn with_checkpoints_dir(mut self, dir: impl Into<String>) -> Self {
+        self.checkpoints_dir = Some(dir.into());
+        self
+    }
+
+    /// No checkpoints directory: Flink's `JobManagerCheckpointStorage`
+    /// without one (memory backend only; the filesystem backend refuses
+    /// it). A checkpoint's metadata stays in memory and comes back inline;
+    /// nothing is written and nothing can be resolved later.
+    pub fn without_checkpoints_dir(mut self) -> Self {
+        self.checkpoints_dir = None;
+        self
     }
 
     /// States up to this many bytes are returned inline (Flink's

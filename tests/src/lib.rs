@@ -267,7 +267,7 @@ pub const BUCKET: &str = "flink";
 /// tenant granted [`BUCKET`] (checkpoints below `s3://flink/checkpoints`).
 pub fn s3_default_factory(tenant: &Tenant, id: u64) -> StreamFactory {
     let config = StorageConfig {
-        checkpoints_dir: format!("s3://{BUCKET}/checkpoints"),
+        checkpoints_dir: Some(format!("s3://{BUCKET}/checkpoints")),
         ..StorageConfig::filesystem(job_id())
     };
     tenant
@@ -313,7 +313,7 @@ impl S3Tenant {
 
     pub fn config(&self) -> StorageConfig {
         StorageConfig {
-            checkpoints_dir: self.checkpoints_dir(),
+            checkpoints_dir: Some(self.checkpoints_dir()),
             ..StorageConfig::filesystem(&self.job)
         }
     }

@@ -170,7 +170,7 @@ fn assert_entropy_key(t: &S3Tenant, path: &str, sub: &str) -> String {
 /// The tenant's configuration with the marker `_entropy_` (6 characters).
 fn entropy_config(t: &S3Tenant) -> StorageConfig {
     StorageConfig {
-        checkpoints_dir: format!("s3://{BUCKET}/_entropy_/checkpoints"),
+        checkpoints_dir: Some(format!("s3://{BUCKET}/_entropy_/checkpoints")),
         ..StorageConfig::filesystem(&t.job)
     }
     .with_s3_entropy("_entropy_", Some(6))
@@ -237,7 +237,7 @@ fn entropy_options_are_checked() {
     let t = S3Tenant::new();
     let with = |key: &str, length: Option<u32>| {
         StorageConfig {
-            checkpoints_dir: format!("s3://{BUCKET}/_e_/checkpoints"),
+            checkpoints_dir: Some(format!("s3://{BUCKET}/_e_/checkpoints")),
             ..StorageConfig::filesystem(&t.job)
         }
         .with_s3_entropy(key, length)

@@ -46,7 +46,7 @@ fn an_ungranted_container_is_refused() {
         "/checkpoints",
     ] {
         let config = StorageConfig {
-            checkpoints_dir: dir.to_string(),
+            checkpoints_dir: Some(dir.to_string()),
             ..t.config()
         };
         let c = code(t.tenant.open_worker_view(&config));
@@ -110,7 +110,7 @@ proptest! {
         let a = S3Tenant::new();
         let grant_b = BlobGrant::new(BUCKET, a.server.store(BUCKET), "tenant-b");
         let b = blob_plugin().tenant(TenantConfig::object_store(vec![grant_b])).unwrap();
-        let config_b = StorageConfig { checkpoints_dir: format!("s3://{BUCKET}/ckpt"), ..StorageConfig::filesystem(&a.job) };
+        let config_b = StorageConfig { checkpoints_dir: Some(format!("s3://{BUCKET}/ckpt")), ..StorageConfig::filesystem(&a.job) };
         let secret = bytes(30_000, 9);
         let handle_b = b.open_worker_view(&config_b).unwrap()
             .resolve_checkpoint_storage_location(1, &LocationReference::Default).unwrap()
@@ -125,7 +125,7 @@ proptest! {
                 prop_assert_ne!(&data, &secret, "{} read tenant B's object", path);
             }
             let _ = a.tenant.discard_state(&handle);
-            let config = StorageConfig { checkpoints_dir: path.clone(), ..a.config() };
+            let config = StorageConfig { checkpoints_dir: Some(path.clone()), ..a.config() };
             if let Ok(view) = a.tenant.open_worker_view(&config)
                 && let Ok(f) = view.resolve_checkpoint_storage_location(1, &LocationReference::Default)
             {

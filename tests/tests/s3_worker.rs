@@ -192,7 +192,7 @@ fn a_duplicate_across_stores_arrives_whole() {
     let job = job_id();
     let factory = |container: &str| {
         let config = StorageConfig {
-            checkpoints_dir: format!("s3://{container}/checkpoints"),
+            checkpoints_dir: Some(format!("s3://{container}/checkpoints")),
             ..StorageConfig::filesystem(&job)
         };
         tenant

@@ -83,7 +83,7 @@ pub fn measure(
     )]))?;
     let job = uuid::Uuid::new_v4().simple().to_string();
     let config = StorageConfig {
-        checkpoints_dir: format!("s3://{BUCKET}/checkpoints"),
+        checkpoints_dir: Some(format!("s3://{BUCKET}/checkpoints")),
         ..StorageConfig::filesystem(&job)
     };
     let view = tenant.open_worker_view(&config)?;

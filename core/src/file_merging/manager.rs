@@ -19,7 +19,7 @@
 
 use super::options::{FileMergingOptions, SubtaskKey, ValidOptions, check_id};
 use super::stream::MergingOutputStream;
-use crate::access::{BoxedStream, StateScope, StreamFactory, WorkerView};
+use crate::access::{BoxedStream, StateScope, StreamFactory, WorkerView, needs_checkpoints_dir};
 use crate::config::{Backend, StorageConfig};
 use crate::error::{ErrorCode, Result, StorageError};
 use crate::handle::{StateHandle, checked_file_path};
@@ -93,8 +93,11 @@ pub(crate) struct State<S: Sandbox> {
     sandbox: Rc<S>,
     options: ValidOptions,
     job_id: String,
-    shared_state_dir: GuestPath,
-    exclusive_dir: GuestPath,
+    /// `<job>/shared` and the task manager's managed directory below
+    /// `<job>/taskowned`; `None` without a checkpoints directory (memory
+    /// backend, where merging is refused, so they are never needed).
+    shared_state_dir: Option<GuestPath>,
+    exclusive_dir: Option<GuestPath>,
     subtasks: BTreeMap<SubtaskKey, GuestPath>,
     physical: BTreeMap<u64, Physical<S::File>>,
     logical: BTreeMap<u64, Logical>,
@@ -132,12 +135,13 @@ impl<S: Sandbox + 'static> FileMergingSnapshotManager<S> {
             ));
         }
         let job_id = config.job_id.clone();
-        let job_dir = view.job_dir().clone();
-        let exclusive_dir = job_dir
-            .join(TASK_OWNED_STATE_DIR)
-            .join(&layout::file_merging_manager_dir_name(&job_id, task_manager_id));
+        let job_dir = view.job_dir().ok().cloned();
+        let exclusive_dir = job_dir.as_ref().map(|dir| {
+            dir.join(TASK_OWNED_STATE_DIR)
+                .join(&layout::file_merging_manager_dir_name(&job_id, task_manager_id))
+        });
         if options.enabled {
-            create_managed_dir(&*sandbox, &exclusive_dir)?;
+            create_managed_dir(&*sandbox, needs_checkpoints_dir(&exclusive_dir)?)?;
         }
         let buffer_size = config.validate()?.effective_buffer_size;
         Ok(FileMergingSnapshotManager {
@@ -145,7 +149,7 @@ impl<S: Sandbox + 'static> FileMergingSnapshotManager<S> {
                 sandbox,
                 options,
                 job_id,
-                shared_state_dir: job_dir.join(SHARED_STATE_DIR),
+                shared_state_dir: job_dir.map(|dir| dir.join(SHARED_STATE_DIR)),
                 exclusive_dir,
                 subtasks: BTreeMap::new(),
                 physical: BTreeMap::new(),
@@ -172,7 +176,7 @@ impl<S: Sandbox + 'static> FileMergingSnapshotManager<S> {
         if !st.options.enabled || st.subtasks.contains_key(subtask) {
             return Ok(());
         }
-        let dir = st.shared_state_dir.join(&subtask.managed_dir_name(&st.job_id));
+        let dir = needs_checkpoints_dir(&st.shared_state_dir)?.join(&subtask.managed_dir_name(&st.job_id));
         create_managed_dir(&*st.sandbox, &dir)?;
         st.subtasks.insert(subtask.clone(), dir);
         Ok(())
@@ -185,7 +189,7 @@ impl<S: Sandbox + 'static> FileMergingSnapshotManager<S> {
             return None;
         }
         match scope {
-            StateScope::Exclusive => Some(st.exclusive_dir.clone()),
+            StateScope::Exclusive => st.exclusive_dir.clone(),
             StateScope::Shared => st.subtasks.get(subtask).cloned(),
         }
     }
@@ -409,7 +413,7 @@ impl<S: Sandbox> State<S> {
             }
         }
         let dir = match scope {
-            StateScope::Exclusive => self.exclusive_dir.clone(),
+            StateScope::Exclusive => needs_checkpoints_dir(&self.exclusive_dir)?.clone(),
             StateScope::Shared => self.subtasks.get(subtask).cloned().ok_or_else(|| {
                 StorageError::invalid_argument(format!(
                     "Could not get SHARED path for subtask {subtask}, the directory may have not been created; call register-subtask first."
@@ -704,7 +708,7 @@ impl<S: Sandbox> State<S> {
             Some(id) => id,
             None => {
                 let managed = match scope {
-                    StateScope::Exclusive => Some(&self.exclusive_dir),
+                    StateScope::Exclusive => self.exclusive_dir.as_ref(),
                     StateScope::Shared => self.subtasks.get(subtask),
                 };
                 let owned = managed.is_some_and(|dir| path.parent().as_ref() == Some(dir));

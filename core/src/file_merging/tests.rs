@@ -22,7 +22,7 @@ const TM: &str = "tm-1";
 fn config() -> StorageConfig {
     StorageConfig {
         job_id: JOB.into(),
-        checkpoints_dir: "/checkpoints".into(),
+        checkpoints_dir: Some("/checkpoints".into()),
         backend: Backend::Filesystem,
         file_state_threshold: Some(1024),
         write_buffer_size: Some(1024),
@@ -153,6 +153,28 @@ fn unregistered_subtask_and_bad_ids_are_refused() {
         .err()
         .unwrap();
     assert_eq!(e.code, ErrorCode::Unsupported);
+}
+
+/// A manager that does not merge works for a memory backend without a
+/// checkpoints directory too: it has no managed directories and its
+/// streams are the view's (inline).
+#[test]
+fn a_manager_that_does_not_merge_needs_no_checkpoints_directory() {
+    let s = MemSandbox::with_dirs(&[]);
+    let mut memory = config();
+    memory.backend = Backend::Memory;
+    memory.checkpoints_dir = None;
+    let m = FileMergingSnapshotManager::open(s.clone(), &memory, TM, &FileMergingOptions::default()).unwrap();
+    assert!(!m.is_merging());
+    m.register_subtask(&key("op", 0)).unwrap();
+    assert_eq!(m.managed_directory(&key("op", 0), Exclusive), None);
+    assert_eq!(m.managed_directory(&key("op", 0), Shared), None);
+    let h = write(&m, &key("op", 0), 1, Shared, b"inline");
+    assert!(
+        matches!(&h, StateHandle::ByteStream { data, .. } if data == b"inline"),
+        "{h:?}"
+    );
+    assert!(s.files.borrow().is_empty(), "nothing written");
 }
 
 /// `testWriteMultipleStateFilesWithinCheckpoint`: small states are not

@@ -31,6 +31,10 @@ impl coord::GuestCoordinatorView for CoordinatorViewImpl {
         self.0.has_default_savepoint_location()
     }
 
+    fn supports_highly_available_storage(&self) -> bool {
+        self.0.supports_highly_available_storage()
+    }
+
     fn initialize_base_locations_for_checkpoint(&self) -> WitResult<()> {
         self.0.initialize_base_locations_for_checkpoint().map_err(to_wit_error)
     }
@@ -91,12 +95,14 @@ impl coord::GuestCheckpointStorageLocation for LocationImpl {
         to_wit_reference(self.0.location_reference())
     }
 
-    fn checkpoint_directory(&self) -> String {
-        path_out(self.0.checkpoint_directory().to_string())
+    fn checkpoint_directory(&self) -> WitResult<String> {
+        let dir = self.0.checkpoint_directory().map_err(to_wit_error)?;
+        Ok(path_out(dir.to_string()))
     }
 
-    fn metadata_file_path(&self) -> String {
-        path_out(self.0.metadata_file_path().to_string())
+    fn metadata_file_path(&self) -> WitResult<String> {
+        let path = self.0.metadata_file_path().map_err(to_wit_error)?;
+        Ok(path_out(path.to_string()))
     }
 
     fn create_metadata_output_stream(&self) -> WitResult<coord::MetadataOutputStream> {

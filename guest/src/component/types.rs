@@ -132,7 +132,7 @@ pub(crate) fn to_wit_reference(reference: &LocationReference) -> wit::LocationRe
 pub(crate) fn from_wit_config(config: wit::StorageConfig) -> StorageConfig {
     StorageConfig {
         job_id: config.job_id,
-        checkpoints_dir: path_in(config.checkpoints_dir),
+        checkpoints_dir: config.checkpoints_dir.map(path_in),
         backend: match config.backend {
             wit::Backend::Filesystem => Backend::Filesystem,
             wit::Backend::Memory => Backend::Memory,

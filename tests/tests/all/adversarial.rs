@@ -205,7 +205,7 @@ fn checkpoint_directories_never_escape() {
     runner()
         .run(&crafted_path(), |dir| {
             let config = StorageConfig {
-                checkpoints_dir: dir,
+                checkpoints_dir: Some(dir),
                 ..StorageConfig::filesystem(&a.job)
             };
             if let Some(view) = refused(a.tenant.open_worker_view(&config))?

@@ -153,7 +153,7 @@ fn checkpoint_directories_outside_the_tenant_are_refused() {
         outside.as_str(),
     ] {
         let config = StorageConfig {
-            checkpoints_dir: dir.to_string(),
+            checkpoints_dir: Some(dir.to_string()),
             ..StorageConfig::filesystem(&a.job)
         };
         refusal(a.tenant.open_worker_view(&config), dir);
@@ -358,7 +358,7 @@ fn symlinked_savepoint_and_checkpoints_directories_cannot_be_written_through() {
     // The whole checkpoints directory behind a link.
     std::os::unix::fs::symlink(a.outside(), a.host("base")).unwrap();
     let config = StorageConfig {
-        checkpoints_dir: "/checkpoints/base".into(),
+        checkpoints_dir: Some("/checkpoints/base".into()),
         ..StorageConfig::filesystem(&a.job)
     };
     match a

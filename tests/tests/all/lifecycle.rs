@@ -140,6 +140,15 @@ fn retaining_no_checkpoint_is_refused() {
     assert_eq!(DEFAULT_NUM_RETAINED, 1, "Flink's default");
 }
 
+#[test]
+fn a_store_without_a_checkpoints_directory_is_refused() {
+    let t = TestTenant::new();
+    let config = StorageConfig::memory(&t.job).without_checkpoints_dir();
+    let e = CompletedCheckpointStore::recover(&t.tenant, &config, None, 1).unwrap_err();
+    assert!(e.to_string().contains("the configuration has none"), "{e}");
+    assert!(all_files(t.tenant.dir()).is_empty());
+}
+
 // Flink: testEmptyState / testAddAndGetLatestCheckpoint.
 #[test]
 fn an_empty_store_has_no_latest_and_the_latest_is_the_last_added() {

@@ -73,3 +73,140 @@ fn empty_stream_gives_no_handle_and_a_written_one_an_inline_handle() {
         "{handle:?}"
     );
 }
+
+// Without a checkpoints directory: Flink's `MemoryBackendCheckpointStorageAccess`
+// with a null base directory (the default `JobManagerCheckpointStorage`).
+
+fn no_dir(job: &str) -> StorageConfig {
+    StorageConfig::memory(job).without_checkpoints_dir()
+}
+
+// Flink: MemoryCheckpointStorageAccessTest.testParametrizationDefault / testParametrizationDirectories.
+#[test]
+fn without_a_checkpoints_directory_storage_is_not_highly_available() {
+    let t = TestTenant::new();
+    let view = t.tenant.open_coordinator_view(&no_dir(&t.job), None).unwrap();
+    assert!(!view.supports_highly_available_storage().unwrap());
+    assert!(!view.has_default_savepoint_location().unwrap());
+    let with_dirs = t
+        .tenant
+        .open_coordinator_view(&StorageConfig::memory(&t.job), Some("/checkpoints/sp"))
+        .unwrap();
+    assert!(with_dirs.supports_highly_available_storage().unwrap());
+    assert!(with_dirs.has_default_savepoint_location().unwrap());
+    let fs = t
+        .tenant
+        .open_coordinator_view(&StorageConfig::filesystem(&t.job), None)
+        .unwrap();
+    assert!(fs.supports_highly_available_storage().unwrap());
+}
+
+// Flink: MemoryCheckpointStorageAccessTest.testNonPersistentCheckpointLocation
+// and testLocationReference (no directories: the default reference).
+#[test]
+fn a_checkpoint_without_a_directory_keeps_its_metadata_inline_and_writes_nothing() {
+    let t = TestTenant::new();
+    let view = t.tenant.open_coordinator_view(&no_dir(&t.job), None).unwrap();
+    view.initialize_base_locations_for_checkpoint().unwrap();
+    let location = view.initialize_location_for_checkpoint(9).unwrap();
+    assert_eq!(location.location_reference().unwrap(), LocationReference::Default);
+    assert_eq!(
+        view.initialize_location_for_checkpoint(42)
+            .unwrap()
+            .location_reference()
+            .unwrap(),
+        LocationReference::Default
+    );
+    for e in [
+        storage_error(location.checkpoint_directory()),
+        storage_error(location.metadata_file_path()),
+    ] {
+        assert_eq!(e.code, ErrorCode::Unsupported);
+        assert!(e.message.contains("without a checkpoints directory"), "{}", e.message);
+    }
+
+    let stream = location.create_metadata_output_stream().unwrap();
+    stream.write(&[99]).unwrap();
+    stream.write(b" and more").unwrap();
+    assert_eq!(stream.get_pos().unwrap(), 10);
+    stream.sync().unwrap();
+    let completed = stream.close_and_finalize_checkpoint().unwrap();
+    assert_eq!(completed.external_pointer, "<checkpoint-not-externally-addressable>");
+    let StateHandle::ByteStream(metadata) = &completed.metadata else {
+        panic!("{}", completed.metadata)
+    };
+    assert_eq!(metadata.data, b"c and more");
+    assert_eq!(metadata.name.len(), 36, "a UUID, as Flink's handle name");
+    assert_eq!(t.read_handle(&completed.metadata).unwrap(), b"c and more");
+
+    // Nothing to find again, nothing to dispose of, nothing on disk.
+    let e = storage_error(view.resolve_checkpoint(&completed.external_pointer));
+    assert_eq!(e.code, ErrorCode::NotFound);
+    assert!(e.message.contains("kept in memory only"), "{}", e.message);
+    location.dispose_on_failure().unwrap();
+    assert!(view.list_completed_checkpoints().unwrap().is_empty());
+    view.discard_completed_checkpoint(9).unwrap();
+    assert!(all_files(t.tenant.dir()).is_empty());
+    assert_eq!(
+        std::fs::read_dir(t.tenant.dir()).unwrap().count(),
+        0,
+        "no directory either"
+    );
+}
+
+#[test]
+fn tasks_of_a_job_without_a_checkpoints_directory_inline_all_state() {
+    let t = TestTenant::new();
+    let view = t.view_with(no_dir(&t.job));
+    for reference in [
+        LocationReference::Default,
+        LocationReference::encode_path("/checkpoints/sp"),
+    ] {
+        let f = view.resolve_checkpoint_storage_location(3, &reference).unwrap();
+        let h = f.write_state(StateScope::Shared, &bytes(30_000, 4)).unwrap().unwrap();
+        let StateHandle::ByteStream(b) = &h else { panic!("{h}") };
+        assert_eq!(b.data, bytes(30_000, 4));
+    }
+    let h = write_state(view.create_task_owned_state_stream().unwrap(), b"log").unwrap();
+    assert_eq!(t.read_handle(&h).unwrap(), b"log");
+    assert!(all_files(t.tenant.dir()).is_empty());
+}
+
+// Flink: savepoints of the memory backend go to their (persistent) target
+// even without a checkpoints directory.
+#[test]
+fn a_savepoint_without_a_checkpoints_directory_is_written_to_its_target() {
+    let t = TestTenant::new();
+    let view = t.tenant.open_coordinator_view(&no_dir(&t.job), None).unwrap();
+    let e = storage_error(view.initialize_location_for_savepoint(5, None));
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    let location = view
+        .initialize_location_for_savepoint(5, Some("/checkpoints/savepoints"))
+        .unwrap();
+    assert_eq!(location.location_reference().unwrap(), LocationReference::Default);
+    let stream = location.create_metadata_output_stream().unwrap();
+    stream.write(b"savepoint").unwrap();
+    let completed = stream.close_and_finalize_checkpoint().unwrap();
+    assert!(
+        completed
+            .external_pointer
+            .starts_with("/checkpoints/savepoints/savepoint-")
+    );
+    assert_eq!(t.read_handle(&completed.metadata).unwrap(), b"savepoint");
+    let found = view.resolve_checkpoint(&completed.external_pointer).unwrap();
+    assert_eq!(found, completed);
+}
+
+#[test]
+fn the_filesystem_backend_needs_a_checkpoints_directory() {
+    let t = TestTenant::new();
+    let config = StorageConfig::filesystem(&t.job).without_checkpoints_dir();
+    for e in [
+        storage_error(t.tenant.open_worker_view(&config)),
+        storage_error(t.tenant.open_coordinator_view(&config, None)),
+    ] {
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(e.message.contains("needs a checkpoints directory"), "{}", e.message);
+    }
+    assert!(all_files(t.tenant.dir()).is_empty());
+}

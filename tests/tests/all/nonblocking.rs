@@ -413,7 +413,7 @@ fn escapes_are_refused_with_exact_codes() {
         let tenant = async_tenant(&t);
         for dir in ["/tmp", "relative", "/checkpoints/../etc", "/.."] {
             let mut c = StorageConfig::filesystem(&t.job);
-            c.checkpoints_dir = dir.into();
+            c.checkpoints_dir = Some(dir.into());
             let e = storage_error(tenant.open_worker_view(c).await);
             assert_eq!(e.code, ErrorCode::InvalidArgument, "{dir}: {}", e.message);
         }

@@ -231,13 +231,13 @@ fn checkpoints_dir_must_be_inside_the_tenant_directory() {
         ("/..", "above"),
     ] {
         let mut c = StorageConfig::filesystem(&t.job);
-        c.checkpoints_dir = dir.into();
+        c.checkpoints_dir = Some(dir.into());
         let e = storage_error(t.tenant.open_worker_view(&c));
         assert_eq!(e.code, ErrorCode::InvalidArgument, "{dir}");
         assert!(e.message.contains(hint), "{dir}: {}", e.message);
     }
     let mut c = StorageConfig::filesystem(&t.job);
-    c.checkpoints_dir = "/checkpoints/flink/cp".into();
+    c.checkpoints_dir = Some("/checkpoints/flink/cp".into());
     let f = t
         .tenant
         .open_worker_view(&c)
@@ -273,7 +273,7 @@ fn entropy_injection_is_refused_on_a_filesystem() {
     // a real directory named after the marker.
     let t = TestTenant::new();
     let config = StorageConfig {
-        checkpoints_dir: "/checkpoints/_entropy_".into(),
+        checkpoints_dir: Some("/checkpoints/_entropy_".into()),
         ..StorageConfig::filesystem(&t.job)
     }
     .with_s3_entropy("_entropy_", None);
