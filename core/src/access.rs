@@ -55,7 +55,7 @@ pub(crate) fn job_dir_of(config: &ValidConfig) -> Option<GuestPath> {
     config
         .checkpoints_dir
         .as_ref()
-        .map(|dir| dir.join(config.job_id.as_str()))
+        .map(|dir| crate::layout::job_directory(dir, config.job_id.as_str(), config.subdir_off))
 }
 
 /// A directory below the checkpoints directory, for what only the

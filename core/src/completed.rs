@@ -163,6 +163,7 @@ mod tests {
         let config = StorageConfig {
             job_id: JOB.into(),
             checkpoints_dir: Some("/checkpoints".into()),
+            create_subdir: None,
             backend: Backend::Filesystem,
             file_state_threshold: None,
             write_buffer_size: None,
@@ -239,6 +240,7 @@ mod tests {
         let config = StorageConfig {
             job_id: JOB.into(),
             checkpoints_dir: Some("/checkpoints".into()),
+            create_subdir: None,
             backend: Backend::Filesystem,
             file_state_threshold: None,
             write_buffer_size: None,

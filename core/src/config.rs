@@ -29,6 +29,8 @@ pub struct StorageConfig {
     pub job_id: String,
     /// `None`: the memory backend without a checkpoint directory.
     pub checkpoints_dir: Option<String>,
+    /// `execution.checkpointing.create-subdir` (default true).
+    pub create_subdir: Option<bool>,
     pub backend: Backend,
     pub file_state_threshold: Option<u32>,
     pub write_buffer_size: Option<u32>,
@@ -47,6 +49,9 @@ pub struct ValidConfig {
     /// `None` only for the memory backend: nothing is persisted (Flink's
     /// `MemoryBackendCheckpointStorageAccess` with a null base directory).
     pub checkpoints_dir: Option<GuestPath>,
+    /// `<checkpoints-dir>` is the job's directory itself (filesystem backend
+    /// with `create-subdir` = false; Flink's memory backend ignores it).
+    pub subdir_off: bool,
     pub backend: Backend,
     pub file_state_threshold: usize,
     /// `max(write-buffer-size, threshold)`, as Flink's stream factory.
@@ -101,6 +106,7 @@ impl StorageConfig {
         Ok(ValidConfig {
             job_id,
             checkpoints_dir,
+            subdir_off: crate::layout::job_subdir_off(self.create_subdir, self.backend == Backend::Filesystem),
             backend: self.backend,
             file_state_threshold: threshold as usize,
             effective_buffer_size: buffer.max(threshold) as usize,
@@ -139,6 +145,7 @@ mod tests {
         StorageConfig {
             job_id: "0123456789abcdef0123456789abcdef".into(),
             checkpoints_dir: Some("/checkpoints".into()),
+            create_subdir: None,
             backend: Backend::Filesystem,
             file_state_threshold: None,
             write_buffer_size: None,
@@ -203,6 +210,16 @@ mod tests {
             assert_eq!(e.code, ErrorCode::InvalidArgument, "{bad}");
             assert!(e.message.contains("32 lowercase hex"));
         }
+    }
+
+    #[test]
+    fn create_subdir_false_applies_to_the_filesystem_backend_only() {
+        let mut c = config();
+        assert!(!c.validate().unwrap().subdir_off, "Flink's default: a job directory");
+        c.create_subdir = Some(false);
+        assert!(c.validate().unwrap().subdir_off);
+        c.backend = Backend::Memory;
+        assert!(!c.validate().unwrap().subdir_off, "Flink's memory backend ignores it");
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn config(backend: Backend) -> StorageConfig {
     StorageConfig {
         job_id: JOB.into(),
         checkpoints_dir: Some("/checkpoints".into()),
+        create_subdir: None,
         backend,
         file_state_threshold: None,
         write_buffer_size: None,

@@ -14,6 +14,11 @@
 //! <checkpoints-dir>/<job-id>/shared/job_<job>_op_<op>_<index>_<parallelism>/<uuid>
 //!                                      merged shared state of one subtask
 //! ```
+//!
+//! With `execution.checkpointing.create-subdir` = false (filesystem backend)
+//! `<checkpoints-dir>` itself takes the place of `<checkpoints-dir>/<job-id>`.
+
+use crate::paths::GuestPath;
 
 /// Where a host mounts a tenant's directory inside the sandbox, by
 /// convention (the component accepts any preopen; hosts in this project use
@@ -33,6 +38,26 @@ pub const METADATA_FILE_NAME: &str = "_metadata";
 pub const TEMP_METADATA_FILE_PREFIX: &str = "._metadata_temp";
 /// Prefix of a savepoint directory's name: `savepoint-<job[..6]>-<12 hex>`.
 pub const SAVEPOINT_DIR_PREFIX: &str = "savepoint-";
+/// The job's directory below the checkpoints directory: `<dir>/<job-id>`,
+/// or `dir` itself when the filesystem backend is configured with
+/// `execution.checkpointing.create-subdir` = false (Flink's
+/// `FsCheckpointStorageAccess`; its memory backend always makes the
+/// subdirectory, see `job_subdir_off`).
+pub fn job_directory(checkpoints_dir: &GuestPath, job_id: &str, subdir_off: bool) -> GuestPath {
+    if subdir_off {
+        checkpoints_dir.clone()
+    } else {
+        checkpoints_dir.join(job_id)
+    }
+}
+
+/// Whether the checkpoints directory is the job's directory itself:
+/// `create-subdir` set to false, on the filesystem backend (Flink's memory
+/// backend always makes the `<job-id>` directory).
+pub fn job_subdir_off(create_subdir: Option<bool>, filesystem_backend: bool) -> bool {
+    create_subdir == Some(false) && filesystem_backend
+}
+
 /// Flink's `NonPersistentMetadataCheckpointStorageLocation.EXTERNAL_POINTER`:
 /// the pointer of a checkpoint whose metadata was kept in memory only.
 pub const NON_PERSISTENT_POINTER: &str = "<checkpoint-not-externally-addressable>";

@@ -688,9 +688,15 @@ impl JobLayout {
                 "a completed checkpoint store keeps checkpoints in the checkpoints directory, and the configuration has none (memory backend without checkpoints-dir: nothing is persisted to recover)".to_string(),
             ));
         };
-        let marked_job_dir = parse_path(checkpoints_dir)
-            .map_err(|e| invalid(e.to_string()))?
-            .join(&config.job_id);
+        let subdir_off = checkpoint_storage_core::layout::job_subdir_off(
+            config.create_subdir,
+            config.backend == crate::Backend::Filesystem,
+        );
+        let marked_job_dir = checkpoint_storage_core::layout::job_directory(
+            &parse_path(checkpoints_dir).map_err(|e| invalid(e.to_string()))?,
+            &config.job_id,
+            subdir_off,
+        );
         let entropy = Entropy::from_options(config.s3_entropy_key.as_deref(), config.s3_entropy_length)
             .map_err(|e| invalid(e.message))?;
         let job_dir = match &entropy {

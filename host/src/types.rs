@@ -20,6 +20,7 @@ impl StorageConfig {
         StorageConfig {
             job_id: job_id.into(),
             checkpoints_dir: Some(GUEST_MOUNT.to_string()),
+            create_subdir: None,
             backend: Backend::Filesystem,
             file_state_threshold: None,
             write_buffer_size: None,
@@ -41,6 +42,14 @@ impl StorageConfig {
     /// object storage component) instead of `/checkpoints`.
     pub fn with_checkpoints_dir(mut self, dir: impl Into<String>) -> Self {
         self.checkpoints_dir = Some(dir.into());
+        self
+    }
+
+    /// Flink's `execution.checkpointing.create-subdir`: with `false` the
+    /// checkpoints directory is the job's directory itself (no `<job-id>`
+    /// directory below it; filesystem backend only, as in Flink).
+    pub fn with_create_subdir(mut self, create: bool) -> Self {
+        self.create_subdir = Some(create);
         self
     }
 

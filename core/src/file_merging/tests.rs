@@ -23,6 +23,7 @@ fn config() -> StorageConfig {
     StorageConfig {
         job_id: JOB.into(),
         checkpoints_dir: Some("/checkpoints".into()),
+        create_subdir: None,
         backend: Backend::Filesystem,
         file_state_threshold: Some(1024),
         write_buffer_size: Some(1024),

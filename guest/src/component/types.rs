@@ -133,6 +133,7 @@ pub(crate) fn from_wit_config(config: wit::StorageConfig) -> StorageConfig {
     StorageConfig {
         job_id: config.job_id,
         checkpoints_dir: config.checkpoints_dir.map(path_in),
+        create_subdir: config.create_subdir,
         backend: match config.backend {
             wit::Backend::Filesystem => Backend::Filesystem,
             wit::Backend::Memory => Backend::Memory,

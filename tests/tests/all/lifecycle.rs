@@ -149,6 +149,50 @@ fn a_store_without_a_checkpoints_directory_is_refused() {
     assert!(all_files(t.tenant.dir()).is_empty());
 }
 
+/// With `create-subdir` = false the store recovers and subsumes
+/// checkpoints in the checkpoints directory itself.
+#[test]
+fn a_store_finds_checkpoints_without_the_job_subdirectory() {
+    let t = TestTenant::new();
+    let config = StorageConfig::filesystem(&t.job)
+        .with_checkpoints_dir("/checkpoints/flat")
+        .with_create_subdir(false);
+    let coordinator = t.tenant.open_coordinator_view(&config, None).unwrap();
+    coordinator.initialize_base_locations_for_checkpoint().unwrap();
+    let view = t.view_with(config.clone());
+    let write = |id: u64| {
+        let location = coordinator.initialize_location_for_checkpoint(id).unwrap();
+        let factory = view
+            .resolve_checkpoint_storage_location(id, &LocationReference::Default)
+            .unwrap();
+        let handle = factory
+            .write_state(StateScope::Exclusive, &bytes(FILE_STATE, id as u8))
+            .unwrap()
+            .unwrap();
+        let manifest = CheckpointManifest {
+            job_id: t.job.clone(),
+            checkpoint_id: id,
+            states: vec![NamedState {
+                name: format!("state-{id}"),
+                handle,
+            }],
+        };
+        let stream = location.create_metadata_output_stream().unwrap();
+        stream.write(&manifest.to_json()).unwrap();
+        stream.close_and_finalize_checkpoint().unwrap()
+    };
+    let first = write(1);
+    assert_eq!(first.external_pointer, "/checkpoints/flat/chk-1");
+    let mut store = CompletedCheckpointStore::recover(&t.tenant, &config, None, 1).unwrap();
+    assert_eq!(store.checkpoint_ids(), [1]);
+    let second = write(2);
+    store.add(&second).unwrap();
+    assert_eq!(store.checkpoint_ids(), [2]);
+    assert!(!t.host("flat/chk-1").exists(), "subsumed");
+    let again = CompletedCheckpointStore::recover(&t.tenant, &config, None, 1).unwrap();
+    assert_eq!(again.checkpoint_ids(), [2]);
+}
+
 // Flink: testEmptyState / testAddAndGetLatestCheckpoint.
 #[test]
 fn an_empty_store_has_no_latest_and_the_latest_is_the_last_added() {

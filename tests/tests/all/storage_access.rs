@@ -284,3 +284,72 @@ fn entropy_injection_is_refused_on_a_filesystem() {
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     assert_eq!(std::fs::read_dir(t.tenant.dir()).unwrap().count(), 0);
 }
+
+/// `execution.checkpointing.create-subdir` = false (Flink's
+/// `FsCheckpointStorageAccess` with `createCheckpointSubDirs` off): the
+/// checkpoints directory is the job's directory; every kind of state and
+/// the metadata land right below it, and the coordinator finds them there.
+#[test]
+fn without_the_job_subdirectory_the_checkpoints_directory_is_the_jobs() {
+    let t = TestTenant::new();
+    let config = StorageConfig::filesystem(&t.job)
+        .with_checkpoints_dir("/checkpoints/flat")
+        .with_create_subdir(false);
+    let coordinator = t.tenant.open_coordinator_view(&config, None).unwrap();
+    coordinator.initialize_base_locations_for_checkpoint().unwrap();
+    assert!(t.host("flat/shared").is_dir() && t.host("flat/taskowned").is_dir());
+    let location = coordinator.initialize_location_for_checkpoint(3).unwrap();
+    assert_eq!(location.checkpoint_directory().unwrap(), "/checkpoints/flat/chk-3");
+
+    let view = t.view_with(config.clone());
+    let factory = view
+        .resolve_checkpoint_storage_location(3, &location.location_reference().unwrap())
+        .unwrap();
+    assert_eq!(factory.shared_state_directory().unwrap(), "/checkpoints/flat/shared");
+    let exclusive = factory
+        .write_state(StateScope::Exclusive, &bytes(30_000, 1))
+        .unwrap()
+        .unwrap();
+    let shared = factory
+        .write_state(StateScope::Shared, &bytes(30_000, 2))
+        .unwrap()
+        .unwrap();
+    let owned = write_state(view.create_task_owned_state_stream().unwrap(), &bytes(30_000, 3)).unwrap();
+    for (handle, dir, seed) in [
+        (&exclusive, "chk-3", 1),
+        (&shared, "shared", 2),
+        (&owned, "taskowned", 3),
+    ] {
+        let path = handle.file_path().unwrap();
+        assert!(path.starts_with(&format!("/checkpoints/flat/{dir}/")), "{path}");
+        assert_eq!(t.read_handle(handle).unwrap(), bytes(30_000, seed));
+    }
+    let stream = location.create_metadata_output_stream().unwrap();
+    stream.write(b"metadata").unwrap();
+    let completed = stream.close_and_finalize_checkpoint().unwrap();
+    assert_eq!(completed.external_pointer, "/checkpoints/flat/chk-3");
+    let listed = coordinator.list_completed_checkpoints().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].checkpoint, completed);
+    coordinator.discard_completed_checkpoint(3).unwrap();
+    assert!(!t.host("flat/chk-3").exists());
+    assert!(
+        !t.host(&format!("flat/{}", t.job)).exists(),
+        "no job directory was made"
+    );
+    assert!(!t.host(&t.job).exists());
+}
+
+/// As in Flink, the memory backend always puts its checkpoints into the
+/// job's directory, whatever `create-subdir` says.
+#[test]
+fn the_memory_backend_keeps_the_job_subdirectory() {
+    let t = TestTenant::new();
+    let config = StorageConfig::memory(&t.job).with_create_subdir(false);
+    let coordinator = t.tenant.open_coordinator_view(&config, None).unwrap();
+    let location = coordinator.initialize_location_for_checkpoint(1).unwrap();
+    assert_eq!(
+        location.checkpoint_directory().unwrap(),
+        format!("/checkpoints/{}/chk-1", t.job)
+    );
+}
