@@ -109,6 +109,9 @@ impl<S: Sandbox> CoordinatorView<S> {
     /// `NonPersistentMetadataCheckpointStorageLocation`).
     pub fn initialize_location_for_checkpoint(&self, checkpoint_id: u64) -> Result<Location<S>> {
         check_checkpoint_id(checkpoint_id)?;
+        // A read-only tenant restores and never checkpoints, whether or not
+        // the checkpoint would be written (as its state streams).
+        crate::access::refuse_if_read_only(&*self.sandbox, "initialize a checkpoint location")?;
         let Some(job_dir) = &self.job_dir else {
             return Ok(Location {
                 sandbox: self.sandbox.clone(),
@@ -116,7 +119,6 @@ impl<S: Sandbox> CoordinatorView<S> {
                 reference: LocationReference::Default,
             });
         };
-        crate::access::refuse_if_read_only(&*self.sandbox, "initialize a checkpoint location")?;
         let dir = job_dir.join(&checkpoint_dir_name(checkpoint_id));
         self.sandbox
             .create_dir_all(&dir)
@@ -219,12 +221,12 @@ impl<S: Sandbox> CoordinatorView<S> {
     /// instead and go with their handles, as in Flink.
     pub fn discard_completed_checkpoint(&self, checkpoint_id: u64) -> Result<()> {
         check_checkpoint_id(checkpoint_id)?;
+        crate::access::refuse_if_read_only(&*self.sandbox, "discard a completed checkpoint")?;
         let Some(job_dir) = &self.job_dir else {
             // Nothing was stored (Flink's non-persistent location disposes
             // of nothing).
             return Ok(());
         };
-        crate::access::refuse_if_read_only(&*self.sandbox, "discard a completed checkpoint")?;
         let job_dir = self.without_entropy_marker(job_dir)?;
         completed::discard_completed_checkpoint(&*self.sandbox, &job_dir, checkpoint_id)
     }
@@ -342,13 +344,14 @@ impl<S: Sandbox> Location<S> {
     /// A metadata stream; refused if `_metadata` already exists. Without a
     /// directory the bytes stay in memory.
     pub fn create_metadata_output_stream(&self) -> Result<MetadataOutputStream<S>> {
+        crate::access::refuse_if_read_only(&*self.sandbox, "write checkpoint metadata")?;
         let Some(place) = &self.place else {
             return Ok(MetadataOutputStream::Memory(MemoryMetadataStream {
                 sandbox: self.sandbox.clone(),
                 bytes: Some(Vec::new()),
+                len: 0,
             }));
         };
-        crate::access::refuse_if_read_only(&*self.sandbox, "write checkpoint metadata")?;
         let target = place.metadata_dir.join(METADATA_FILE_NAME);
         match self.sandbox.stat(&target) {
             Err(e) if e.kind == FsErrorKind::NotFound => {}
@@ -425,7 +428,7 @@ impl<S: Sandbox> MetadataOutputStream<S> {
     pub fn pos(&self) -> u64 {
         match self {
             MetadataOutputStream::File(f) => f.pos,
-            MetadataOutputStream::Memory(m) => m.bytes.as_ref().map_or(0, |b| b.len() as u64),
+            MetadataOutputStream::Memory(m) => m.len,
         }
     }
 
@@ -447,12 +450,16 @@ impl<S: Sandbox> MetadataOutputStream<S> {
 
 /// Flink's non-persistent metadata stream: the bytes are kept and returned
 /// as a byte-stream handle under the pointer
-/// `<checkpoint-not-externally-addressable>`. No size limit, as Flink's.
+/// `<checkpoint-not-externally-addressable>`. No size limit of its own, as
+/// Flink's: the bytes live in the component's memory, so they count
+/// against the tenant's memory cap.
 pub struct MemoryMetadataStream<S: Sandbox> {
     /// For the handle's name.
     sandbox: Rc<S>,
     /// `None` once finalized.
     bytes: Option<Vec<u8>>,
+    /// Bytes written, also after finalizing (Flink's `getPos`).
+    len: u64,
 }
 
 impl<S: Sandbox> MemoryMetadataStream<S> {
@@ -464,6 +471,7 @@ impl<S: Sandbox> MemoryMetadataStream<S> {
 
     fn write(&mut self, data: &[u8]) -> Result<()> {
         self.open_bytes()?.extend_from_slice(data);
+        self.len += data.len() as u64;
         Ok(())
     }
 

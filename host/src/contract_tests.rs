@@ -48,6 +48,52 @@ fn every_entry_point_names_the_missing_preopen() {
     drop(view);
 }
 
+/// The functions the component imports from `wasi:filesystem/types`,
+/// exactly: the list in `docs/host-contract.md`. It also guards the stdio
+/// stand-ins (`guest/src/no_stdio.rs`): wasi-libc's own file I/O would
+/// import `write-via-stream` and friends, whose streams must reach a host.
+#[test]
+fn the_component_imports_exactly_the_documented_filesystem_functions() {
+    use wasmtime::component::types::ComponentItem;
+    let plugin = Plugin::load().unwrap();
+    let engine = plugin.engine();
+    let component_type = plugin.component().component_type();
+    let (_, types) = component_type
+        .imports(engine)
+        .find(|(name, _)| name.starts_with("wasi:filesystem/types@"))
+        .expect("wasi:filesystem/types is imported");
+    let ComponentItem::ComponentInstance(instance) = types.ty else {
+        panic!("wasi:filesystem/types is not an instance")
+    };
+    let mut functions: Vec<String> = instance
+        .exports(engine)
+        .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentFunc(_)))
+        .map(|(name, _)| name.to_string())
+        .collect();
+    functions.sort();
+    assert_eq!(
+        functions,
+        [
+            "[method]descriptor.create-directory-at",
+            "[method]descriptor.get-flags",
+            "[method]descriptor.is-same-object",
+            "[method]descriptor.link-at",
+            "[method]descriptor.metadata-hash",
+            "[method]descriptor.metadata-hash-at",
+            "[method]descriptor.open-at",
+            "[method]descriptor.read",
+            "[method]descriptor.read-directory",
+            "[method]descriptor.remove-directory-at",
+            "[method]descriptor.stat",
+            "[method]descriptor.stat-at",
+            "[method]descriptor.sync",
+            "[method]descriptor.unlink-file-at",
+            "[method]descriptor.write",
+            "[method]directory-entry-stream.read-directory-entry",
+        ]
+    );
+}
+
 /// The component's imports, exactly: the contract lists them for hosts
 /// other than this library. A change here is a change of the contract.
 #[test]

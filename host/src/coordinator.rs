@@ -173,7 +173,9 @@ impl CheckpointStorageLocation {
 }
 
 /// Writes a checkpoint's metadata; dropping it unfinalized removes the
-/// temporary file. It holds one of its tenant's stream slots until dropped,
+/// temporary file. Without a checkpoints directory (memory backend) the
+/// bytes stay in the component's memory (its memory cap applies) and come
+/// back inline. It holds one of its tenant's stream slots until dropped,
 /// and its bytes count against the tenant's byte limit.
 #[derive(Debug)]
 pub struct MetadataOutputStream(Owned, StreamPermit);
@@ -202,7 +204,9 @@ impl MetadataOutputStream {
         call(&self.0, |g, i, r| g.metadata_output_stream().call_sync(&mut i.store, r))
     }
 
-    /// Publishes `_metadata` and returns the completed checkpoint.
+    /// Publishes `_metadata` and returns the completed checkpoint (without
+    /// a checkpoints directory: the metadata as a byte-stream handle under
+    /// the pointer `<checkpoint-not-externally-addressable>`).
     pub fn close_and_finalize_checkpoint(self) -> Result<CompletedCheckpoint> {
         self.finalize_shared()
     }

@@ -16,7 +16,7 @@ use wasmtime::component::{
 };
 
 /// The exported interface, as the component names it.
-const INTERFACE: &str = "flink:checkpoint-storage/worker@0.1.0";
+const INTERFACE: &str = "flink:checkpoint-storage/worker@0.2.0";
 
 /// Declares the functions: their export names (in slot order) and one call
 /// method each, whose parameter and result types serve both the type check

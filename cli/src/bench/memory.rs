@@ -27,8 +27,9 @@ pub struct MemoryResult {
     /// mappings counts `1/n`, so the component's initial data, mapped
     /// copy-on-write into every slot from one image, counts once, not once
     /// per tenant as in VmRSS. What the tenants cost the machine.
+    /// `None` where the kernel does not report it.
     #[serde(default)]
-    pub pss_per_tenant_kib: f64,
+    pub pss_per_tenant_kib: Option<f64>,
     /// Why fewer than requested are alive, if so.
     pub note: Option<String>,
 }
@@ -48,16 +49,15 @@ pub fn resident_kib() -> Result<(u64, u64), BenchError> {
 }
 
 /// Proportional set size of this process in KiB, from
-/// /proc/self/smaps_rollup.
-pub fn proportional_kib() -> Result<u64, BenchError> {
-    let rollup =
-        std::fs::read_to_string("/proc/self/smaps_rollup").map_err(io_error("reading /proc/self/smaps_rollup"))?;
+/// /proc/self/smaps_rollup; `None` where the kernel has no such file
+/// (before Linux 4.14, some sandboxes): the figure is then left out.
+pub fn proportional_kib() -> Option<u64> {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
     rollup
         .lines()
         .find_map(|l| l.strip_prefix("Pss:"))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kib| kib.parse::<u64>().ok())
-        .ok_or_else(|| BenchError::Invalid("/proc/self/smaps_rollup has no Pss line".into()))
 }
 
 /// One idle tenant: what a host keeps per tenant between checkpoints.
@@ -105,7 +105,7 @@ pub fn measure(
     }
     release_free_heap();
     let (before, anon_before) = resident_kib()?;
-    let pss_before = proportional_kib()?;
+    let pss_before = proportional_kib();
     let mut alive = Vec::with_capacity(count as usize);
     let mut note = None;
     for d in &dirs {
@@ -119,7 +119,7 @@ pub fn measure(
         progress.inc(1);
     }
     let (after, anon_after) = resident_kib()?;
-    let pss_after = proportional_kib()?;
+    let pss_after = proportional_kib();
     let n = alive.len() as u32;
     drop(alive);
     Ok(MemoryResult {
@@ -130,7 +130,9 @@ pub fn measure(
         rss_after_kib: after,
         anon_growth_kib: anon_after.saturating_sub(anon_before),
         per_tenant_kib: after.saturating_sub(before) as f64 / f64::from(n.max(1)),
-        pss_per_tenant_kib: pss_after.saturating_sub(pss_before) as f64 / f64::from(n.max(1)),
+        pss_per_tenant_kib: pss_before
+            .zip(pss_after)
+            .map(|(before, after)| after.saturating_sub(before) as f64 / f64::from(n.max(1))),
         note,
     })
 }

@@ -354,20 +354,25 @@ pub fn figures(
             "target",
             TARGET_IDLE_KIB,
         );
-        let pss = Figure::new(
-            format!("pss {} {}", s_alloc(&m.allocator), short_count(m.alive)),
-            format!("idle tenant, {} x{} (Pss: shared pages once)", m.allocator, m.alive),
-            m.pss_per_tenant_kib,
-            "KiB",
-            "target",
-            TARGET_IDLE_KIB,
-        );
-        if m.allocator == "pooling" {
-            out.push(rss.with_target(Target::MaxValue(TARGET_IDLE_KIB)));
-            out.push(pss.with_target(Target::MaxValue(TARGET_IDLE_KIB)));
-        } else {
-            out.extend([rss, pss]);
-        }
+        let pss = m.pss_per_tenant_kib.map(|kib| {
+            Figure::new(
+                format!("pss {} {}", s_alloc(&m.allocator), short_count(m.alive)),
+                format!("idle tenant, {} x{} (Pss: shared pages once)", m.allocator, m.alive),
+                kib,
+                "KiB",
+                "target",
+                TARGET_IDLE_KIB,
+            )
+        });
+        let judged = |f: Figure| {
+            if m.allocator == "pooling" {
+                f.with_target(Target::MaxValue(TARGET_IDLE_KIB))
+            } else {
+                f
+            }
+        };
+        out.push(judged(rss));
+        out.extend(pss.map(judged));
     }
     out
 }

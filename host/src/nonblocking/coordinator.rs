@@ -35,6 +35,12 @@ impl AsyncCoordinatorView {
         self.0.call(|c| c.has_default_savepoint_location()).await
     }
 
+    /// Whether completed checkpoints are persisted (Flink's
+    /// `supportsHighlyAvailableStorage`; false without a checkpoints directory).
+    pub async fn supports_highly_available_storage(&self) -> Result<bool> {
+        self.0.call(|c| c.supports_highly_available_storage()).await
+    }
+
     /// Creates `<job>/shared` and `<job>/taskowned`.
     pub async fn initialize_base_locations_for_checkpoint(&self) -> Result<()> {
         self.0.call(|c| c.initialize_base_locations_for_checkpoint()).await

@@ -210,3 +210,65 @@ fn the_filesystem_backend_needs_a_checkpoints_directory() {
     }
     assert!(all_files(t.tenant.dir()).is_empty());
 }
+
+/// A read-only tenant restores and never checkpoints, also where nothing
+/// would be written (no checkpoints directory).
+#[test]
+fn a_read_only_tenant_does_not_checkpoint_even_without_a_directory() {
+    let t = TestTenant::new();
+    let reader = plugin().tenant(TenantConfig::new(t.tenant.dir()).read_only()).unwrap();
+    let view = reader.open_coordinator_view(&no_dir(&t.job), None).unwrap();
+    assert!(!view.supports_highly_available_storage().unwrap());
+    for e in [
+        storage_error(view.initialize_base_locations_for_checkpoint()),
+        storage_error(view.initialize_location_for_checkpoint(1)),
+        storage_error(view.discard_completed_checkpoint(1)),
+    ] {
+        assert_eq!(e.code, ErrorCode::PermissionDenied, "{}", e.message);
+        assert!(e.message.contains("read-only"), "{}", e.message);
+    }
+    // The same configuration checkpoints in a tenant that may write.
+    let writer = t.tenant.open_coordinator_view(&no_dir(&t.job), None).unwrap();
+    assert!(writer.initialize_location_for_checkpoint(1).is_ok());
+}
+
+/// Without a checkpoints directory the metadata lives in the component's
+/// memory: more than the tenant's memory cap ends that tenant (a limit, as
+/// for the memory backend's state buffers), and no other.
+#[test]
+fn in_memory_metadata_counts_against_the_memory_cap() {
+    let t = TestTenant::new();
+    let bystander = TestTenant::new();
+    let bystander_view = bystander
+        .tenant
+        .open_coordinator_view(&no_dir(&bystander.job), None)
+        .unwrap();
+    let cap = 8 << 20;
+    let tenant = plugin()
+        .tenant(TenantConfig::new(t.tenant.dir()).with_max_memory_bytes(cap))
+        .unwrap();
+    let view = tenant.open_coordinator_view(&no_dir(&t.job), None).unwrap();
+    let stream = view
+        .initialize_location_for_checkpoint(1)
+        .unwrap()
+        .create_metadata_output_stream()
+        .unwrap();
+    let chunk = bytes(1 << 20, 5);
+    let e = (0..16)
+        .find_map(|_| stream.write(&chunk).err())
+        .expect("the cap is met");
+    assert!(
+        matches!(e, Error::Limit(LimitExceeded::Memory { limit, .. }) if limit == cap),
+        "{e}"
+    );
+    assert!(tenant.is_poisoned());
+    let other = bystander_view.initialize_location_for_checkpoint(1).unwrap();
+    let s = other.create_metadata_output_stream().unwrap();
+    s.write(b"fine").unwrap();
+    assert_eq!(
+        bystander
+            .read_handle(&s.close_and_finalize_checkpoint().unwrap().metadata)
+            .unwrap(),
+        b"fine"
+    );
+}

@@ -553,6 +553,7 @@ fn savepoints_and_dispose_on_failure() {
             .await
             .unwrap();
         assert!(c.has_default_savepoint_location().await.unwrap());
+        assert!(c.supports_highly_available_storage().await.unwrap());
         c.initialize_base_locations_for_checkpoint().await.unwrap();
         assert!(t.host(&format!("{}/shared", t.job)).is_dir());
         assert!(t.host(&format!("{}/taskowned", t.job)).is_dir());
