@@ -27,7 +27,8 @@ use crate::tenant::Tenant;
 use crate::types::{FileHandle, StateHandle, StorageConfig};
 use checkpoint_storage_core::entropy::Entropy;
 use checkpoint_storage_core::layout::{
-    METADATA_FILE_NAME, SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, checkpoint_dir_name, parse_checkpoint_dir_name,
+    METADATA_FILE_NAME, NON_PERSISTENT_POINTER, SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, checkpoint_dir_name,
+    parse_checkpoint_dir_name,
 };
 use checkpoint_storage_core::object_uri;
 use checkpoint_storage_core::paths::{GuestPath, PathError};
@@ -206,7 +207,10 @@ pub struct CompletedCheckpointStore {
     tenant: Tenant,
     view: CoordinatorView,
     job_id: String,
-    layout: JobLayout,
+    /// `None` without a checkpoints directory (memory backend): the
+    /// checkpoints are kept in memory only, as by Flink's
+    /// `StandaloneCompletedCheckpointStore`, and nothing is recovered.
+    layout: Option<JobLayout>,
     num_retained: u32,
     /// Oldest first.
     checkpoints: Vec<RetainedCheckpoint>,
@@ -233,7 +237,9 @@ impl std::fmt::Debug for CompletedCheckpointStore {
 
 impl CompletedCheckpointStore {
     /// Recovers the store of `config`'s job from storage: every completed
-    /// checkpoint in the job's directory, and (with `savepoint_dir`, a guest
+    /// checkpoint in the job's directory (none without a checkpoints
+    /// directory: the store then keeps what is added in memory only), and
+    /// (with `savepoint_dir`, a guest
     /// path) the job's savepoints there. All are retained, even more than
     /// `num_retained` (Flink's recovery too): the next add subsumes down.
     /// A `_metadata` the store cannot read is an error, never skipped.
@@ -406,8 +412,9 @@ impl CompletedCheckpointStore {
         self.step(SubsumeStep::Removed(checkpoint_id));
         let own = self
             .layout
-            .is_checkpoint_dir(&retained.checkpoint.external_pointer, checkpoint_id);
-        let exclusive = if own {
+            .as_ref()
+            .filter(|l| l.is_checkpoint_dir(&retained.checkpoint.external_pointer, checkpoint_id));
+        let exclusive = if let Some(layout) = own {
             if let Err(e) = self.view.discard_completed_checkpoint(checkpoint_id) {
                 // Its `_metadata` may still be there, naming the shared files:
                 // they stay (registered to it) until a later recovery or the
@@ -417,10 +424,11 @@ impl CompletedCheckpointStore {
             }
             // With entropy injection its exclusive state objects are not
             // below its directory: each goes with its handle (as in Flink).
-            self.layout.exclusive_outside_dir(&retained.manifest, checkpoint_id)
+            layout.exclusive_outside_dir(&retained.manifest, checkpoint_id)
         } else {
-            // A claimed snapshot of another job or directory: `_metadata`
-            // first; its files are claimed shared state and go through the
+            // A claimed snapshot of another job or directory, or a
+            // checkpoint kept in memory (its inline metadata needs no
+            // discard): `_metadata` first; its files are claimed shared state and go through the
             // registry below once no retained checkpoint names them (its
             // directory stays, emptied, for the orphan collection).
             if let Err(e) = self.tenant.discard_state(&retained.checkpoint.metadata) {
@@ -459,9 +467,13 @@ impl CompletedCheckpointStore {
                 Owner::Savepoint(c.checkpoint.external_pointer.clone())
             }
         };
-        let shared_dir = self.layout.marked_job_dir.join(SHARED_STATE_DIR);
+        let shared_dir = self
+            .layout
+            .as_ref()
+            .map(|l| (l, l.marked_job_dir.join(SHARED_STATE_DIR)));
         let files = shared_files_where(&c.manifest, |p| {
-            self.layout.is_in(&shared_dir, p) || p.parent().is_some_and(|d| self.claimed_shared_dirs.contains(&d))
+            shared_dir.as_ref().is_some_and(|(l, dir)| l.is_in(dir, p))
+                || p.parent().is_some_and(|d| self.claimed_shared_dirs.contains(&d))
         });
         Ok(self.registry.register(&owner, &files)?)
     }
@@ -591,15 +603,24 @@ impl CompletedCheckpointStore {
             pointer: pointer.clone(),
             job: self.job_id.clone(),
         };
-        let dir = parse_path(&pointer).map_err(|_| not_ours())?;
-        let name = dir.file_name().unwrap_or_default();
-        let (kind, dir_id) = if dir.parent().as_ref() == Some(&self.layout.job_dir) {
-            let id = parse_checkpoint_dir_name(name).ok_or_else(not_ours)?;
-            (CheckpointKind::Checkpoint, Some(id))
-        } else if name.starts_with(SAVEPOINT_DIR_PREFIX) {
-            (CheckpointKind::Savepoint, None)
-        } else {
-            return Err(not_ours());
+        let (kind, dir_id) = match &self.layout {
+            // Kept in memory: the metadata is the only trace.
+            None if pointer == NON_PERSISTENT_POINTER => (CheckpointKind::Checkpoint, None),
+            layout => {
+                let dir = parse_path(&pointer).map_err(|_| not_ours())?;
+                let name = dir.file_name().unwrap_or_default();
+                if layout
+                    .as_ref()
+                    .is_some_and(|l| dir.parent().as_ref() == Some(&l.job_dir))
+                {
+                    let id = parse_checkpoint_dir_name(name).ok_or_else(not_ours)?;
+                    (CheckpointKind::Checkpoint, Some(id))
+                } else if name.starts_with(SAVEPOINT_DIR_PREFIX) {
+                    (CheckpointKind::Savepoint, None)
+                } else {
+                    return Err(not_ours());
+                }
+            }
         };
         let manifest = self.read_manifest(completed)?;
         if manifest.job_id != self.job_id {
@@ -676,7 +697,8 @@ struct JobLayout {
 }
 
 impl JobLayout {
-    fn of(config: &StorageConfig) -> Result<Self, StoreError> {
+    /// `None` without a checkpoints directory.
+    fn of(config: &StorageConfig) -> Result<Option<Self>, StoreError> {
         let invalid = |message: String| {
             StoreError::Tenant(Error::from(crate::StorageError {
                 code: crate::ErrorCode::InvalidArgument,
@@ -684,9 +706,7 @@ impl JobLayout {
             }))
         };
         let Some(checkpoints_dir) = &config.checkpoints_dir else {
-            return Err(invalid(
-                "a completed checkpoint store keeps checkpoints in the checkpoints directory, and the configuration has none (memory backend without checkpoints-dir: nothing is persisted to recover)".to_string(),
-            ));
+            return Ok(None);
         };
         let subdir_off = checkpoint_storage_core::layout::job_subdir_off(
             config.create_subdir,
@@ -703,11 +723,11 @@ impl JobLayout {
             Some(e) => GuestPath::parse(&e.remove(marked_job_dir.as_str())).map_err(|e| invalid(e.to_string()))?,
             None => marked_job_dir.clone(),
         };
-        Ok(JobLayout {
+        Ok(Some(JobLayout {
             job_dir,
             marked_job_dir,
             entropy,
-        })
+        }))
     }
 
     /// Whether `path` lies directly in `template` (a directory below

@@ -140,13 +140,62 @@ fn retaining_no_checkpoint_is_refused() {
     assert_eq!(DEFAULT_NUM_RETAINED, 1, "Flink's default");
 }
 
+/// Without a checkpoints directory (memory backend) the store keeps the
+/// checkpoints in memory, as Flink's `StandaloneCompletedCheckpointStore`:
+/// it retains and subsumes them, there is nothing on disk to delete, and a
+/// new store recovers nothing.
 #[test]
-fn a_store_without_a_checkpoints_directory_is_refused() {
+fn a_store_without_a_checkpoints_directory_keeps_checkpoints_in_memory() {
     let t = TestTenant::new();
     let config = StorageConfig::memory(&t.job).without_checkpoints_dir();
-    let e = CompletedCheckpointStore::recover(&t.tenant, &config, None, 1).unwrap_err();
-    assert!(e.to_string().contains("the configuration has none"), "{e}");
+    let mut store = CompletedCheckpointStore::recover(&t.tenant, &config, None, 1).unwrap();
+    assert!(store.checkpoints().is_empty());
+    let view = t.view_with(config.clone());
+    let write = |id: u64| {
+        let location = store_location(&t, &config, id);
+        let factory = view
+            .resolve_checkpoint_storage_location(id, &LocationReference::Default)
+            .unwrap();
+        let handle = factory
+            .write_state(StateScope::Shared, &bytes(100, id as u8))
+            .unwrap()
+            .unwrap();
+        let manifest = CheckpointManifest {
+            job_id: t.job.clone(),
+            checkpoint_id: id,
+            states: vec![NamedState {
+                name: format!("state-{id}"),
+                handle,
+            }],
+        };
+        let stream = location.create_metadata_output_stream().unwrap();
+        stream.write(&manifest.to_json()).unwrap();
+        stream.close_and_finalize_checkpoint().unwrap()
+    };
+    let first = write(1);
+    assert_eq!(first.external_pointer, "<checkpoint-not-externally-addressable>");
+    assert!(store.add(&first).unwrap().subsumed.is_empty());
+    let outcome = store.add(&write(2)).unwrap();
+    assert_eq!(outcome.subsumed, [1]);
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert_eq!(store.checkpoint_ids(), [2]);
+    let latest = store.latest().unwrap();
+    assert_eq!(
+        t.tenant.read_state(&latest.manifest.states[0].handle).unwrap(),
+        bytes(100, 2)
+    );
+    assert!(matches!(store.add(&write(2)), Err(StoreError::Duplicate(2))));
     assert!(all_files(t.tenant.dir()).is_empty());
+    let again = CompletedCheckpointStore::recover(&t.tenant, &config, None, 1).unwrap();
+    assert!(again.checkpoints().is_empty(), "nothing was persisted");
+}
+
+fn store_location(t: &TestTenant, config: &StorageConfig, id: u64) -> CheckpointStorageLocation {
+    t.tenant
+        .open_coordinator_view(config, None)
+        .unwrap()
+        .initialize_location_for_checkpoint(id)
+        .unwrap()
 }
 
 /// With `create-subdir` = false the store recovers and subsumes
