@@ -5,14 +5,18 @@
 //! followed (also in place of `chk-N`, `shared` and `taskowned`, and in
 //! place of a state file or `_metadata` inside them); entries
 //! that vanish during the scan are skipped; names in the text output are
-//! escaped so that a name cannot forge lines.
+//! escaped so that a name cannot forge lines. Every directory is opened
+//! from the root's descriptor one name at a time without following a link
+//! (`crate::beneath`, as `gc`): a directory swapped for a link during the
+//! scan is reported as a link, never listed.
 
+use crate::beneath::{Beneath, Entry};
 use checkpoint_storage_core::layout::{
     METADATA_FILE_NAME, SAVEPOINT_DIR_PREFIX, SHARED_STATE_DIR, TASK_OWNED_STATE_DIR, is_job_id,
     parse_checkpoint_dir_name,
 };
+use checkpoint_storage_core::sandbox::EntryKind;
 use serde::Serialize;
-use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -81,78 +85,71 @@ pub struct Inventory {
     pub symlinks: Vec<String>,
 }
 
-/// What the scan needs from the filesystem (a seam for tests that make
-/// entries vanish between listing and stat).
+/// What the scan needs from the filesystem (a seam for tests that change
+/// the tree during the scan). Paths are relative to the root.
 trait Scan {
-    /// The names in a directory.
-    fn list(&self, dir: &Path) -> io::Result<Vec<OsString>>;
-    /// What a path names, not following a final symbolic link.
-    fn stat(&self, path: &Path) -> io::Result<std::fs::Metadata>;
+    /// The entries of the directory `rel`, as `lstat` sees them (one
+    /// removed while listed is left out).
+    fn entries(&self, rel: &Path) -> io::Result<Vec<Entry>>;
+    /// What `rel` names now, not following a link.
+    fn kind_of(&self, rel: &Path) -> io::Result<Option<EntryKind>>;
 }
 
-/// The real filesystem.
-struct Disk;
-
-impl Scan for Disk {
-    fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
-        let mut names = std::fs::read_dir(dir)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<io::Result<Vec<_>>>()?;
-        names.sort();
-        Ok(names)
+impl Scan for Beneath {
+    fn entries(&self, rel: &Path) -> io::Result<Vec<Entry>> {
+        Beneath::entries(self, rel)
     }
 
-    fn stat(&self, path: &Path) -> io::Result<std::fs::Metadata> {
-        path.symlink_metadata()
+    fn kind_of(&self, rel: &Path) -> io::Result<Option<EntryKind>> {
+        Beneath::kind_of(self, rel)
     }
 }
 
-/// `Ok(None)` for something that vanished while the tenant (or gc) was
-/// changing the directory: the inventory is a snapshot of a live tree.
-fn unless_gone<T>(r: io::Result<T>) -> io::Result<Option<T>> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// The entries of `dir` still there when looked at, with what they are.
-fn entries(fs: &impl Scan, dir: &Path) -> io::Result<Vec<(String, PathBuf, std::fs::Metadata)>> {
-    let mut out = vec![];
-    for name in unless_gone(fs.list(dir))?.unwrap_or_default() {
-        let path = dir.join(&name);
-        if let Some(meta) = unless_gone(fs.stat(&path))? {
-            out.push((name.to_string_lossy().into_owned(), path, meta));
+/// The entries of the directory `rel` still there when looked at, sorted
+/// by name. A directory gone meanwhile has none (the inventory is a
+/// snapshot of a live tree); one swapped for a symbolic link goes to
+/// `symlinks`, unread.
+fn entries(fs: &impl Scan, rel: &Path, symlinks: &mut Vec<String>) -> io::Result<Vec<(String, PathBuf, Entry)>> {
+    let listed = match fs.entries(rel) {
+        Ok(listed) => listed,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => {
+            return match fs.kind_of(rel) {
+                Ok(Some(EntryKind::Symlink)) => {
+                    symlinks.push(rel.display().to_string());
+                    Ok(vec![])
+                }
+                Ok(None) => Ok(vec![]),
+                _ => Err(e),
+            };
         }
-    }
+    };
+    let mut out: Vec<_> = listed
+        .into_iter()
+        .map(|entry| {
+            let name = entry.name.to_string_lossy().into_owned();
+            (name, rel.join(&entry.name), entry)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
 /// Files and bytes of `dir` and its `_metadata`; symbolic links in it go
 /// to `symlinks` (a state file's name may be one: reported, never read).
-fn usage_and_metadata(
-    fs: &impl Scan,
-    root: &Path,
-    dir: &Path,
-    symlinks: &mut Vec<String>,
-) -> io::Result<(Usage, Option<u64>)> {
+fn usage_and_metadata(fs: &impl Scan, dir: &Path, symlinks: &mut Vec<String>) -> io::Result<(Usage, Option<u64>)> {
     let mut usage = Usage::default();
     let mut metadata = None;
-    for (name, path, meta) in entries(fs, dir)? {
-        if meta.file_type().is_symlink() {
-            symlinks.push(relative(root, &path));
-            continue;
-        }
-        if !meta.is_file() {
-            continue;
-        }
-        if name == METADATA_FILE_NAME {
-            metadata = Some(meta.len());
-        } else {
-            usage.files += 1;
-            // Saturating: sizes are the files' to claim (sparse files).
-            usage.bytes = usage.bytes.saturating_add(meta.len());
+    for (name, path, entry) in entries(fs, dir, symlinks)? {
+        match entry.kind {
+            EntryKind::Symlink => symlinks.push(path.display().to_string()),
+            EntryKind::File if name == METADATA_FILE_NAME => metadata = Some(entry.len),
+            EntryKind::File => {
+                usage.files += 1;
+                // Saturating: sizes are the files' to claim (sparse files).
+                usage.bytes = usage.bytes.saturating_add(entry.len);
+            }
+            EntryKind::Directory | EntryKind::Other => {}
         }
     }
     Ok((usage, metadata))
@@ -160,7 +157,7 @@ fn usage_and_metadata(
 
 /// Reads the inventory of a tenant directory.
 pub fn inspect(root: &Path) -> io::Result<Inventory> {
-    inspect_with(&Disk, root)
+    inspect_with(&Beneath::open(root)?, root)
 }
 
 fn inspect_with(fs: &impl Scan, root: &Path) -> io::Result<Inventory> {
@@ -170,76 +167,68 @@ fn inspect_with(fs: &impl Scan, root: &Path) -> io::Result<Inventory> {
         savepoints: vec![],
         symlinks: vec![],
     };
-    walk(fs, root, root, 0, &mut inv)?;
+    walk(fs, Path::new(""), 0, &mut inv)?;
     inv.jobs.sort_by(|a, b| a.path.cmp(&b.path));
     inv.savepoints.sort_by(|a, b| a.path.cmp(&b.path));
     inv.symlinks.sort();
     Ok(inv)
 }
 
-fn relative(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root).unwrap_or(path).display().to_string()
-}
-
-fn walk(fs: &impl Scan, root: &Path, dir: &Path, depth: usize, inv: &mut Inventory) -> io::Result<()> {
-    for (name, path, meta) in entries(fs, dir)? {
-        if meta.file_type().is_symlink() {
-            inv.symlinks.push(relative(root, &path));
-        } else if !meta.is_dir() {
-            continue;
-        } else if is_job_id(&name) {
-            let job = job(fs, root, &path, name, inv)?;
-            inv.jobs.push(job);
-        } else if name.starts_with(SAVEPOINT_DIR_PREFIX) {
-            let (state, metadata_bytes) = usage_and_metadata(fs, root, &path, &mut inv.symlinks)?;
-            inv.savepoints.push(SavepointInfo {
-                path: relative(root, &path),
-                state,
-                metadata_bytes,
-            });
-        } else if depth < MAX_DEPTH {
-            walk(fs, root, &path, depth + 1, inv)?;
+fn walk(fs: &impl Scan, dir: &Path, depth: usize, inv: &mut Inventory) -> io::Result<()> {
+    for (name, path, entry) in entries(fs, dir, &mut inv.symlinks)? {
+        match entry.kind {
+            EntryKind::Symlink => inv.symlinks.push(path.display().to_string()),
+            EntryKind::Directory if is_job_id(&name) => {
+                let job = job(fs, &path, name, inv)?;
+                inv.jobs.push(job);
+            }
+            EntryKind::Directory if name.starts_with(SAVEPOINT_DIR_PREFIX) => {
+                let (state, metadata_bytes) = usage_and_metadata(fs, &path, &mut inv.symlinks)?;
+                inv.savepoints.push(SavepointInfo {
+                    path: path.display().to_string(),
+                    state,
+                    metadata_bytes,
+                });
+            }
+            EntryKind::Directory if depth < MAX_DEPTH => walk(fs, &path, depth + 1, inv)?,
+            _ => {}
         }
     }
     Ok(())
 }
 
-fn job(fs: &impl Scan, root: &Path, dir: &Path, job_id: String, inv: &mut Inventory) -> io::Result<JobInfo> {
+fn job(fs: &impl Scan, dir: &Path, job_id: String, inv: &mut Inventory) -> io::Result<JobInfo> {
     let mut checkpoints = vec![];
     let (mut shared, mut task_owned) = (Usage::default(), Usage::default());
-    for (name, path, meta) in entries(fs, dir)? {
+    for (name, path, entry) in entries(fs, dir, &mut inv.symlinks)? {
         // A symbolic link (a symlinked `chk-N`, `shared` or `taskowned`
         // may point anywhere) is reported, never read.
-        if meta.file_type().is_symlink() {
-            inv.symlinks.push(relative(root, &path));
+        if entry.kind == EntryKind::Symlink {
+            inv.symlinks.push(path.display().to_string());
             continue;
         }
-        let id = parse_checkpoint_dir_name(&name);
-        let known = id.is_some() || name == SHARED_STATE_DIR || name == TASK_OWNED_STATE_DIR;
-        if !known {
+        if entry.kind != EntryKind::Directory {
             continue;
         }
-        if !meta.is_dir() {
-            continue;
-        }
-        match id {
+        match parse_checkpoint_dir_name(&name) {
             Some(id) => {
-                let (state, metadata_bytes) = usage_and_metadata(fs, root, &path, &mut inv.symlinks)?;
+                let (state, metadata_bytes) = usage_and_metadata(fs, &path, &mut inv.symlinks)?;
                 checkpoints.push(CheckpointInfo {
                     id,
-                    path: relative(root, &path),
+                    path: path.display().to_string(),
                     state,
                     metadata_bytes,
                 });
             }
-            None if name == SHARED_STATE_DIR => shared = usage_and_metadata(fs, root, &path, &mut inv.symlinks)?.0,
-            None => task_owned = usage_and_metadata(fs, root, &path, &mut inv.symlinks)?.0,
+            None if name == SHARED_STATE_DIR => shared = usage_and_metadata(fs, &path, &mut inv.symlinks)?.0,
+            None if name == TASK_OWNED_STATE_DIR => task_owned = usage_and_metadata(fs, &path, &mut inv.symlinks)?.0,
+            None => {}
         }
     }
     checkpoints.sort_by_key(|c| c.id);
     Ok(JobInfo {
         job_id,
-        path: relative(root, dir),
+        path: dir.display().to_string(),
         checkpoints,
         shared,
         task_owned,
@@ -467,55 +456,89 @@ mod tests {
         assert_eq!(printable("chk-1/ok"), "chk-1/ok");
     }
 
-    /// The disk, plus names that are listed but gone when looked at (as
-    /// when the tenant deletes them during the scan).
-    struct Vanishing(Vec<&'static str>);
+    /// The disk, with directories that change between being listed and
+    /// being read: gone, or swapped for a symbolic link.
+    struct Changing {
+        disk: Beneath,
+        gone: &'static str,
+        swapped: &'static str,
+    }
 
-    impl Scan for Vanishing {
-        fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
-            let mut names = Disk.list(dir)?;
-            names.extend(self.0.iter().map(OsString::from));
-            Ok(names)
+    impl Scan for Changing {
+        fn entries(&self, rel: &Path) -> io::Result<Vec<Entry>> {
+            if rel.ends_with(self.gone) {
+                return Err(io::Error::from(io::ErrorKind::NotFound));
+            }
+            if rel.ends_with(self.swapped) {
+                // What opening a link with O_NOFOLLOW gives.
+                return Err(io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            self.disk.entries(rel)
         }
 
-        fn stat(&self, path: &Path) -> io::Result<std::fs::Metadata> {
-            Disk.stat(path)
+        fn kind_of(&self, rel: &Path) -> io::Result<Option<EntryKind>> {
+            if rel.ends_with(self.gone) {
+                return Ok(None);
+            }
+            if rel.ends_with(self.swapped) {
+                return Ok(Some(EntryKind::Symlink));
+            }
+            self.disk.kind_of(rel)
         }
     }
 
     #[test]
-    fn entries_that_vanish_during_the_scan_are_skipped() {
+    fn directories_that_vanish_or_become_links_during_the_scan_are_skipped_or_reported() {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), &format!("{JOB}/chk-1/a"), 10);
+        write(d.path(), &format!("{JOB}/chk-2/b"), 20);
         write(d.path(), &format!("{JOB}/shared/s"), 3);
-        let ghosts = Vanishing(vec![
-            "chk-7",
-            "gone-file",
-            "fedcba9876543210fedcba9876543210",
-            "savepoint-gone",
-            TASK_OWNED_STATE_DIR,
-        ]);
-        let inv = inspect_with(&ghosts, d.path()).unwrap();
-        assert_eq!(inv.jobs.len(), 1);
-        assert_eq!(inv.jobs[0].checkpoints.len(), 1);
-        assert_eq!(inv.jobs[0].checkpoints[0].state, Usage { files: 1, bytes: 10 });
-        assert_eq!(inv.jobs[0].shared, Usage { files: 1, bytes: 3 });
-        assert!(inv.savepoints.is_empty());
-        // A directory that vanishes between being listed and being read.
-        struct GoneDir;
-        impl Scan for GoneDir {
-            fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
-                if dir.ends_with("chk-1") {
-                    return Err(io::Error::from(io::ErrorKind::NotFound));
+        let fs = Changing {
+            disk: Beneath::open(d.path()).unwrap(),
+            gone: "chk-1",
+            swapped: "shared",
+        };
+        let inv = inspect_with(&fs, d.path()).unwrap();
+        let job = &inv.jobs[0];
+        assert_eq!(job.checkpoints.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(job.checkpoints[0].state, Usage::default(), "gone: nothing counted");
+        assert_eq!(job.checkpoints[1].state, Usage { files: 1, bytes: 20 });
+        assert_eq!(job.shared, Usage::default(), "a link is not read");
+        assert_eq!(inv.symlinks, [format!("{JOB}/shared")]);
+        // Any other failure is an error, not a silent gap.
+        struct Broken(Beneath);
+        impl Scan for Broken {
+            fn entries(&self, rel: &Path) -> io::Result<Vec<Entry>> {
+                if rel.ends_with("chk-2") {
+                    return Err(io::Error::from(io::ErrorKind::PermissionDenied));
                 }
-                Disk.list(dir)
+                self.0.entries(rel)
             }
-            fn stat(&self, path: &Path) -> io::Result<std::fs::Metadata> {
-                Disk.stat(path)
+            fn kind_of(&self, rel: &Path) -> io::Result<Option<EntryKind>> {
+                self.0.kind_of(rel)
             }
         }
-        let inv = inspect_with(&GoneDir, d.path()).unwrap();
-        assert_eq!(inv.jobs[0].checkpoints[0].state, Usage::default());
+        let e = inspect_with(&Broken(Beneath::open(d.path()).unwrap()), d.path()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+    }
+
+    /// A real swap: the scan reaches `chk-1` through descriptors, so a
+    /// link in its place is never followed, even if made after the root
+    /// was opened.
+    #[test]
+    fn a_directory_swapped_for_a_link_is_never_listed() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret", 1000);
+        write(d.path(), &format!("{JOB}/chk-1/a"), 10);
+        let disk = Beneath::open(d.path()).unwrap();
+        std::fs::remove_dir_all(d.path().join(JOB).join("chk-1")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join(JOB).join("chk-1")).unwrap();
+        let rel = PathBuf::from(JOB).join("chk-1");
+        assert!(disk.entries(&rel).is_err(), "not followed");
+        let mut symlinks = vec![];
+        assert!(entries(&disk, &rel, &mut symlinks).unwrap().is_empty());
+        assert_eq!(symlinks, [format!("{JOB}/chk-1")]);
     }
 
     #[test]
