@@ -1,5 +1,5 @@
 //! What the directory fsync at close costs: a state file closed the way the
-//! component closes it (write, fdatasync, fsync of its directory) against
+//! component closes it (write, fsync, fsync of its directory) against
 //! the same without the directory fsync. Samples of the two alternate, so
 //! that both see the same disk conditions; medians are compared.
 
