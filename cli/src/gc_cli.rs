@@ -24,6 +24,13 @@ pub struct GcArgs {
     json: bool,
     #[command(flatten)]
     s3: crate::s3_cli::S3Args,
+    /// Another container of the same tenant (`s3://<bucket>/<prefix>`, same
+    /// endpoint and credentials, container named as the bucket), collected
+    /// together with `--s3`: a manifest in any of them keeps what it names
+    /// in all (a checkpoint may name state in another container after a
+    /// claimed restore). Repeat it for more.
+    #[arg(long = "also-s3", value_name = "URI", requires = "s3")]
+    also_s3: Vec<String>,
 }
 
 fn parse_grace(raw: &str) -> Result<Duration, String> {
@@ -35,6 +42,9 @@ pub fn run(args: GcArgs) -> Result<()> {
         grace: args.grace,
         delete: args.delete,
     };
+    if args.s3.s3.is_some() && !args.also_s3.is_empty() {
+        return run_containers(&args, &options);
+    }
     let report = match &args.dir {
         _ if args.s3.s3.is_some() => blobstore::gc::collect(&args.s3.grant()?, &options)?,
         Some(dir) => {
@@ -48,11 +58,53 @@ pub fn run(args: GcArgs) -> Result<()> {
     } else {
         print!("{}", gc::render(&report));
     }
-    anyhow::ensure!(
-        report.failures.is_empty(),
-        "{} orphans could not be deleted",
-        report.failures.len()
-    );
+    deleted_all(report.failures.len())
+}
+
+/// Several containers of one tenant: one report each, `--s3` first (JSON:
+/// an array of `{ "target", "report" }`).
+fn run_containers(args: &GcArgs, options: &gc::GcOptions) -> Result<()> {
+    let targets: Vec<&str> = args
+        .s3
+        .s3
+        .iter()
+        .map(String::as_str)
+        .chain(args.also_s3.iter().map(String::as_str))
+        .collect();
+    let grants = targets
+        .iter()
+        .map(|uri| {
+            crate::s3_cli::S3Args {
+                s3: Some(uri.to_string()),
+                container: if Some(*uri) == args.s3.s3.as_deref() {
+                    args.s3.container.clone()
+                } else {
+                    None
+                },
+                ..args.s3.clone()
+            }
+            .grant()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let reports = blobstore::gc::collect_all(&grants, options)?;
+    if args.json {
+        let out: Vec<_> = targets
+            .iter()
+            .zip(&reports)
+            .map(|(target, report)| serde_json::json!({ "target": target, "report": report }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for (target, report) in targets.iter().zip(&reports) {
+            println!("{target}:");
+            print!("{}", gc::render(report));
+        }
+    }
+    deleted_all(reports.iter().map(|r| r.failures.len()).sum())
+}
+
+fn deleted_all(failures: usize) -> Result<()> {
+    anyhow::ensure!(failures == 0, "{failures} orphans could not be deleted");
     Ok(())
 }
 

@@ -93,7 +93,11 @@ fn s3_loopback_demo_needs_no_server_of_its_own() {
 
 /// Writes an object straight to the server, as another process would.
 fn put(server: &S3Server, key: &str, data: &[u8]) {
-    let store = server.store("demo-bucket");
+    put_in(server, "demo-bucket", key, data);
+}
+
+fn put_in(server: &S3Server, bucket: &str, key: &str, data: &[u8]) {
+    let store = server.store(bucket);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -213,4 +217,66 @@ fn s3_gc_stops_at_an_unreadable_manifest_and_deletes_nothing() {
     assert!(err.contains("cannot read the manifest"), "{err}");
     assert!(err.contains("chk-1/_metadata"), "{err}");
     assert_eq!(server.object_keys("demo-bucket").len(), 2, "nothing deleted");
+}
+
+/// A tenant's checkpoint in one bucket names shared state in another (a
+/// claimed restore): collected together (`--also-s3`), the named object
+/// stays and the strays of both buckets go.
+#[test]
+fn s3_gc_collects_a_tenants_containers_together() {
+    use checkpoint_storage_host::manifest::{CheckpointManifest, NamedState};
+    use checkpoint_storage_host::{FileHandle, StateHandle};
+    let server = S3Server::start(&["ckpt", "claimed"]);
+    let job = "0123456789abcdef0123456789abcdef";
+    let named = format!("checkpoints/{job}/shared/s1");
+    let manifest = CheckpointManifest {
+        job_id: job.into(),
+        checkpoint_id: 1,
+        states: vec![NamedState {
+            name: "s1".into(),
+            handle: StateHandle::File(FileHandle {
+                path: format!("s3://claimed/{named}"),
+                size: 5,
+            }),
+        }],
+    };
+    put_in(
+        &server,
+        "ckpt",
+        &format!("t/checkpoints/{job}/chk-1/_metadata"),
+        &manifest.to_json(),
+    );
+    put_in(&server, "ckpt", &format!("t/checkpoints/{job}/shared/stray"), b"stray");
+    put_in(&server, "claimed", &format!("t/{named}"), b"state");
+    put_in(
+        &server,
+        "claimed",
+        &format!("t/checkpoints/{job}/shared/stray"),
+        b"stray",
+    );
+    let both = [
+        "gc",
+        "--s3",
+        "s3://ckpt/t",
+        "--also-s3",
+        "s3://claimed/t",
+        "--grace",
+        "0s",
+    ];
+    let out = run(&server, &[&both[..], &["--json"]].concat());
+    let reports: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(reports[0]["target"], "s3://ckpt/t", "{out}");
+    assert_eq!(reports[1]["report"]["orphans"].as_array().unwrap().len(), 1, "{out}");
+    run(&server, &[&both[..], &["--delete"]].concat());
+    assert_eq!(
+        server.object_keys("ckpt"),
+        [format!("t/checkpoints/{job}/chk-1/_metadata")]
+    );
+    assert_eq!(
+        server.object_keys("claimed"),
+        [format!("t/{named}")],
+        "named from the other bucket: kept"
+    );
+    let err = fails(&server, &["gc", "--also-s3", "s3://claimed/t", "t-dir"]);
+    assert!(err.contains("--s3"), "{err}");
 }

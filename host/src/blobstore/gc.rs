@@ -40,141 +40,196 @@ fn is_manifest(o: &Listed) -> bool {
 /// Finds the orphans below the grant's prefix and, with `options.delete`,
 /// deletes them. Keys in the report are relative to the prefix. The
 /// grant's container name must be the one the tenant uses: manifests name
-/// objects as `s3://<container>/<key>`.
+/// objects as `s3://<container>/<key>`. A tenant with grants on several
+/// containers is collected with [`collect_all`].
 pub fn collect(grant: &BlobGrant, options: &GcOptions) -> Result<GcReport, GcError> {
-    let tool = PrefixTool::new(&grant.store, &grant.prefix).map_err(store_error(&grant.prefix))?;
-    collect_listed(&tool, grant, options, &mut || tool.list())
+    let mut reports = collect_all(std::slice::from_ref(grant), options)?;
+    Ok(reports.remove(0))
 }
 
-/// [`collect`] with the listing given (tests interleave a live job with it).
+/// [`collect`] for all the grants of one tenant at once, one report per
+/// grant: a manifest in any of them is a root for all, since a checkpoint
+/// may name state in another container (after a restore that claimed a
+/// snapshot stored there). Collecting one of those containers alone would
+/// see its objects as unreferenced; collect a tenant's containers together.
+pub fn collect_all(grants: &[BlobGrant], options: &GcOptions) -> Result<Vec<GcReport>, GcError> {
+    let tools = grants
+        .iter()
+        .map(|g| PrefixTool::new(&g.store, &g.prefix).map_err(store_error(&g.prefix)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut list = |i: usize| tools[i].list();
+    collect_listed(&tools, grants, options, &mut list)
+}
+
+/// [`collect_all`] with the listing given (tests interleave a live job with it).
 fn collect_listed(
-    tool: &PrefixTool,
-    grant: &BlobGrant,
+    tools: &[PrefixTool],
+    grants: &[BlobGrant],
     options: &GcOptions,
-    list: &mut dyn FnMut() -> Result<Vec<Listed>, object_store::Error>,
-) -> Result<GcReport, GcError> {
+    list: &mut dyn FnMut(usize) -> Result<Vec<Listed>, object_store::Error>,
+) -> Result<Vec<GcReport>, GcError> {
     let now = SystemTime::now();
     let old = |modified: SystemTime| now.duration_since(modified).is_ok_and(|age| age >= options.grace);
     let mut roots = Roots {
-        tool,
-        guest_prefix: format!("/{}/", grant.container),
-        uri_prefix: format!("s3://{}/", grant.container),
-        location: format!("s3://{}/ (prefix '{}')", grant.container, grant.prefix),
+        tools,
+        containers: grants
+            .iter()
+            .map(|g| Container {
+                guest_prefix: format!("/{}/", g.container),
+                uri_prefix: format!("s3://{}/", g.container),
+            })
+            .collect(),
+        location: grants
+            .iter()
+            .map(|g| format!("s3://{}/ (prefix '{}')", g.container, g.prefix))
+            .collect::<Vec<_>>()
+            .join(", "),
         read: BTreeSet::new(),
         referenced: BTreeSet::new(),
         named_by: vec![],
     };
-    let first = list().map_err(store_error(&grant.prefix))?;
-    let mut seen: BTreeSet<String> = first.iter().map(|o| o.key.clone()).collect();
-    roots.read_new(&first)?;
+    let mut listings = vec![];
+    let mut seen: BTreeSet<(usize, String)> = BTreeSet::new();
+    for (i, grant) in grants.iter().enumerate() {
+        let listing = list(i).map_err(store_error(&grant.prefix))?;
+        seen.extend(listing.iter().map(|o| (i, o.key.clone())));
+        roots.read_new(i, &listing)?;
+        listings.push(listing);
+    }
     look_until_settled(|| {
-        let again = list().map_err(store_error(&grant.prefix))?;
-        seen.extend(again.iter().map(|o| o.key.clone()));
-        roots.read_new(&again)
+        let mut any = false;
+        for (i, grant) in grants.iter().enumerate() {
+            let again = list(i).map_err(store_error(&grant.prefix))?;
+            seen.extend(again.iter().map(|o| (i, o.key.clone())));
+            any |= roots.read_new(i, &again)?;
+        }
+        Ok(any)
     })?;
     // A completed checkpoint never names a missing object; one that does
-    // means the prefix or the container name is not the tenant's.
-    if let Some((manifest, key)) = roots.named_by.iter().find(|(_, key)| !seen.contains(key)) {
+    // means a prefix or a container name is not the tenant's.
+    if let Some((manifest, i, key)) = roots
+        .named_by
+        .iter()
+        .find(|(_, i, key)| !seen.contains(&(*i, key.clone())))
+    {
         return Err(GcError::NamedObjectMissing {
             manifest: PathBuf::from(manifest),
-            named: format!("{}{key}", roots.uri_prefix),
+            named: format!("{}{key}", roots.containers[*i].uri_prefix),
             location: roots.location,
         });
     }
 
-    let mut report = GcReport {
-        manifests: roots.read.len(),
-        deleted: options.delete,
-        ..Default::default()
-    };
-    // The objects of the first listing only: one written later is younger
-    // than any grace.
-    let managed = first
-        .into_iter()
-        .filter(|o| !is_manifest(o))
-        .map(|o| (PathBuf::from(o.key), o.size, o.modified))
-        .filter(|(path, ..)| is_managed(path))
-        .collect();
-    sort_files(managed, &roots.referenced, &old, &mut report);
-    report.orphans.sort_by(|a, b| a.path.cmp(&b.path));
-    report.young.sort_by(|a, b| a.path.cmp(&b.path));
-    if options.delete {
-        for o in &report.orphans {
-            if let Err(e) = tool.delete(&o.path.to_string_lossy()) {
-                report.failures.push((o.display.clone(), e.to_string()));
+    let mut reports = vec![];
+    for (i, (first, tool)) in listings.into_iter().zip(tools).enumerate() {
+        let mut report = GcReport {
+            manifests: roots.read.iter().filter(|(g, _)| *g == i).count(),
+            deleted: options.delete,
+            ..Default::default()
+        };
+        // The objects of the first listing only: one written later is
+        // younger than any grace.
+        let managed = first
+            .into_iter()
+            .filter(|o| !is_manifest(o))
+            .map(|o| (PathBuf::from(o.key), o.size, o.modified))
+            .filter(|(path, ..)| is_managed(path))
+            .collect();
+        let referenced: BTreeSet<PathBuf> = roots
+            .referenced
+            .iter()
+            .filter(|(g, _)| *g == i)
+            .map(|(_, key)| key.clone())
+            .collect();
+        sort_files(managed, &referenced, &old, &mut report);
+        report.orphans.sort_by(|a, b| a.path.cmp(&b.path));
+        report.young.sort_by(|a, b| a.path.cmp(&b.path));
+        if options.delete {
+            for o in &report.orphans {
+                if let Err(e) = tool.delete(&o.path.to_string_lossy()) {
+                    report.failures.push((o.display.clone(), e.to_string()));
+                }
             }
         }
+        reports.push(report);
     }
-    Ok(report)
+    Ok(reports)
 }
 
-/// The manifests read so far and what they name.
-struct Roots<'a> {
-    tool: &'a PrefixTool<'a>,
-    /// The container's objects as guest paths: `/<container>/`.
+/// How the tenant names one granted container's objects.
+struct Container {
+    /// As guest paths: `/<container>/`.
     guest_prefix: String,
-    /// How the component names the container's objects: `s3://<container>/`.
+    /// As the component names them: `s3://<container>/`.
     uri_prefix: String,
-    /// For messages: the container and the prefix.
+}
+
+/// The manifests read so far and what they name, over all grants (by index).
+struct Roots<'a> {
+    tools: &'a [PrefixTool<'a>],
+    containers: Vec<Container>,
+    /// For messages: the containers and their prefixes.
     location: String,
-    /// Keys of the manifests read.
-    read: BTreeSet<String>,
-    /// Keys (relative to the prefix) the manifests name.
-    referenced: BTreeSet<PathBuf>,
-    /// (manifest key, named key) for the missing-object check.
-    named_by: Vec<(String, String)>,
+    /// (grant, key) of the manifests read.
+    read: BTreeSet<(usize, String)>,
+    /// (grant, key relative to its prefix) of what the manifests name.
+    referenced: BTreeSet<(usize, PathBuf)>,
+    /// (manifest key, grant, named key) for the missing-object check.
+    named_by: Vec<(String, usize, String)>,
 }
 
 impl Roots<'_> {
-    /// Reads the manifests of a listing not read yet; whether there were
-    /// any, or one vanished before it could be read (a subsumption: its
-    /// successor is for a later listing to find).
-    fn read_new(&mut self, listing: &[Listed]) -> Result<bool, GcError> {
+    /// Reads the manifests of grant `g`'s listing not read yet; whether
+    /// there were any, or one vanished before it could be read (a
+    /// subsumption: its successor is for a later listing to find).
+    fn read_new(&mut self, g: usize, listing: &[Listed]) -> Result<bool, GcError> {
         let mut any = false;
         for m in listing.iter().filter(|o| is_manifest(o)) {
-            if self.read.contains(&m.key) {
+            if self.read.contains(&(g, m.key.clone())) {
                 continue;
             }
             any = true;
-            if self.read(m)? {
-                self.read.insert(m.key.clone());
+            if self.read(g, m)? {
+                self.read.insert((g, m.key.clone()));
             }
         }
         Ok(any)
     }
 
-    /// Reads one manifest; `false` if it is gone.
-    fn read(&mut self, m: &Listed) -> Result<bool, GcError> {
+    /// Reads one manifest of grant `g`; `false` if it is gone.
+    fn read(&mut self, g: usize, m: &Listed) -> Result<bool, GcError> {
         if m.size > crate::checkpoint_store::MAX_MANIFEST_BYTES {
             return Err(GcError::ManifestTooLarge {
                 path: PathBuf::from(&m.key),
                 size: m.size,
             });
         }
-        let bytes = match self.tool.read(&m.key) {
+        let bytes = match self.tools[g].read(&m.key) {
             Err(object_store::Error::NotFound { .. }) => return Ok(false),
             other => other.map_err(store_error(&m.key))?,
         };
         let dir = m.key.rsplit_once('/').map_or("", |(d, _)| d);
-        let manifest =
-            CheckpointManifest::from_json_in(&bytes, &format!("{}{dir}", self.uri_prefix)).map_err(|source| {
-                GcError::Manifest {
-                    path: PathBuf::from(&m.key),
-                    source,
-                }
+        let manifest = CheckpointManifest::from_json_in(&bytes, &format!("{}{dir}", self.containers[g].uri_prefix))
+            .map_err(|source| GcError::Manifest {
+                path: PathBuf::from(&m.key),
+                source,
             })?;
         for named in manifest.states.iter().filter_map(|s| s.handle.file_path()) {
             // `s3a://`, `s3p://` and any case of the scheme name the same object.
             let guest = object_uri::to_guest(named);
-            let Some(key) = guest.strip_prefix(&self.guest_prefix) else {
+            let Some((i, key)) = self
+                .containers
+                .iter()
+                .enumerate()
+                .find_map(|(i, c)| guest.strip_prefix(&c.guest_prefix).map(|key| (i, key)))
+            else {
                 return Err(GcError::NamedObjectMissing {
                     manifest: PathBuf::from(&m.key),
                     named: named.to_string(),
                     location: self.location.clone(),
                 });
             };
-            self.referenced.insert(PathBuf::from(key));
-            self.named_by.push((m.key.clone(), key.to_string()));
+            self.referenced.insert((i, PathBuf::from(key)));
+            self.named_by.push((m.key.clone(), i, key.to_string()));
         }
         Ok(true)
     }
@@ -276,7 +331,14 @@ mod tests {
             }
             tool.list()
         };
-        let report = collect_listed(&tool, &g, &no_grace(true), &mut list).unwrap();
+        let report = collect_listed(
+            std::slice::from_ref(&tool),
+            std::slice::from_ref(&g),
+            &no_grace(true),
+            &mut |_| list(),
+        )
+        .unwrap()
+        .remove(0);
         assert_eq!(calls, 3, "listed until a listing showed nothing new");
         assert_eq!(report.manifests, 1);
         let now = keys(&tool);
@@ -303,7 +365,13 @@ mod tests {
             );
             tool.list()
         };
-        let e = collect_listed(&tool, &g, &no_grace(true), &mut list).unwrap_err();
+        let e = collect_listed(
+            std::slice::from_ref(&tool),
+            std::slice::from_ref(&g),
+            &no_grace(true),
+            &mut |_| list(),
+        )
+        .unwrap_err();
         assert!(
             matches!(
                 e,
@@ -370,6 +438,56 @@ mod tests {
                 "{scheme}"
             );
         }
+    }
+
+    /// A tenant's checkpoints in one container name state in another (a
+    /// claimed restore): collected together, the named object stays in
+    /// the other container while its strays go; one missing there stops
+    /// the collection.
+    #[test]
+    fn containers_of_one_tenant_are_collected_together() {
+        let a = grant();
+        let b = BlobGrant::new(
+            "savepoints",
+            Arc::new(InMemory::new()) as Arc<dyn ObjectStore>,
+            "team-a",
+        );
+        let (ta, tb) = (
+            PrefixTool::new(&a.store, &a.prefix).unwrap(),
+            PrefixTool::new(&b.store, &b.prefix).unwrap(),
+        );
+        let claimed = format!("checkpoints/{JOB}/shared/s1");
+        put(&tb, &b, &claimed, vec![1]);
+        put(&tb, &b, &format!("checkpoints/{JOB}/shared/stray"), vec![2]);
+        put(&ta, &a, &format!("checkpoints/{JOB}/shared/stray"), vec![3]);
+        put(
+            &ta,
+            &a,
+            &format!("checkpoints/{JOB}/chk-1/_metadata"),
+            manifest(1, "s3://savepoints/", &["s1"]),
+        );
+        let reports = collect_all(&[a.clone(), b.clone()], &no_grace(true)).unwrap();
+        assert_eq!(reports.len(), 2);
+        assert_eq!((reports[0].manifests, reports[1].manifests), (1, 0));
+        assert_eq!(keys(&ta), [format!("checkpoints/{JOB}/chk-1/_metadata")]);
+        assert_eq!(
+            keys(&tb),
+            std::slice::from_ref(&claimed),
+            "named from the other container: kept"
+        );
+
+        tb.delete(&claimed).unwrap();
+        put(&tb, &b, &format!("checkpoints/{JOB}/shared/stray"), vec![2]);
+        let e = collect_all(&[a.clone(), b.clone()], &no_grace(true)).unwrap_err();
+        let GcError::NamedObjectMissing { named, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(named, &format!("s3://savepoints/{claimed}"));
+        assert_eq!(
+            keys(&tb),
+            [format!("checkpoints/{JOB}/shared/stray")],
+            "nothing deleted"
+        );
     }
 
     #[test]
