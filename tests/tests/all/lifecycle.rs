@@ -150,28 +150,7 @@ fn a_store_without_a_checkpoints_directory_keeps_checkpoints_in_memory() {
     let config = StorageConfig::memory(&t.job).without_checkpoints_dir();
     let mut store = CompletedCheckpointStore::recover(&t.tenant, &config, None, 1).unwrap();
     assert!(store.checkpoints().is_empty());
-    let view = t.view_with(config.clone());
-    let write = |id: u64| {
-        let location = store_location(&t, &config, id);
-        let factory = view
-            .resolve_checkpoint_storage_location(id, &LocationReference::Default)
-            .unwrap();
-        let handle = factory
-            .write_state(StateScope::Shared, &bytes(100, id as u8))
-            .unwrap()
-            .unwrap();
-        let manifest = CheckpointManifest {
-            job_id: t.job.clone(),
-            checkpoint_id: id,
-            states: vec![NamedState {
-                name: format!("state-{id}"),
-                handle,
-            }],
-        };
-        let stream = location.create_metadata_output_stream().unwrap();
-        stream.write(&manifest.to_json()).unwrap();
-        stream.close_and_finalize_checkpoint().unwrap()
-    };
+    let write = |id: u64| one_state_checkpoint(&t, &config, id, StateScope::Shared, &bytes(100, id as u8));
     let first = write(1);
     assert_eq!(first.external_pointer, "<checkpoint-not-externally-addressable>");
     assert!(store.add(&first).unwrap().subsumed.is_empty());
@@ -190,12 +169,36 @@ fn a_store_without_a_checkpoints_directory_keeps_checkpoints_in_memory() {
     assert!(again.checkpoints().is_empty(), "nothing was persisted");
 }
 
-fn store_location(t: &TestTenant, config: &StorageConfig, id: u64) -> CheckpointStorageLocation {
-    t.tenant
+/// Checkpoint `id` of `config`'s job with one state and its manifest.
+fn one_state_checkpoint(
+    t: &TestTenant,
+    config: &StorageConfig,
+    id: u64,
+    scope: StateScope,
+    data: &[u8],
+) -> CompletedCheckpoint {
+    let location = t
+        .tenant
         .open_coordinator_view(config, None)
         .unwrap()
         .initialize_location_for_checkpoint(id)
-        .unwrap()
+        .unwrap();
+    let factory = t
+        .view_with(config.clone())
+        .resolve_checkpoint_storage_location(id, &LocationReference::Default)
+        .unwrap();
+    let handle = factory.write_state(scope, data).unwrap().unwrap();
+    let manifest = CheckpointManifest {
+        job_id: t.job.clone(),
+        checkpoint_id: id,
+        states: vec![NamedState {
+            name: format!("state-{id}"),
+            handle,
+        }],
+    };
+    let stream = location.create_metadata_output_stream().unwrap();
+    stream.write(&manifest.to_json()).unwrap();
+    stream.close_and_finalize_checkpoint().unwrap()
 }
 
 /// With `create-subdir` = false the store recovers and subsumes
@@ -208,28 +211,7 @@ fn a_store_finds_checkpoints_without_the_job_subdirectory() {
         .with_create_subdir(false);
     let coordinator = t.tenant.open_coordinator_view(&config, None).unwrap();
     coordinator.initialize_base_locations_for_checkpoint().unwrap();
-    let view = t.view_with(config.clone());
-    let write = |id: u64| {
-        let location = coordinator.initialize_location_for_checkpoint(id).unwrap();
-        let factory = view
-            .resolve_checkpoint_storage_location(id, &LocationReference::Default)
-            .unwrap();
-        let handle = factory
-            .write_state(StateScope::Exclusive, &bytes(FILE_STATE, id as u8))
-            .unwrap()
-            .unwrap();
-        let manifest = CheckpointManifest {
-            job_id: t.job.clone(),
-            checkpoint_id: id,
-            states: vec![NamedState {
-                name: format!("state-{id}"),
-                handle,
-            }],
-        };
-        let stream = location.create_metadata_output_stream().unwrap();
-        stream.write(&manifest.to_json()).unwrap();
-        stream.close_and_finalize_checkpoint().unwrap()
-    };
+    let write = |id: u64| one_state_checkpoint(&t, &config, id, StateScope::Exclusive, &bytes(FILE_STATE, id as u8));
     let first = write(1);
     assert_eq!(first.external_pointer, "/checkpoints/flat/chk-1");
     let mut store = CompletedCheckpointStore::recover(&t.tenant, &config, None, 1).unwrap();
