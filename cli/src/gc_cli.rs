@@ -24,12 +24,13 @@ pub struct GcArgs {
     json: bool,
     #[command(flatten)]
     s3: crate::s3_cli::S3Args,
-    /// Another container of the same tenant (`s3://<bucket>/<prefix>`, same
-    /// endpoint and credentials, container named as the bucket), collected
+    /// Another container of the same tenant, `s3://<bucket>/<prefix>` or
+    /// `s3://<bucket>/<prefix>=<container>` when the tenant names it
+    /// otherwise than its bucket (same endpoint and credentials), collected
     /// together with `--s3`: a manifest in any of them keeps what it names
     /// in all (a checkpoint may name state in another container after a
-    /// claimed restore). Repeat it for more.
-    #[arg(long = "also-s3", value_name = "URI", requires = "s3")]
+    /// claimed restore). Repeat it for more; targets must not overlap.
+    #[arg(long = "also-s3", value_name = "URI[=CONTAINER]", requires = "s3")]
     also_s3: Vec<String>,
 }
 
@@ -64,38 +65,59 @@ pub fn run(args: GcArgs) -> Result<()> {
 /// Several containers of one tenant: one report each, `--s3` first (JSON:
 /// an array of `{ "target", "report" }`).
 fn run_containers(args: &GcArgs, options: &gc::GcOptions) -> Result<()> {
-    let targets: Vec<&str> = args
-        .s3
-        .s3
-        .iter()
-        .map(String::as_str)
-        .chain(args.also_s3.iter().map(String::as_str))
-        .collect();
+    let mut targets = vec![(args.s3.s3.clone().unwrap_or_default(), args.s3.container.clone())];
+    for raw in &args.also_s3 {
+        let (uri, container) = match raw.split_once('=') {
+            Some((uri, container)) if !container.is_empty() => (uri.to_string(), Some(container.to_string())),
+            Some(_) => {
+                anyhow::bail!("--also-s3 '{raw}' names an empty container; write s3://<bucket>/<prefix>=<container>")
+            }
+            None => (raw.clone(), None),
+        };
+        targets.push((uri, container));
+    }
     let grants = targets
         .iter()
-        .map(|uri| {
+        .map(|(uri, container)| {
             crate::s3_cli::S3Args {
-                s3: Some(uri.to_string()),
-                container: if Some(*uri) == args.s3.s3.as_deref() {
-                    args.s3.container.clone()
-                } else {
-                    None
-                },
+                s3: Some(uri.clone()),
+                container: container.clone(),
                 ..args.s3.clone()
             }
             .grant()
+            .with_context(|| format!("target {uri}"))
         })
         .collect::<Result<Vec<_>>>()?;
+    // Separate stores for one bucket look unrelated to the library: nested
+    // prefixes of one bucket are refused here.
+    for (i, (a, ga)) in targets.iter().zip(&grants).enumerate() {
+        for (b, gb) in targets[i + 1..].iter().zip(&grants[i + 1..]) {
+            let bucket = |uri: &str| {
+                uri.trim_start_matches("s3://")
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            if bucket(&a.0) == bucket(&b.0) && blobstore::gc::prefixes_overlap(&ga.prefix, &gb.prefix) {
+                anyhow::bail!(
+                    "{} and {} overlap (one bucket, nested prefixes): give each of the tenant's containers once",
+                    a.0,
+                    b.0
+                );
+            }
+        }
+    }
     let reports = blobstore::gc::collect_all(&grants, options)?;
     if args.json {
         let out: Vec<_> = targets
             .iter()
             .zip(&reports)
-            .map(|(target, report)| serde_json::json!({ "target": target, "report": report }))
+            .map(|((target, _), report)| serde_json::json!({ "target": target, "report": report }))
             .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        for (target, report) in targets.iter().zip(&reports) {
+        for ((target, _), report) in targets.iter().zip(&reports) {
             println!("{target}:");
             print!("{}", gc::render(report));
         }

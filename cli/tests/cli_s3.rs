@@ -279,4 +279,43 @@ fn s3_gc_collects_a_tenants_containers_together() {
     );
     let err = fails(&server, &["gc", "--also-s3", "s3://claimed/t", "t-dir"]);
     assert!(err.contains("--s3"), "{err}");
+
+    // Targets that reach the same objects would take each other's
+    // referenced objects for orphans: refused, nothing deleted.
+    put_in(&server, "claimed", &format!("t/sp/checkpoints/{job}/shared/x"), b"x");
+    let before = server.object_keys("claimed");
+    for other in ["s3://claimed/t", "s3://claimed/t/sp=sp", "s3://claimed=x"] {
+        let err = fails(
+            &server,
+            &[
+                "gc",
+                "--s3",
+                "s3://claimed/t",
+                "--also-s3",
+                other,
+                "--grace",
+                "0s",
+                "--delete",
+            ],
+        );
+        assert!(err.contains("overlap"), "{other}: {err}");
+    }
+    let err = fails(&server, &["gc", "--s3", "s3://claimed/t", "--also-s3", "s3://ckpt/t="]);
+    assert!(err.contains("empty container"), "{err}");
+    assert_eq!(server.object_keys("claimed"), before, "nothing deleted");
+    // A container named otherwise than its bucket.
+    let renamed = run(
+        &server,
+        &[
+            "gc",
+            "--s3",
+            "s3://ckpt/t",
+            "--also-s3",
+            "s3://claimed/t=claimed",
+            "--grace",
+            "0s",
+            "--json",
+        ],
+    );
+    assert!(renamed.contains("\"target\""), "{renamed}");
 }

@@ -78,7 +78,7 @@ pub enum StoreError {
     /// The checkpoint's directory is neither `chk-<id>` directly in this
     /// store's job directory nor a `savepoint-*` directory.
     #[error(
-        "{pointer} is neither a checkpoint directory of job {job} (<checkpoints-dir>/{job}/chk-<id>) nor a savepoint directory (savepoint-*)"
+        "{pointer} is neither a checkpoint directory of job {job} (chk-<id> in its job directory: <checkpoints-dir>/{job}, or the checkpoints directory itself with create-subdir off) nor a savepoint directory (savepoint-*)"
     )]
     NotOfThisJob {
         /// External pointer (directory) of the checkpoint.
@@ -604,21 +604,29 @@ impl CompletedCheckpointStore {
             job: self.job_id.clone(),
         };
         let (kind, dir_id) = match &self.layout {
-            // Kept in memory: the metadata is the only trace.
-            None if pointer == NON_PERSISTENT_POINTER => (CheckpointKind::Checkpoint, None),
+            // Kept in memory: the metadata is the only trace, and it must
+            // be inline (a file handle here would be discarded with it).
+            None if pointer == NON_PERSISTENT_POINTER => match completed.metadata {
+                StateHandle::ByteStream(_) => (CheckpointKind::Checkpoint, None),
+                _ => {
+                    return Err(StoreError::Mismatch {
+                        pointer,
+                        problem: "is a checkpoint kept in memory, but its metadata is not inline".into(),
+                    });
+                }
+            },
             layout => {
                 let dir = parse_path(&pointer).map_err(|_| not_ours())?;
                 let name = dir.file_name().unwrap_or_default();
-                if layout
+                // A savepoint may sit in the job's directory too (with
+                // `create-subdir` off that is the checkpoints directory).
+                let in_job_dir = layout
                     .as_ref()
-                    .is_some_and(|l| dir.parent().as_ref() == Some(&l.job_dir))
-                {
-                    let id = parse_checkpoint_dir_name(name).ok_or_else(not_ours)?;
-                    (CheckpointKind::Checkpoint, Some(id))
-                } else if name.starts_with(SAVEPOINT_DIR_PREFIX) {
-                    (CheckpointKind::Savepoint, None)
-                } else {
-                    return Err(not_ours());
+                    .is_some_and(|l| dir.parent().as_ref() == Some(&l.job_dir));
+                match parse_checkpoint_dir_name(name) {
+                    Some(id) if in_job_dir => (CheckpointKind::Checkpoint, Some(id)),
+                    _ if name.starts_with(SAVEPOINT_DIR_PREFIX) => (CheckpointKind::Savepoint, None),
+                    _ => return Err(not_ours()),
                 }
             }
         };

@@ -204,6 +204,18 @@ pub enum GcError {
         /// Where the collection looked: `s3://<container>/` over the prefix.
         location: String,
     },
+    /// Two grants collected together name the same container, or reach
+    /// the same objects (one store, equal or nested prefixes): each would
+    /// see the other's referenced objects as its own unreferenced ones.
+    #[error(
+        "{first} and {second} overlap (the same container name, or the same objects below nested prefixes); gc collects each of a tenant's containers once: give each only once"
+    )]
+    GrantsOverlap {
+        /// One of the two, as `s3://<container>/ (prefix '…')`.
+        first: String,
+        /// The other.
+        second: String,
+    },
     /// Checkpoints kept completing while the collection listed the
     /// directory or prefix: every new listing showed a manifest the previous
     /// one did not, so the collection could not be sure it saw every live

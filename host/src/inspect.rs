@@ -119,8 +119,12 @@ fn entries(fs: &impl Scan, rel: &Path, symlinks: &mut Vec<String>) -> io::Result
                     symlinks.push(rel.display().to_string());
                     Ok(vec![])
                 }
-                Ok(None) => Ok(vec![]),
-                _ => Err(e),
+                // Still a directory: it cannot be read (permissions, I/O).
+                Ok(Some(EntryKind::Directory)) => Err(e),
+                // Gone, replaced by a file, or a directory above it swapped
+                // for a link since it was listed: the tree changed under
+                // the scan, and nothing of it is read.
+                Ok(None | Some(EntryKind::File | EntryKind::Other)) | Err(_) => Ok(vec![]),
             };
         }
     };
@@ -457,11 +461,14 @@ mod tests {
     }
 
     /// The disk, with directories that change between being listed and
-    /// being read: gone, or swapped for a symbolic link.
+    /// being read: gone, swapped for a symbolic link, replaced by a file,
+    /// or below a directory swapped for a link.
     struct Changing {
         disk: Beneath,
         gone: &'static str,
         swapped: &'static str,
+        now_a_file: &'static str,
+        below_a_swap: &'static str,
     }
 
     impl Scan for Changing {
@@ -469,9 +476,12 @@ mod tests {
             if rel.ends_with(self.gone) {
                 return Err(io::Error::from(io::ErrorKind::NotFound));
             }
-            if rel.ends_with(self.swapped) {
+            if rel.ends_with(self.swapped) || rel.ends_with(self.below_a_swap) {
                 // What opening a link with O_NOFOLLOW gives.
                 return Err(io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            if rel.ends_with(self.now_a_file) {
+                return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
             }
             self.disk.entries(rel)
         }
@@ -483,6 +493,12 @@ mod tests {
             if rel.ends_with(self.swapped) {
                 return Ok(Some(EntryKind::Symlink));
             }
+            if rel.ends_with(self.now_a_file) {
+                return Ok(Some(EntryKind::File));
+            }
+            if rel.ends_with(self.below_a_swap) {
+                return Err(io::Error::from_raw_os_error(libc::ELOOP));
+            }
             self.disk.kind_of(rel)
         }
     }
@@ -492,17 +508,31 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), &format!("{JOB}/chk-1/a"), 10);
         write(d.path(), &format!("{JOB}/chk-2/b"), 20);
+        write(d.path(), &format!("{JOB}/chk-3/c"), 30);
+        write(d.path(), &format!("{JOB}/chk-4/d"), 40);
+        write(d.path(), &format!("{JOB}/chk-5/e"), 50);
         write(d.path(), &format!("{JOB}/shared/s"), 3);
         let fs = Changing {
             disk: Beneath::open(d.path()).unwrap(),
             gone: "chk-1",
             swapped: "shared",
+            now_a_file: "chk-3",
+            below_a_swap: "chk-4",
         };
         let inv = inspect_with(&fs, d.path()).unwrap();
         let job = &inv.jobs[0];
-        assert_eq!(job.checkpoints.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(job.checkpoints[0].state, Usage::default(), "gone: nothing counted");
+        assert_eq!(
+            job.checkpoints.iter().map(|c| c.id).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        for (i, expected) in [(0, Usage::default()), (2, Usage::default()), (3, Usage::default())] {
+            assert_eq!(
+                job.checkpoints[i].state, expected,
+                "changed under the scan: nothing counted"
+            );
+        }
         assert_eq!(job.checkpoints[1].state, Usage { files: 1, bytes: 20 });
+        assert_eq!(job.checkpoints[4].state, Usage { files: 1, bytes: 50 });
         assert_eq!(job.shared, Usage::default(), "a link is not read");
         assert_eq!(inv.symlinks, [format!("{JOB}/shared")]);
         // Any other failure is an error, not a silent gap.

@@ -53,12 +53,42 @@ pub fn collect(grant: &BlobGrant, options: &GcOptions) -> Result<GcReport, GcErr
 /// snapshot stored there). Collecting one of those containers alone would
 /// see its objects as unreferenced; collect a tenant's containers together.
 pub fn collect_all(grants: &[BlobGrant], options: &GcOptions) -> Result<Vec<GcReport>, GcError> {
+    refuse_overlaps(grants)?;
     let tools = grants
         .iter()
         .map(|g| PrefixTool::new(&g.store, &g.prefix).map_err(store_error(&g.prefix)))
         .collect::<Result<Vec<_>, _>>()?;
     let mut list = |i: usize| tools[i].list();
     collect_listed(&tools, grants, options, &mut list)
+}
+
+/// Grants that name one container, or one store below equal or nested
+/// prefixes, would delete each other's referenced objects: refused. (Two
+/// stores built apart for the same bucket cannot be told apart here; the
+/// CLI compares its targets itself.)
+fn refuse_overlaps(grants: &[BlobGrant]) -> Result<(), GcError> {
+    for (i, a) in grants.iter().enumerate() {
+        for b in &grants[i + 1..] {
+            let same_store = std::sync::Arc::ptr_eq(&a.store, &b.store);
+            if a.container == b.container || (same_store && prefixes_overlap(&a.prefix, &b.prefix)) {
+                let name = |g: &BlobGrant| format!("s3://{}/ (prefix '{}')", g.container, g.prefix);
+                return Err(GcError::GrantsOverlap {
+                    first: name(a),
+                    second: name(b),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether two prefixes of one store reach common objects: equal, one
+/// below the other (by whole segments), or one empty (the whole store).
+pub fn prefixes_overlap(a: &str, b: &str) -> bool {
+    let below = |inner: &str, outer: &str| {
+        outer.is_empty() || inner == outer || inner.strip_prefix(outer).is_some_and(|rest| rest.starts_with('/'))
+    };
+    below(a, b) || below(b, a)
 }
 
 /// [`collect_all`] with the listing given (tests interleave a live job with it).
@@ -485,6 +515,27 @@ mod tests {
         assert_eq!(named, &format!("s3://savepoints/{claimed}"));
         assert_eq!(
             keys(&tb),
+            [format!("checkpoints/{JOB}/shared/stray")],
+            "nothing deleted"
+        );
+    }
+
+    #[test]
+    fn grants_that_overlap_are_refused_before_anything_is_listed() {
+        let a = grant();
+        let nested = BlobGrant::new("other", a.store.clone(), "team-a/sp");
+        let renamed = BlobGrant::new("bucket", Arc::new(InMemory::new()) as Arc<dyn ObjectStore>, "x");
+        let tool = PrefixTool::new(&a.store, &a.prefix).unwrap();
+        put(&tool, &a, &format!("checkpoints/{JOB}/shared/stray"), vec![1]);
+        for other in [a.clone(), nested, renamed] {
+            let e = collect_all(&[a.clone(), other], &no_grace(true)).unwrap_err();
+            assert!(matches!(e, GcError::GrantsOverlap { .. }), "{e}");
+            assert!(e.to_string().contains("give each only once"), "{e}");
+        }
+        let apart = BlobGrant::new("other", a.store.clone(), "team-b");
+        assert_eq!(collect_all(&[a.clone(), apart], &no_grace(false)).unwrap().len(), 2);
+        assert_eq!(
+            keys(&tool),
             [format!("checkpoints/{JOB}/shared/stray")],
             "nothing deleted"
         );

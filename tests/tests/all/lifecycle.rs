@@ -164,6 +164,18 @@ fn a_store_without_a_checkpoints_directory_keeps_checkpoints_in_memory() {
         bytes(100, 2)
     );
     assert!(matches!(store.add(&write(2)), Err(StoreError::Duplicate(2))));
+    // A "kept in memory" checkpoint whose metadata is a file is not one: it
+    // would be discarded with the file it names.
+    let forged = CompletedCheckpoint {
+        metadata: StateHandle::File(FileHandle {
+            path: "/checkpoints/other/_metadata".into(),
+            size: 10,
+        }),
+        ..write(3)
+    };
+    let e = store.add(&forged).unwrap_err();
+    assert!(matches!(e, StoreError::Mismatch { .. }), "{e}");
+    assert!(e.to_string().contains("not inline"), "{e}");
     assert!(all_files(t.tenant.dir()).is_empty());
     let again = CompletedCheckpointStore::recover(&t.tenant, &config, None, 1).unwrap();
     assert!(again.checkpoints().is_empty(), "nothing was persisted");
@@ -222,6 +234,27 @@ fn a_store_finds_checkpoints_without_the_job_subdirectory() {
     assert!(!t.host("flat/chk-1").exists(), "subsumed");
     let again = CompletedCheckpointStore::recover(&t.tenant, &config, None, 1).unwrap();
     assert_eq!(again.checkpoint_ids(), [2]);
+
+    // A savepoint in the same directory (a natural home when the directory
+    // is the job's own) is found as a savepoint, not refused.
+    let location = coordinator
+        .initialize_location_for_savepoint(7, Some("/checkpoints/flat"))
+        .unwrap();
+    let manifest = CheckpointManifest {
+        job_id: t.job.clone(),
+        checkpoint_id: 7,
+        states: vec![],
+    };
+    let stream = location.create_metadata_output_stream().unwrap();
+    stream.write(&manifest.to_json()).unwrap();
+    let savepoint = stream.close_and_finalize_checkpoint().unwrap();
+    let with_savepoints = CompletedCheckpointStore::recover(&t.tenant, &config, Some("/checkpoints/flat"), 1).unwrap();
+    assert_eq!(with_savepoints.checkpoint_ids(), [2]);
+    let latest = with_savepoints.latest().unwrap();
+    assert_eq!(
+        (latest.kind, &latest.checkpoint.external_pointer),
+        (CheckpointKind::Savepoint, &savepoint.external_pointer)
+    );
 }
 
 // Flink: testEmptyState / testAddAndGetLatestCheckpoint.
