@@ -181,6 +181,47 @@ fn a_store_without_a_checkpoints_directory_keeps_checkpoints_in_memory() {
     assert!(again.checkpoints().is_empty(), "nothing was persisted");
 }
 
+/// The in-memory store takes a restored snapshot as any store does: kept
+/// untouched without claim, its metadata going with it once claimed and
+/// subsumed; a finished job's checkpoints leave nothing to delete.
+#[test]
+fn a_store_without_a_checkpoints_directory_restores_and_shuts_down() {
+    let t = TestTenant::new();
+    let config = StorageConfig::memory(&t.job).without_checkpoints_dir();
+    let snapshot = |id: u64| {
+        let coordinator = t.tenant.open_coordinator_view(&config, None).unwrap();
+        let location = coordinator
+            .initialize_location_for_savepoint(id, Some(SAVEPOINTS))
+            .unwrap();
+        let manifest = CheckpointManifest {
+            job_id: t.job.clone(),
+            checkpoint_id: id,
+            states: vec![],
+        };
+        let stream = location.create_metadata_output_stream().unwrap();
+        stream.write(&manifest.to_json()).unwrap();
+        stream.close_and_finalize_checkpoint().unwrap()
+    };
+    let kept = snapshot(5);
+    let claimed = snapshot(6);
+    let mut store = CompletedCheckpointStore::recover(&t.tenant, &config, None, 1).unwrap();
+    store.add_restored(&kept, RecoveryClaimMode::NoClaim).unwrap();
+    store.add_restored(&claimed, RecoveryClaimMode::Claim).unwrap();
+    assert_eq!(store.checkpoint_ids(), [6]);
+    let write = |id: u64| one_state_checkpoint(&t, &config, id, StateScope::Shared, &bytes(100, id as u8));
+    let outcome = store.add(&write(7)).unwrap();
+    assert_eq!(outcome.subsumed, [6]);
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let claimed_metadata = t.tenant.host_path(claimed.metadata.file_path().unwrap()).unwrap();
+    assert!(!claimed_metadata.exists(), "claimed, then subsumed: its metadata went");
+    let kept_metadata = t.tenant.host_path(kept.metadata.file_path().unwrap()).unwrap();
+    assert!(kept_metadata.exists(), "not claimed: untouched");
+    let outcome = store.shutdown(JobStatus::Finished);
+    assert_eq!(outcome.subsumed, [7]);
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert!(kept_metadata.exists());
+}
+
 /// Checkpoint `id` of `config`'s job with one state and its manifest.
 fn one_state_checkpoint(
     t: &TestTenant,
