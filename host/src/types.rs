@@ -6,6 +6,7 @@ pub use crate::bindings::exports::flink::checkpoint_storage::types::{
     Backend, ByteStreamHandle, FileHandle, LocationReference, RelativeFileHandle, SegmentHandle, StateHandle,
     StateScope, StorageConfig,
 };
+use checkpoint_storage_core::config as defaults;
 use checkpoint_storage_core::layout::GUEST_MOUNT;
 use checkpoint_storage_core::reference;
 use std::fmt;
@@ -22,9 +23,9 @@ impl StorageConfig {
             checkpoints_dir: Some(GUEST_MOUNT.to_string()),
             create_subdir: None,
             backend: Backend::Filesystem,
-            file_state_threshold: None,
-            write_buffer_size: None,
-            max_memory_state_size: None,
+            file_state_threshold: defaults::DEFAULT_FILE_STATE_THRESHOLD,
+            write_buffer_size: defaults::DEFAULT_WRITE_BUFFER_SIZE,
+            max_memory_state_size: defaults::DEFAULT_MAX_MEMORY_STATE_SIZE,
             s3_entropy_key: None,
             s3_entropy_length: None,
         }
@@ -65,7 +66,7 @@ impl StorageConfig {
     /// States up to this many bytes are returned inline (Flink's
     /// `execution.checkpointing.data-inline-threshold`; default 20 KiB, at most 1 MiB).
     pub fn with_file_state_threshold(mut self, bytes: u32) -> Self {
-        self.file_state_threshold = Some(bytes);
+        self.file_state_threshold = bytes;
         self
     }
 
@@ -73,13 +74,13 @@ impl StorageConfig {
     /// `execution.checkpointing.write-buffer-size`; default 4 KiB; the
     /// effective size is the larger of this and the threshold).
     pub fn with_write_buffer_size(mut self, bytes: u32) -> Self {
-        self.write_buffer_size = Some(bytes);
+        self.write_buffer_size = bytes;
         self
     }
 
     /// Largest state the memory backend accepts (default 5 MiB).
     pub fn with_max_memory_state_size(mut self, bytes: u32) -> Self {
-        self.max_memory_state_size = Some(bytes);
+        self.max_memory_state_size = bytes;
         self
     }
 
@@ -99,18 +100,9 @@ impl StorageConfig {
     /// the write fails) and the filesystem backend's effective buffer size
     /// (beyond it the guest creates the stream's file, which can fail).
     pub(crate) fn exact_boundary(&self) -> u64 {
-        use checkpoint_storage_core::config as defaults;
         u64::from(match self.backend {
-            Backend::Memory => self
-                .max_memory_state_size
-                .unwrap_or(defaults::DEFAULT_MAX_MEMORY_STATE_SIZE),
-            Backend::Filesystem => self
-                .write_buffer_size
-                .unwrap_or(defaults::DEFAULT_WRITE_BUFFER_SIZE)
-                .max(
-                    self.file_state_threshold
-                        .unwrap_or(defaults::DEFAULT_FILE_STATE_THRESHOLD),
-                ),
+            Backend::Memory => self.max_memory_state_size,
+            Backend::Filesystem => self.write_buffer_size.max(self.file_state_threshold),
         })
     }
 }

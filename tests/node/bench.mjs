@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { closeSync, fdatasyncSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { GUEST_MOUNT, bytes, jobId, loadComponent, startTenant, tenantDir } from './harness.mjs';
+import { GUEST_MOUNT, bytes, jobId, loadComponent, startTenant, storageConfig, tenantDir } from './harness.mjs';
 
 const dirs = [];
 process.on('exit', () => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -37,7 +37,7 @@ const figures = {};
 async function tenantWithFactory(config = {}) {
   const dir = newDir('bench');
   const tenant = await startTenant(dir);
-  const base = { jobId: jobId(), checkpointsDir: GUEST_MOUNT, backend: 'filesystem' };
+  const base = storageConfig(jobId());
   const coord = tenant.exports.coordinator.CoordinatorView.open(base, undefined);
   coord.initializeBaseLocationsForCheckpoint();
   coord.initializeLocationForCheckpoint(1n)[Symbol.dispose]();
@@ -176,7 +176,7 @@ async function start(count, label) {
     const t0 = performance.now();
     const tenant = await startTenant(dir);
     const t1 = performance.now();
-    const view = tenant.exports.worker.WorkerView.open({ jobId: job, checkpointsDir: GUEST_MOUNT, backend: 'filesystem' });
+    const view = tenant.exports.worker.WorkerView.open(storageConfig(job));
     const t2 = performance.now();
     starts.push((t1 - t0) * 1000);
     opens.push((t2 - t1) * 1000);

@@ -23,6 +23,7 @@ import {
   loadComponent,
   readState,
   startTenant,
+  storageConfig,
   storageError,
   tenantDir,
 } from './harness.mjs';
@@ -50,7 +51,7 @@ function dispose(...resources) {
  */
 function writeCheckpoint(tenant, job, seed) {
   const { worker, coordinator } = tenant.exports;
-  const config = { jobId: job, checkpointsDir: GUEST_MOUNT, backend: 'filesystem' };
+  const config = storageConfig(job);
 
   const coord = coordinator.CoordinatorView.open(config, undefined);
   coord.initializeBaseLocationsForCheckpoint();
@@ -128,7 +129,7 @@ function writeCheckpoint(tenant, job, seed) {
 async function restoreCheckpoint(dir, job, written) {
   const tenant = await startTenant(dir);
   const { coordinator, restore } = tenant.exports;
-  const coord = coordinator.CoordinatorView.open({ jobId: job, checkpointsDir: GUEST_MOUNT, backend: 'filesystem' }, undefined);
+  const coord = coordinator.CoordinatorView.open(storageConfig(job), undefined);
   assert.deepEqual(coord.resolveCheckpoint(written.completed.externalPointer), written.completed);
   assert.deepEqual(coord.resolveCheckpoint(written.completed.metadata.val.path), written.completed, 'pointer to _metadata');
   dispose(coord);
@@ -198,7 +199,7 @@ test('escapes are refused with the component error, and nothing outside is touch
   const job = jobId();
   const a = await startTenant(dirA);
   const b = await startTenant(dirB);
-  const config = { jobId: job, checkpointsDir: GUEST_MOUNT, backend: 'filesystem' };
+  const config = storageConfig(job);
 
   // b writes one file; a then tries to reach it.
   const coordB = b.exports.coordinator.CoordinatorView.open(config, undefined);
@@ -251,7 +252,7 @@ test('[Symbol.dispose]() drops at once: a stream disposed unclosed deletes its f
   const dir = newDir('dispose');
   const job = jobId();
   const tenant = await startTenant(dir);
-  const config = { jobId: job, checkpointsDir: GUEST_MOUNT, backend: 'filesystem' };
+  const config = storageConfig(job);
   const coord = tenant.exports.coordinator.CoordinatorView.open(config, undefined);
   coord.initializeBaseLocationsForCheckpoint();
   const view = tenant.exports.worker.WorkerView.open(config);
@@ -281,7 +282,7 @@ test('the rest of the contract under jco: savepoints, duplicates, task-owned sta
   const job = jobId();
   const tenant = await startTenant(dir);
   const { worker, coordinator, restore } = tenant.exports;
-  const config = { jobId: job, checkpointsDir: GUEST_MOUNT, backend: 'filesystem' };
+  const config = storageConfig(job);
   mkdirSync(join(dir, 'savepoints'));
   const coord = coordinator.CoordinatorView.open(config, `${GUEST_MOUNT}/savepoints`);
   assert.equal(coord.hasDefaultSavepointLocation(), true);

@@ -164,6 +164,23 @@ export function jobId() {
   return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+/**
+ * A `storage-config` for `job` on the filesystem backend below /checkpoints,
+ * with Flink's defaults for the sizes (the record takes them as plain
+ * numbers, see wit/types.wit), and `overrides` on top.
+ */
+export function storageConfig(job, overrides = {}) {
+  return {
+    jobId: job,
+    checkpointsDir: GUEST_MOUNT,
+    backend: 'filesystem',
+    fileStateThreshold: 20480,
+    writeBufferSize: 4096,
+    maxMemoryStateSize: 5242880,
+    ...overrides,
+  };
+}
+
 /** An encoded location reference: the magic number and the UTF-8 path. */
 export function encodedReference(path) {
   return { tag: 'encoded', val: new Uint8Array([...REFERENCE_MAGIC, ...new TextEncoder().encode(path)]) };

@@ -138,9 +138,9 @@ pub(crate) fn from_wit_config(config: wit::StorageConfig) -> StorageConfig {
             wit::Backend::Filesystem => Backend::Filesystem,
             wit::Backend::Memory => Backend::Memory,
         },
-        file_state_threshold: config.file_state_threshold,
-        write_buffer_size: config.write_buffer_size,
-        max_memory_state_size: config.max_memory_state_size,
+        file_state_threshold: Some(config.file_state_threshold),
+        write_buffer_size: Some(config.write_buffer_size),
+        max_memory_state_size: Some(config.max_memory_state_size),
         s3_entropy_key: config.s3_entropy_key,
         s3_entropy_length: config.s3_entropy_length,
     }
