@@ -87,6 +87,23 @@ impl TestTenant {
             .expect("default location resolves")
     }
 
+    /// This job's configuration with `create-subdir` off: the checkpoints
+    /// directory `/checkpoints/flat` is the job's directory, and its
+    /// coordinator has made `shared` and `taskowned` there.
+    pub fn flat_job(&self) -> (StorageConfig, CoordinatorView) {
+        let config = StorageConfig::filesystem(&self.job)
+            .with_checkpoints_dir("/checkpoints/flat")
+            .with_create_subdir(false);
+        let coordinator = self
+            .tenant
+            .open_coordinator_view(&config, None)
+            .expect("coordinator view opens");
+        coordinator
+            .initialize_base_locations_for_checkpoint()
+            .expect("base locations are made");
+        (config, coordinator)
+    }
+
     pub fn view_with(&self, config: StorageConfig) -> WorkerView {
         self.tenant.open_worker_view(&config).expect("worker view opens")
     }

@@ -259,11 +259,7 @@ fn one_state_checkpoint(
 #[test]
 fn a_store_finds_checkpoints_without_the_job_subdirectory() {
     let t = TestTenant::new();
-    let config = StorageConfig::filesystem(&t.job)
-        .with_checkpoints_dir("/checkpoints/flat")
-        .with_create_subdir(false);
-    let coordinator = t.tenant.open_coordinator_view(&config, None).unwrap();
-    coordinator.initialize_base_locations_for_checkpoint().unwrap();
+    let (config, coordinator) = t.flat_job();
     let write = |id: u64| one_state_checkpoint(&t, &config, id, StateScope::Exclusive, &bytes(FILE_STATE, id as u8));
     let first = write(1);
     assert_eq!(first.external_pointer, "/checkpoints/flat/chk-1");

@@ -292,11 +292,7 @@ fn entropy_injection_is_refused_on_a_filesystem() {
 #[test]
 fn without_the_job_subdirectory_the_checkpoints_directory_is_the_jobs() {
     let t = TestTenant::new();
-    let config = StorageConfig::filesystem(&t.job)
-        .with_checkpoints_dir("/checkpoints/flat")
-        .with_create_subdir(false);
-    let coordinator = t.tenant.open_coordinator_view(&config, None).unwrap();
-    coordinator.initialize_base_locations_for_checkpoint().unwrap();
+    let (config, coordinator) = t.flat_job();
     assert!(t.host("flat/shared").is_dir() && t.host("flat/taskowned").is_dir());
     let location = coordinator.initialize_location_for_checkpoint(3).unwrap();
     assert_eq!(location.checkpoint_directory().unwrap(), "/checkpoints/flat/chk-3");
