@@ -427,7 +427,7 @@ impl<S: Sandbox> MetadataOutputStream<S> {
 
     pub fn pos(&self) -> u64 {
         match self {
-            MetadataOutputStream::File(f) => f.pos,
+            MetadataOutputStream::File(f) => f.pos(),
             MetadataOutputStream::Memory(m) => m.len,
         }
     }
