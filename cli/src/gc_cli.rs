@@ -65,7 +65,7 @@ pub fn run(args: GcArgs) -> Result<()> {
 /// Several containers of one tenant: one report each, `--s3` first (JSON:
 /// an array of `{ "target", "report" }`).
 fn run_containers(args: &GcArgs, options: &gc::GcOptions) -> Result<()> {
-    let mut targets = vec![(args.s3.s3.clone().unwrap_or_default(), args.s3.container.clone())];
+    let mut targets = vec![args.s3.clone()];
     for raw in &args.also_s3 {
         let (uri, container) = match raw.split_once('=') {
             Some((uri, container)) if !container.is_empty() => (uri.to_string(), Some(container.to_string())),
@@ -74,36 +74,27 @@ fn run_containers(args: &GcArgs, options: &gc::GcOptions) -> Result<()> {
             }
             None => (raw.clone(), None),
         };
-        targets.push((uri, container));
+        targets.push(crate::s3_cli::S3Args {
+            s3: Some(uri),
+            container,
+            ..args.s3.clone()
+        });
     }
+    let uri = |t: &crate::s3_cli::S3Args| t.s3.clone().unwrap_or_default();
     let grants = targets
         .iter()
-        .map(|(uri, container)| {
-            crate::s3_cli::S3Args {
-                s3: Some(uri.clone()),
-                container: container.clone(),
-                ..args.s3.clone()
-            }
-            .grant()
-            .with_context(|| format!("target {uri}"))
-        })
+        .map(|t| t.grant().with_context(|| format!("target {}", uri(t))))
         .collect::<Result<Vec<_>>>()?;
     // Separate stores for one bucket look unrelated to the library: nested
     // prefixes of one bucket are refused here.
-    for (i, (a, ga)) in targets.iter().zip(&grants).enumerate() {
-        for (b, gb) in targets[i + 1..].iter().zip(&grants[i + 1..]) {
-            let bucket = |uri: &str| {
-                uri.trim_start_matches("s3://")
-                    .split('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            if bucket(&a.0) == bucket(&b.0) && blobstore::gc::prefixes_overlap(&ga.prefix, &gb.prefix) {
+    let buckets_and_prefixes = targets.iter().map(|t| t.target()).collect::<Result<Vec<_>>>()?;
+    for (i, (bucket_a, prefix_a)) in buckets_and_prefixes.iter().enumerate() {
+        for (j, (bucket_b, prefix_b)) in buckets_and_prefixes.iter().enumerate().skip(i + 1) {
+            if bucket_a == bucket_b && blobstore::gc::prefixes_overlap(prefix_a, prefix_b) {
                 anyhow::bail!(
                     "{} and {} overlap (one bucket, nested prefixes): give each of the tenant's containers once",
-                    a.0,
-                    b.0
+                    uri(&targets[i]),
+                    uri(&targets[j])
                 );
             }
         }
@@ -113,12 +104,12 @@ fn run_containers(args: &GcArgs, options: &gc::GcOptions) -> Result<()> {
         let out: Vec<_> = targets
             .iter()
             .zip(&reports)
-            .map(|((target, _), report)| serde_json::json!({ "target": target, "report": report }))
+            .map(|(target, report)| serde_json::json!({ "target": uri(target), "report": report }))
             .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        for ((target, _), report) in targets.iter().zip(&reports) {
-            println!("{target}:");
+        for (target, report) in targets.iter().zip(&reports) {
+            println!("{}:", uri(target));
             print!("{}", gc::render(report));
         }
     }

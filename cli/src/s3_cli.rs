@@ -40,7 +40,7 @@ pub struct S3Args {
 
 impl S3Args {
     /// Bucket and prefix of `--s3`.
-    fn target(&self) -> Result<(String, String)> {
+    pub(crate) fn target(&self) -> Result<(String, String)> {
         let uri = self.s3.as_deref().context("--s3 is required")?;
         let Some(rest) = uri.strip_prefix("s3://") else {
             bail!("--s3 takes s3://<bucket>/<prefix>, got '{uri}'");
