@@ -8,6 +8,7 @@
 //! puts exclusive, shared and task-owned state all into its decoded path.
 //! Nothing here creates directories.
 
+use crate::any_stream::AnyStream;
 use crate::config::{Backend, StorageConfig, ValidConfig};
 use crate::entropy::Entropy;
 use crate::error::{ErrorCode, Result, StorageError};
@@ -27,9 +28,6 @@ pub enum StateScope {
     Exclusive,
     Shared,
 }
-
-/// A boxed stream of either backend.
-pub type BoxedStream = Box<dyn CheckpointStateOutputStream>;
 
 /// Validates a configuration; its checkpoints directory must lie inside the sandbox.
 pub fn validate_config<S: Sandbox>(sandbox: &S, config: &StorageConfig) -> Result<ValidConfig> {
@@ -197,14 +195,14 @@ impl<S: Sandbox + 'static> WorkerView<S> {
 
     /// Flink's `createTaskOwnedStateStream`. Uses the effective buffer size
     /// (Flink passes the raw one and fails with default settings).
-    pub fn create_task_owned_state_stream(&self) -> Result<BoxedStream> {
+    pub fn create_task_owned_state_stream(&self) -> Result<AnyStream<S>> {
         refuse_if_read_only(&*self.sandbox, "create a state stream")?;
         Ok(match self.config.backend {
-            Backend::Memory => Box::new(MemoryOutputStream::new(
+            Backend::Memory => AnyStream::Memory(MemoryOutputStream::new(
                 self.config.max_memory_state_size,
                 self.sandbox.random_uuid(),
             )),
-            Backend::Filesystem => Box::new(
+            Backend::Filesystem => AnyStream::File(
                 FsOutputStream::new(
                     self.sandbox.clone(),
                     self.task_owned_state_dir()?,
@@ -249,7 +247,7 @@ pub enum StreamFactory<S: Sandbox> {
 }
 
 impl<S: Sandbox + 'static> StreamFactory<S> {
-    pub fn create_checkpoint_state_output_stream(&self, scope: StateScope) -> Result<BoxedStream> {
+    pub fn create_checkpoint_state_output_stream(&self, scope: StateScope) -> Result<AnyStream<S>> {
         let sandbox = match self {
             StreamFactory::Memory { sandbox, .. } => sandbox,
             StreamFactory::Fs(f) => &f.sandbox,
@@ -257,7 +255,7 @@ impl<S: Sandbox + 'static> StreamFactory<S> {
         refuse_if_read_only(&**sandbox, "create a state stream")?;
         Ok(match self {
             StreamFactory::Memory { max_size, sandbox } => {
-                Box::new(MemoryOutputStream::new(*max_size, sandbox.random_uuid()))
+                AnyStream::Memory(MemoryOutputStream::new(*max_size, sandbox.random_uuid()))
             }
             StreamFactory::Fs(f) => {
                 let (dir, exclusive) = match scope {
@@ -267,7 +265,7 @@ impl<S: Sandbox + 'static> StreamFactory<S> {
                 // As Flink: state whose key gets entropy is not below its
                 // directory's name, so its handle is absolute.
                 let relative = exclusive && !f.entropy.as_ref().is_some_and(|e| e.is_injecting(dir.as_str()));
-                Box::new(
+                AnyStream::File(
                     FsOutputStream::new(f.sandbox.clone(), dir, f.threshold, f.buffer_size, relative)
                         .with_entropy(f.entropy.clone()),
                 )
@@ -303,7 +301,7 @@ impl<S: Sandbox + 'static> StreamFactory<S> {
                 StateScope::Shared => &f.shared_dir,
             };
             return Ok(Some(StateHandle::ByteStream {
-                name: dir.join(&f.sandbox.random_uuid()).to_string(),
+                name: dir.join(&f.sandbox.random_uuid()).into_string(),
                 data: data.into_owned(),
             }));
         }

@@ -19,6 +19,7 @@
 //! all three run the same policy.
 
 pub mod access;
+pub mod any_stream;
 pub mod blob_error;
 pub mod completed;
 pub mod config;

@@ -35,6 +35,11 @@ pub(crate) fn close_failed(target: &str, e: StorageError) -> StorageError {
 /// The operations of a state stream, for both backends.
 pub trait CheckpointStateOutputStream {
     fn write(&mut self, data: &[u8]) -> Result<()>;
+    /// `write` of bytes the caller gives away; a stream may keep them
+    /// without a copy (the component receives every write as its own).
+    fn write_owned(&mut self, data: Vec<u8>) -> Result<()> {
+        self.write(&data)
+    }
     fn pos(&self) -> u64;
     fn flush(&mut self) -> Result<()>;
     fn sync(&mut self) -> Result<()>;
@@ -268,6 +273,16 @@ impl<S: Sandbox> FsOutputStream<S> {
         e
     }
 
+    /// What every write does first: refuse a closed stream, and take back
+    /// the host's leave to append (buffered bytes come before any it adds).
+    fn start_write(&mut self) -> Result<()> {
+        self.check_open("write")?;
+        if let HostWrites::Handed { ready } = &mut self.host {
+            *ready = false;
+        }
+        Ok(())
+    }
+
     fn write_inner(&mut self, data: &[u8]) -> Result<()> {
         if self.buf.len() + data.len() <= self.buffer_size {
             self.buf.extend_from_slice(data);
@@ -330,7 +345,7 @@ impl<S: Sandbox> FsOutputStream<S> {
             .sync_dir(&self.dir)
             .map_err(|e| StorageError::from_fs(format!("Could not sync the directory {}", self.dir), &e))?;
         let f = self.file.take().expect("file exists");
-        let path = f.path.to_string();
+        let path = f.path.into_string();
         Ok(if self.relative_handles {
             StateHandle::RelativeFile {
                 path,
@@ -345,12 +360,18 @@ impl<S: Sandbox> FsOutputStream<S> {
 
 impl<S: Sandbox> CheckpointStateOutputStream for FsOutputStream<S> {
     fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.check_open("write")?;
-        if let HostWrites::Handed { ready } = &mut self.host {
-            // Bytes in the buffer would come before any the host appends.
-            *ready = false;
-        }
+        self.start_write()?;
         self.write_inner(data).map_err(|e| self.fail(e))
+    }
+
+    fn write_owned(&mut self, data: Vec<u8>) -> Result<()> {
+        self.start_write()?;
+        if self.buf.capacity() == 0 && data.len() <= self.buffer_size {
+            // The buffer would begin as a copy of `data`: it takes `data`.
+            self.buf = data;
+            return Ok(());
+        }
+        self.write_inner(&data).map_err(|e| self.fail(e))
     }
 
     fn prepare_direct_write(&mut self, len: u64) -> Result<DirectWrite> {
@@ -439,7 +460,7 @@ impl<S: Sandbox> CheckpointStateOutputStream for FsOutputStream<S> {
             }
             if self.buf.len() <= self.threshold {
                 self.phase = Phase::Closed;
-                let name = self.dir.join(&self.sandbox.random_uuid()).to_string();
+                let name = self.dir.join(&self.sandbox.random_uuid()).into_string();
                 return Ok(Some(StateHandle::ByteStream {
                     name,
                     data: std::mem::take(&mut self.buf),

@@ -90,6 +90,13 @@ impl GuestPath {
         &self.0
     }
 
+    /// The path as a `String`, without a copy. Unlike `to_string`, which
+    /// goes through the formatting machinery and with it indirect calls
+    /// (see `any_stream` for why the component avoids them where it can).
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
     /// This path with one more segment. `name` must be a single plain
     /// segment (callers pass names they made: UUIDs, `chk-N`, job ids).
     pub fn join(&self, name: &str) -> GuestPath {

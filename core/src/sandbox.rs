@@ -178,10 +178,8 @@ pub trait Sandbox {
 
     /// A fresh random (version 4) UUID in Flink's lowercase hyphenated form.
     fn random_uuid(&self) -> String {
-        uuid::Builder::from_random_bytes(self.random_bytes())
-            .into_uuid()
-            .hyphenated()
-            .to_string()
+        let uuid = uuid::Builder::from_random_bytes(self.random_bytes()).into_uuid();
+        String::from(uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
     }
 }
 

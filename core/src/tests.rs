@@ -960,3 +960,63 @@ mod direct_writes {
         assert_eq!(discarded.advance(1).unwrap_err().code, ErrorCode::Closed);
     }
 }
+
+/// The bytes a stream ended with: inline data, or its file's contents.
+fn contents(s: &MemSandbox, handle: Option<StateHandle>) -> Vec<u8> {
+    match handle {
+        None => vec![],
+        Some(StateHandle::ByteStream { data, .. }) => data,
+        Some(h) => s.read(file_of(&h)).expect("the handle's file exists"),
+    }
+}
+
+mod owned_writes {
+    use super::*;
+
+    proptest! {
+        /// `write_owned` (how the component receives every write) may keep
+        /// the caller's bytes as its buffer; whatever the mix of owned and
+        /// borrowed writes, the stream ends exactly as with `write` alone.
+        #[test]
+        fn owned_and_borrowed_writes_end_alike(
+            chunks in proptest::collection::vec((0usize..300, any::<bool>()), 0..8),
+        ) {
+            let (threshold, buffer) = (100, 256);
+            let s = MemSandbox::with_dirs(&[DIR]);
+            let (mut mixed, mut plain) = (stream(&s, threshold, buffer, true), stream(&s, threshold, buffer, true));
+            let mut expected = Vec::new();
+            for (i, (len, owned)) in chunks.iter().enumerate() {
+                let chunk = vec![i as u8; *len];
+                expected.extend_from_slice(&chunk);
+                plain.write(&chunk).unwrap();
+                if *owned {
+                    mixed.write_owned(chunk).unwrap();
+                } else {
+                    mixed.write(&chunk).unwrap();
+                }
+                prop_assert_eq!(mixed.pos(), expected.len() as u64);
+            }
+            let (mixed, plain) = (mixed.close_and_get_handle().unwrap(), plain.close_and_get_handle().unwrap());
+            prop_assert_eq!(
+                std::mem::discriminant(&mixed),
+                std::mem::discriminant(&plain),
+                "owned writes must not change where the state ends up"
+            );
+            prop_assert_eq!(
+                mixed.as_ref().map(|h| matches!(h, StateHandle::ByteStream { .. })),
+                plain.as_ref().map(|h| matches!(h, StateHandle::ByteStream { .. }))
+            );
+            prop_assert_eq!(contents(&s, mixed), expected.clone());
+            prop_assert_eq!(contents(&s, plain), expected);
+        }
+    }
+
+    #[test]
+    fn an_owned_write_to_a_closed_stream_is_refused() {
+        let s = MemSandbox::with_dirs(&[DIR]);
+        let mut st = stream(&s, 100, 256, true);
+        st.write_owned(vec![1; 10]).unwrap();
+        assert!(st.close_and_get_handle().unwrap().is_some());
+        assert_eq!(st.write_owned(vec![2; 10]).unwrap_err().code, ErrorCode::Closed);
+    }
+}

@@ -19,11 +19,13 @@
 
 use super::options::{FileMergingOptions, SubtaskKey, ValidOptions, check_id};
 use super::stream::MergingOutputStream;
-use crate::access::{BoxedStream, StateScope, StreamFactory, WorkerView, needs_checkpoints_dir};
+use crate::access::{StateScope, StreamFactory, WorkerView, needs_checkpoints_dir};
+use crate::any_stream::AnyStream;
 use crate::config::{Backend, StorageConfig};
 use crate::error::{ErrorCode, Result, StorageError};
 use crate::handle::{StateHandle, checked_file_path};
 use crate::layout::{self, SHARED_STATE_DIR, TASK_OWNED_STATE_DIR};
+use crate::output_stream::CheckpointStateOutputStream;
 use crate::paths::GuestPath;
 use crate::reference::LocationReference;
 use crate::sandbox::{EntryKind, FsErrorKind, Sandbox, SandboxExt, StateFile};
@@ -781,7 +783,7 @@ impl<S: Sandbox + 'static> MergingStreamFactory<S> {
         matches!(self.0, Kind::Merging { .. })
     }
 
-    pub fn create_checkpoint_state_output_stream(&self, scope: StateScope) -> Result<BoxedStream> {
+    pub fn create_checkpoint_state_output_stream(&self, scope: StateScope) -> Result<AnyStream<S>> {
         match &self.0 {
             Kind::Plain(f) => f.create_checkpoint_state_output_stream(scope),
             Kind::Merging {
@@ -789,7 +791,7 @@ impl<S: Sandbox + 'static> MergingStreamFactory<S> {
                 subtask,
                 checkpoint_id,
                 buffer_size,
-            } => Ok(Box::new(MergingOutputStream::new(
+            } => Ok(AnyStream::Merging(MergingOutputStream::new(
                 state.clone(),
                 subtask.clone(),
                 *checkpoint_id,

@@ -10,6 +10,7 @@ use crate::access::StateScope::{self, Exclusive, Shared};
 use crate::config::{Backend, StorageConfig};
 use crate::error::ErrorCode;
 use crate::handle::StateHandle;
+use crate::output_stream::CheckpointStateOutputStream;
 use crate::reference::LocationReference;
 use crate::restore::{StateInputStream, discard_state};
 use crate::test_support::MemSandbox;

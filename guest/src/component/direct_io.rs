@@ -9,7 +9,7 @@ use super::exports::flink::checkpoint_storage::worker::StateOutputStreamBorrow;
 use super::restore::InputStreamImpl;
 use super::types::*;
 use super::worker::StreamImpl;
-use checkpoint_storage_core::output_stream::DirectWrite;
+use checkpoint_storage_core::output_stream::{CheckpointStateOutputStream, DirectWrite};
 use wasip2::filesystem::types::Descriptor;
 
 impl Guest for Component {

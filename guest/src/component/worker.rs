@@ -9,7 +9,9 @@ use super::exports::flink::checkpoint_storage::worker::{
 use super::types::*;
 use super::{ActiveSandbox as WasiSandbox, path_out};
 use super::{Component, sandbox};
-use checkpoint_storage_core::access::{self, BoxedStream};
+use checkpoint_storage_core::access;
+use checkpoint_storage_core::any_stream::AnyStream;
+use checkpoint_storage_core::output_stream::CheckpointStateOutputStream;
 use std::cell::RefCell;
 
 impl Guest for Component {
@@ -97,11 +99,11 @@ impl GuestStreamFactory for StreamFactoryImpl {
 }
 
 /// Resource methods take `&self`; the stream needs `&mut`.
-pub struct StreamImpl(pub(super) RefCell<BoxedStream>);
+pub struct StreamImpl(pub(super) RefCell<AnyStream<WasiSandbox>>);
 
 /// A new stream of any factory (plain or merging) as a WIT resource.
 pub(super) fn stream_resource(
-    stream: Result<BoxedStream, checkpoint_storage_core::error::StorageError>,
+    stream: Result<AnyStream<WasiSandbox>, checkpoint_storage_core::error::StorageError>,
 ) -> WitResult<StateOutputStream> {
     let stream = stream.map_err(to_wit_error)?;
     Ok(StateOutputStream::new(StreamImpl(RefCell::new(stream))))
@@ -116,7 +118,7 @@ pub(super) fn written_state(
 
 impl GuestStateOutputStream for StreamImpl {
     fn write(&self, data: Vec<u8>) -> WitResult<()> {
-        self.0.borrow_mut().write(&data).map_err(to_wit_error)
+        self.0.borrow_mut().write_owned(data).map_err(to_wit_error)
     }
 
     fn get_pos(&self) -> u64 {
