@@ -200,7 +200,7 @@ impl<S: Sandbox + 'static> WorkerView<S> {
         Ok(match self.config.backend {
             Backend::Memory => AnyStream::Memory(MemoryOutputStream::new(
                 self.config.max_memory_state_size,
-                self.sandbox.random_uuid(),
+                self.sandbox.random_uuid().as_str().to_owned(),
             )),
             Backend::Filesystem => AnyStream::File(
                 FsOutputStream::new(
@@ -254,9 +254,10 @@ impl<S: Sandbox + 'static> StreamFactory<S> {
         };
         refuse_if_read_only(&**sandbox, "create a state stream")?;
         Ok(match self {
-            StreamFactory::Memory { max_size, sandbox } => {
-                AnyStream::Memory(MemoryOutputStream::new(*max_size, sandbox.random_uuid()))
-            }
+            StreamFactory::Memory { max_size, sandbox } => AnyStream::Memory(MemoryOutputStream::new(
+                *max_size,
+                sandbox.random_uuid().as_str().to_owned(),
+            )),
             StreamFactory::Fs(f) => {
                 let (dir, exclusive) = match scope {
                     StateScope::Exclusive => (f.checkpoint_dir.clone(), true),

@@ -481,7 +481,7 @@ impl<S: Sandbox> MemoryMetadataStream<S> {
         Ok(CompletedCheckpoint {
             external_pointer: NON_PERSISTENT_POINTER.to_string(),
             metadata: StateHandle::ByteStream {
-                name: self.sandbox.random_uuid(),
+                name: self.sandbox.random_uuid().as_str().to_owned(),
                 data,
             },
         })

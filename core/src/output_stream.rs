@@ -14,7 +14,7 @@ use crate::entropy::Entropy;
 use crate::error::{ErrorCode, Result, StorageError};
 use crate::handle::StateHandle;
 use crate::paths::GuestPath;
-use crate::sandbox::{FsErrorKind, HostHandle, Sandbox, StateFile};
+use crate::sandbox::{FsErrorKind, HostHandle, Sandbox, StateFile, UuidName};
 use std::rc::Rc;
 
 /// Flink's number of attempts to find an unused random file name.
@@ -122,7 +122,7 @@ enum Phase {
 struct OpenFile<F> {
     file: F,
     path: GuestPath,
-    name: String,
+    name: UuidName,
     /// Bytes already written to the file.
     len: u64,
 }
@@ -349,7 +349,7 @@ impl<S: Sandbox> FsOutputStream<S> {
         Ok(if self.relative_handles {
             StateHandle::RelativeFile {
                 path,
-                relative_path: f.name,
+                relative_path: f.name.as_str().to_owned(),
                 size: f.len,
             }
         } else {

@@ -177,9 +177,53 @@ pub trait Sandbox {
     }
 
     /// A fresh random (version 4) UUID in Flink's lowercase hyphenated form.
-    fn random_uuid(&self) -> String {
-        let uuid = uuid::Builder::from_random_bytes(self.random_bytes()).into_uuid();
-        String::from(uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
+    fn random_uuid(&self) -> UuidName {
+        UuidName::new(self.random_bytes())
+    }
+}
+
+/// A random UUID's text, held on the stack: most names are joined into a
+/// path at once, and a `String` of their own would be one more allocation
+/// for every state written (see `any_stream` for why the component's idle
+/// path keeps its heap small).
+#[derive(Clone, Copy)]
+pub struct UuidName([u8; uuid::fmt::Hyphenated::LENGTH]);
+
+impl UuidName {
+    /// The version 4 UUID made of `random` (RFC 9562: its version and
+    /// variant bits are set, the rest is `random`).
+    pub fn new(random: [u8; 16]) -> Self {
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        uuid::Builder::from_random_bytes(random)
+            .into_uuid()
+            .hyphenated()
+            .encode_lower(&mut text);
+        UuidName(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // `encode_lower` wrote hexadecimal digits and hyphens only.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for UuidName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for UuidName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for UuidName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 

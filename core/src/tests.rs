@@ -1020,3 +1020,22 @@ mod owned_writes {
         assert_eq!(st.write_owned(vec![2; 10]).unwrap_err().code, ErrorCode::Closed);
     }
 }
+
+#[test]
+fn uuid_names_are_version_4_in_lowercase_hyphenated_form() {
+    for random in [[0u8; 16], [0xff; 16], [0x5a; 16]] {
+        let name = crate::sandbox::UuidName::new(random);
+        let expected = uuid::Builder::from_random_bytes(random)
+            .into_uuid()
+            .hyphenated()
+            .to_string();
+        assert_eq!(name.as_str(), expected);
+        assert_eq!(name.to_string(), expected);
+        assert_eq!(format!("{name:?}"), format!("{expected:?}"));
+        assert_eq!(name.as_bytes()[14], b'4', "version 4: {name}");
+        assert!(
+            matches!(name.as_bytes()[19], b'8' | b'9' | b'a' | b'b'),
+            "RFC variant: {name}"
+        );
+    }
+}
