@@ -9,6 +9,7 @@
 use crate::bindings::exports::flink::checkpoint_storage::types::{
     LocationReference, StateHandle, StateScope, StorageConfig, StorageError,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use wasmtime::AsContextMut;
 use wasmtime::component::{
@@ -50,8 +51,10 @@ macro_rules! worker_functions {
                 $(
                     pub(crate) fn $method<S: AsContextMut>(&self, mut store: S, $($arg: $ty),*) -> wasmtime::Result<$ret> {
                         let func = self.0.func::<($($ty,)*), ($ret,)>(&mut store, Slot::$slot)?;
-                        // SAFETY: `func` passed `Func::typed` with exactly these
-                        // parameter and result types (`WorkerExports::func`).
+                        // SAFETY: `func`, or the same export of the same
+                        // component in another instance, passed `Func::typed`
+                        // with exactly these parameter and result types
+                        // (`WorkerExports::func`).
                         let callee = unsafe { TypedFunc::<($($ty,)*), ($ret,)>::new_unchecked(func) };
                         let (ret,) = callee.call(store.as_context_mut(), ($($arg,)*))?;
                         Ok(ret)
@@ -121,8 +124,12 @@ worker_functions! {
     }
 }
 
-/// Where each function sits in the component: found once per plugin.
-pub(crate) struct WorkerIndices(Vec<ComponentExportIndex>);
+/// Where each function sits in the component, found once per plugin, and
+/// which functions have passed the type check. A function's type is the
+/// component's, the same in every instance of it, so the check at the first
+/// use in any tenant holds for all later tenants of the plugin: they skip it
+/// (it was a tenth of opening a tenant's first view).
+pub(crate) struct WorkerIndices(Vec<ComponentExportIndex>, Vec<AtomicBool>);
 
 impl WorkerIndices {
     /// Fails if the component lacks the interface or one of its functions.
@@ -138,7 +145,7 @@ impl WorkerIndices {
                     .ok_or_else(|| wasmtime::format_err!("`{INTERFACE}` has no function `{name}`"))
             })
             .collect::<wasmtime::Result<_>>()
-            .map(WorkerIndices)
+            .map(|indices| WorkerIndices(indices, NAMES.iter().map(|_| AtomicBool::new(false)).collect()))
     }
 }
 
@@ -176,8 +183,12 @@ impl WorkerExports {
             .instance
             .get_func(&mut store, self.indices.0[slot as usize])
             .ok_or_else(|| wasmtime::format_err!("the instance has no function `{name}`"))?;
-        func.typed::<P, R>(&store)
-            .map_err(|e| e.context(format!("`{name}` of `{INTERFACE}`")))?;
+        let checked = &self.indices.1[slot as usize];
+        if !checked.load(Ordering::Acquire) {
+            func.typed::<P, R>(&store)
+                .map_err(|e| e.context(format!("`{name}` of `{INTERFACE}`")))?;
+            checked.store(true, Ordering::Release);
+        }
         Ok(*cell.get_or_init(|| func))
     }
 }
