@@ -296,6 +296,10 @@ fn a_time_trap_leaves_no_partial_files_of_open_streams() {
         })();
         match attempt {
             Err(Error::Limit(LimitExceeded::ExecutionTime { .. })) => {}
+            // The cut came in a destructor (the factory above is dropped at
+            // the end of its statement): a drop cannot return the error, so
+            // the tenant is poisoned and the next call says so.
+            Err(Error::Poisoned) => {}
             other => panic!("expected the time limit, got {other:?}"),
         }
         assert!(names(&chk1).is_empty(), "{:?}", names(&chk1));
