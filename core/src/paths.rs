@@ -158,8 +158,6 @@ impl fmt::Display for GuestPath {
     }
 }
 
-/// Splits `scheme:rest` when the string starts with a URI scheme (letters,
-/// digits, `+-.`, starting with a letter) followed by `:` before any `/`.
 /// Whether `path`, which starts with `/`, is already in the normal form:
 /// the root, or segments that are neither empty (`//`, a trailing `/`) nor
 /// `.` or `..`. A byte scan, cheaper than splitting at a `char` pattern.
@@ -172,6 +170,8 @@ fn is_normal(path: &str) -> bool {
             .all(|segment| !matches!(segment, b"" | b"." | b".."))
 }
 
+/// Splits `scheme:rest` when the string starts with a URI scheme (letters,
+/// digits, `+-.`, starting with a letter) followed by `:` before any `/`.
 fn split_scheme(raw: &str) -> Option<(&str, &str)> {
     let colon = raw.find(':')?;
     let scheme = &raw[..colon];

@@ -205,6 +205,27 @@ pub(crate) struct Inner {
     pub(crate) store: Store<TenantState>,
     exports: Exports,
     poisoned: bool,
+    /// The limit whose breach poisoned the instance, if one did.
+    poisoned_by: Option<LimitExceeded>,
+}
+
+impl Inner {
+    /// Marks the instance unusable after `trap`, removes the files its open
+    /// streams were writing, and tells which limit, if any, the trap was.
+    fn poison(
+        &mut self,
+        flag: &AtomicBool,
+        dir: &Path,
+        trap: &wasmtime::Error,
+        max_call_time: Duration,
+    ) -> Option<LimitExceeded> {
+        self.poisoned = true;
+        flag.store(true, Ordering::Release);
+        self.store.data_mut().remove_partial_files(dir);
+        let limit = classify_trap(&mut self.store, trap, max_call_time);
+        self.poisoned_by = limit.clone();
+        limit
+    }
 }
 
 impl Inner {
@@ -421,6 +442,7 @@ impl Tenant {
                 store,
                 exports: Exports::new(instance, indices.clone()),
                 poisoned: false,
+                poisoned_by: None,
             })),
             dir: Arc::new(dir),
             usage: Usage::new(config.max_open_streams, config.max_bytes_written),
@@ -486,11 +508,8 @@ impl Tenant {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::Storage(e)),
             Err(trap) => {
-                inner.poisoned = true;
-                self.poisoned.store(true, Ordering::Release);
                 tracing::warn!(dir = %self.dir.display(), "tenant trapped: {trap:#}");
-                inner.store.data_mut().remove_partial_files(&self.dir);
-                match classify_trap(&mut inner.store, &trap, self.max_call_time) {
+                match inner.poison(&self.poisoned, &self.dir, &trap, self.max_call_time) {
                     Some(limit) => Err(Error::Limit(limit)),
                     None => Err(Error::Trapped(trap)),
                 }
@@ -537,6 +556,14 @@ impl Tenant {
         self.lock().poisoned
     }
 
+    /// The limit whose breach poisoned the tenant: `None` while it is
+    /// usable, and when a trap of another kind (a fault in the component)
+    /// did. A destructor cannot return its error, so after
+    /// [`Error::Poisoned`] this tells whether a drop was cut by a limit.
+    pub fn poisoned_by_limit(&self) -> Option<LimitExceeded> {
+        self.lock().poisoned_by.clone()
+    }
+
     /// [`Err(Error::Poisoned)`](Error::Poisoned) once an earlier call
     /// trapped, without waiting for the tenant's running call.
     pub(crate) fn check_not_poisoned(&self) -> Result<()> {
@@ -556,10 +583,8 @@ impl Tenant {
         inner.store.set_epoch_deadline(self.deadline);
         inner.begin_call();
         if let Err(e) = resource.resource_drop(&mut inner.store) {
-            inner.poisoned = true;
-            self.poisoned.store(true, Ordering::Release);
             tracing::warn!(dir = %self.dir.display(), "dropping a resource trapped: {e:#}");
-            inner.store.data_mut().remove_partial_files(&self.dir);
+            inner.poison(&self.poisoned, &self.dir, &e, self.max_call_time);
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Calls of the `worker` interface's exports. bindgen's `GuestIndices::load`
 //! looks up and type-checks every function of an interface at its first
 //! use in an instance (18 here); that was most of opening a tenant's first
-//! worker view. Here each function is looked up and type-checked at its own
-//! first use, so a tenant pays only for the functions it calls. The methods
+//! worker view. Here each function is looked up at its own first use in an
+//! instance, so a tenant pays only for the functions it calls, and
+//! type-checked at its first use in the plugin (its type is the
+//! component's, the same in every instance). The methods
 //! carry bindgen's names and signatures (`g.stream_factory().call_write(..)`),
 //! so call sites read as with bindgen's `Guest`.
 
@@ -167,8 +169,8 @@ impl WorkerExports {
         }
     }
 
-    /// The function in `slot`, looked up and type-checked as `P -> R` at
-    /// its first use.
+    /// The function in `slot`, looked up at its first use in this instance
+    /// and type-checked as `P -> R` at its first use in the plugin.
     fn func<P, R>(&self, mut store: impl AsContextMut, slot: Slot) -> wasmtime::Result<Func>
     where
         P: ComponentNamedList + Lower,

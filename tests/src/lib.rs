@@ -230,6 +230,11 @@ pub fn trap_by_memory(tenant: &Tenant, job: &str) {
         "{outcome:?}"
     );
     assert!(tenant.is_poisoned());
+    assert!(
+        matches!(tenant.poisoned_by_limit(), Some(LimitExceeded::Memory { .. })),
+        "{:?}",
+        tenant.poisoned_by_limit()
+    );
 }
 
 /// Writes 1 MiB chunks, 16 at most, until a write fails: the memory backend

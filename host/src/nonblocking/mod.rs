@@ -79,6 +79,7 @@ pub use restore::AsyncStateInputStream;
 pub use worker::{AsyncCheckpointStateToolset, AsyncStateOutputStream, AsyncStreamFactory, AsyncWorkerView};
 
 use crate::error::{Error, Result};
+use crate::limits::LimitExceeded;
 use crate::plugin::Plugin;
 use crate::tenant::{Tenant, TenantConfig};
 use crate::types::StateHandle;
@@ -148,6 +149,13 @@ impl AsyncTenant {
     pub async fn is_poisoned(&self) -> Result<bool> {
         let tenant = self.0.clone();
         run(move || Ok(tenant.is_poisoned())).await
+    }
+
+    /// The limit whose breach poisoned the tenant
+    /// ([`Tenant::poisoned_by_limit`]; async for the same reason).
+    pub async fn poisoned_by_limit(&self) -> Result<Option<LimitExceeded>> {
+        let tenant = self.0.clone();
+        run(move || Ok(tenant.poisoned_by_limit())).await
     }
 }
 

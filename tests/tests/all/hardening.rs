@@ -279,9 +279,11 @@ fn a_time_trap_leaves_no_partial_files_of_open_streams() {
     // an open stream may stay.
     let mut proven = false;
     for _ in 0..50 {
+        let mut created = None;
         let attempt = (|| -> checkpoint_storage_host::Result<()> {
             let tenant =
                 plugin.tenant(TenantConfig::new(t.tenant.dir()).with_max_call_time(Duration::from_millis(5)))?;
+            created = Some(tenant.clone());
             let view = tenant.open_worker_view(&StorageConfig::filesystem(&t.job))?;
             let mut stream = view
                 .resolve_checkpoint_storage_location(1, &LocationReference::Default)?
@@ -298,8 +300,15 @@ fn a_time_trap_leaves_no_partial_files_of_open_streams() {
             Err(Error::Limit(LimitExceeded::ExecutionTime { .. })) => {}
             // The cut came in a destructor (the factory above is dropped at
             // the end of its statement): a drop cannot return the error, so
-            // the tenant is poisoned and the next call says so.
-            Err(Error::Poisoned) => {}
+            // the tenant is poisoned, the next call says so, and the tenant
+            // tells which limit it was.
+            Err(Error::Poisoned) => {
+                let limit = created.as_ref().and_then(|tenant| tenant.poisoned_by_limit());
+                assert!(
+                    matches!(limit, Some(LimitExceeded::ExecutionTime { .. })),
+                    "poisoned by {limit:?}"
+                );
+            }
             other => panic!("expected the time limit, got {other:?}"),
         }
         assert!(names(&chk1).is_empty(), "{:?}", names(&chk1));

@@ -190,8 +190,10 @@ fn a_long_call_is_interrupted_by_the_ticker() {
     );
     if let Some(tenant) = created {
         assert!(tenant.is_poisoned());
+        assert_eq!(tenant.poisoned_by_limit(), Some(e.clone()), "the tenant tells why");
     }
     assert!(!t.tenant.is_poisoned(), "another tenant of the same directory goes on");
+    assert_eq!(t.tenant.poisoned_by_limit(), None);
     let copies = t
         .view()
         .create_task_owned_checkpoint_state_toolset()

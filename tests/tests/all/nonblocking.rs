@@ -492,6 +492,26 @@ fn escapes_are_refused_with_exact_codes() {
             !tenant.is_poisoned().await.unwrap(),
             "refusals are not failures of the tenant"
         );
+        assert_eq!(tenant.poisoned_by_limit().await.unwrap(), None);
+    });
+}
+
+#[test]
+fn a_trapped_async_tenant_tells_which_limit() {
+    let t = TestTenant::new();
+    let capped = plugin()
+        .tenant(TenantConfig::new(t.tenant.dir()).with_max_memory_bytes(8 << 20))
+        .unwrap();
+    // Trapped through the sync API, outside the runtime (its WASI calls
+    // must not block an executor).
+    trap_by_memory(&capped, &t.job);
+    let capped = AsyncTenant::from(capped);
+    runtime().block_on(async {
+        assert!(capped.is_poisoned().await.unwrap());
+        assert!(matches!(
+            capped.poisoned_by_limit().await.unwrap(),
+            Some(LimitExceeded::Memory { .. })
+        ));
     });
 }
 
