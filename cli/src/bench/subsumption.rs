@@ -4,7 +4,8 @@
 //! and only the old exclusive directory and one shared file go), or none
 //! is (all 100 are deleted). The baseline does the same on storage with
 //! `std::fs` in the same run: read and parse the new manifest, delete the
-//! old checkpoint's directory and the shared files nothing references.
+//! old checkpoint's directory and the shared files nothing references. Its
+//! files are synced when written, as the component's state files are.
 
 use super::{BenchError, io_error};
 use checkpoint_storage_host::checkpoint_store::CompletedCheckpointStore;
@@ -12,6 +13,7 @@ use checkpoint_storage_host::manifest::{CheckpointManifest, NamedState};
 use checkpoint_storage_host::{FileHandle, Plugin, StateHandle, StateScope, StorageConfig, TenantConfig};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
+use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
@@ -129,7 +131,13 @@ fn native_side(dir: &Path, job: &str, rounds: u32, reuse: bool) -> Result<Vec<f6
     std::fs::create_dir_all(&shared_dir).map_err(&io)?;
     let data = vec![7u8; FILE_BYTES];
     let file = |path: &Path| -> Result<StateHandle, BenchError> {
-        std::fs::write(path, &data).map_err(io_error("native subsumption baseline"))?;
+        // Synced as the component's state files are at close: deleting a
+        // file whose blocks are on disk costs more than deleting one still
+        // only in the page cache, and the comparison must be like with like.
+        let mut f = std::fs::File::create(path).map_err(io_error("native subsumption baseline"))?;
+        f.write_all(&data)
+            .and_then(|()| f.sync_all())
+            .map_err(io_error("native subsumption baseline"))?;
         Ok(StateHandle::File(FileHandle {
             path: path.display().to_string(),
             size: FILE_BYTES as u64,
