@@ -395,9 +395,16 @@ impl Tenant {
             // a readlink per path component, and the preopen below resolves the
             // path once anyway; after that the tenant holds the directory itself,
             // not its name.
-            let dir = std::path::absolute(&config.dir)
-                .with_context(|| format!("tenant directory {}", config.dir.display()))
-                .map_err(Error::Setup)?;
+            // An absolute path is taken as it is (`absolute` would only drop
+            // `.` components and repeated separators, at a tenth of a start's
+            // host-side work).
+            let dir = if config.dir.is_absolute() {
+                config.dir.clone()
+            } else {
+                std::path::absolute(&config.dir)
+                    .with_context(|| format!("tenant directory {}", config.dir.display()))
+                    .map_err(Error::Setup)?
+            };
             if preopen {
                 wasi.preopened_dir(&dir, GUEST_MOUNT, perms)
                 .with_context(|| {

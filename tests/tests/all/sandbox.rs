@@ -212,6 +212,26 @@ fn a_relative_tenant_directory_is_made_absolute() {
 }
 
 #[test]
+fn an_absolute_tenant_directory_is_taken_as_given() {
+    // `.` and a repeated separator are kept (they name the same directory);
+    // state lands in that directory and its host path resolves there.
+    let dir = tempfile::tempdir().unwrap();
+    let given = std::path::PathBuf::from(format!("{}/.//", dir.path().display()));
+    let tenant = plugin().tenant(TenantConfig::new(&given)).unwrap();
+    assert_eq!(tenant.dir(), given.as_path());
+    let job = job_id();
+    std::fs::create_dir_all(dir.path().join(&job).join("taskowned")).unwrap();
+    let view = tenant.open_worker_view(&StorageConfig::filesystem(&job)).unwrap();
+    let h = write_state(view.create_task_owned_state_stream().unwrap(), &bytes(30_000, 7)).unwrap();
+    let host = tenant.host_path(h.file_path().unwrap()).unwrap();
+    assert_eq!(std::fs::read(&host).unwrap(), bytes(30_000, 7));
+    assert_eq!(
+        std::fs::canonicalize(host.parent().unwrap()).unwrap(),
+        std::fs::canonicalize(dir.path().join(&job).join("taskowned")).unwrap()
+    );
+}
+
+#[test]
 fn reused_pool_slots_work_with_and_without_keeping_memory_resident() {
     for keep in [0, DEFAULT_POOL_KEEP_RESIDENT_BYTES] {
         let options = PluginOptions {
