@@ -245,6 +245,18 @@ pub fn write_until_refused(stream: &mut StateOutputStream) -> checkpoint_storage
     (0..16).try_for_each(|_| stream.write(&chunk))
 }
 
+/// One exclusive and one shared state through `factory`, each 30,000 bytes
+/// (above the inline threshold, so files), of seeds 1 and 2.
+pub fn exclusive_and_shared_files(factory: &StreamFactory) -> (StateHandle, StateHandle) {
+    let write = |scope, seed| {
+        factory
+            .write_state(scope, &bytes(30_000, seed))
+            .expect("state written")
+            .expect("a non-empty state")
+    };
+    (write(StateScope::Exclusive, 1), write(StateScope::Shared, 2))
+}
+
 /// Writes `data` to a stream in one call and closes it.
 pub fn write_state(mut stream: StateOutputStream, data: &[u8]) -> Option<StateHandle> {
     stream.write(data).expect("write");

@@ -128,14 +128,7 @@ fn dispose_on_failure_deletes_the_checkpoint_but_not_shared_state() {
     let t = S3Tenant::new();
     let location = coordinator(&t, None).initialize_location_for_checkpoint(4).unwrap();
     let factory = t.default_factory(4);
-    let exclusive = factory
-        .write_state(StateScope::Exclusive, &bytes(30_000, 1))
-        .unwrap()
-        .unwrap();
-    let shared = factory
-        .write_state(StateScope::Shared, &bytes(30_000, 2))
-        .unwrap()
-        .unwrap();
+    let (exclusive, shared) = exclusive_and_shared_files(&factory);
     location.dispose_on_failure().unwrap();
     assert_eq!(t.object_keys(), vec![t.key_of(shared.file_path().unwrap())]);
     assert_eq!(code(t.tenant.read_state(&exclusive)), ErrorCode::NotFound);

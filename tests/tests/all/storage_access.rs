@@ -302,14 +302,7 @@ fn without_the_job_subdirectory_the_checkpoints_directory_is_the_jobs() {
         .resolve_checkpoint_storage_location(3, &location.location_reference().unwrap())
         .unwrap();
     assert_eq!(factory.shared_state_directory().unwrap(), "/checkpoints/flat/shared");
-    let exclusive = factory
-        .write_state(StateScope::Exclusive, &bytes(30_000, 1))
-        .unwrap()
-        .unwrap();
-    let shared = factory
-        .write_state(StateScope::Shared, &bytes(30_000, 2))
-        .unwrap()
-        .unwrap();
+    let (exclusive, shared) = exclusive_and_shared_files(&factory);
     let owned = write_state(view.create_task_owned_state_stream().unwrap(), &bytes(30_000, 3)).unwrap();
     for (handle, dir, seed) in [
         (&exclusive, "chk-3", 1),
