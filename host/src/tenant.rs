@@ -226,9 +226,7 @@ impl Inner {
         self.poisoned_by = limit.clone();
         limit
     }
-}
 
-impl Inner {
     /// Starts the wall-clock deadline of host I/O for one call (epoch
     /// interruption bounds guest code, not a host waiting on the network).
     fn begin_call(&mut self) {
@@ -395,9 +393,9 @@ impl Tenant {
             // a readlink per path component, and the preopen below resolves the
             // path once anyway; after that the tenant holds the directory itself,
             // not its name.
-            // An absolute path is taken as it is (`absolute` would only drop
-            // `.` components and repeated separators, at a tenth of a start's
-            // host-side work).
+            // An absolute path is taken as it is: `absolute` would only drop
+            // `.` components and repeated separators, work on every start for
+            // nothing.
             let dir = if config.dir.is_absolute() {
                 config.dir.clone()
             } else {
