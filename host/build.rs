@@ -32,6 +32,15 @@ fn main() {
         .join("guest-build");
 
     build_guest(&workspace, &target_dir, &[], "CHECKPOINT_STORAGE_COMPONENT");
+    // The task side (every export but `coordinator`), which a tenant
+    // instantiates first; same code, its own target dir like the object
+    // store artefact below.
+    build_guest(
+        &workspace,
+        &target_dir.with_file_name("guest-build-task"),
+        &["--features", "task"],
+        "CHECKPOINT_STORAGE_TASK_COMPONENT",
+    );
     if env::var_os("CARGO_FEATURE_BLOBSTORE").is_some() {
         // The object store artefact: same code, world selected by feature,
         // its own target dir so that the two artefacts never overwrite each

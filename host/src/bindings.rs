@@ -15,6 +15,7 @@ wasmtime::component::bindgen!({
     },
 });
 
+use crate::tenant::TenantState;
 use crate::worker_exports::{WorkerExports, WorkerIndices};
 use exports::flink::checkpoint_storage::{coordinator, direct_io, file_merging, restore};
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use wasmtime::component::{Instance, InstancePre};
 /// once per plugin, shared by its tenants.
 pub(crate) struct ExportIndices {
     worker: Arc<WorkerIndices>,
-    coordinator: coordinator::GuestIndices,
+    coordinator: CoordinatorSide,
     restore: restore::GuestIndices,
     /// `None` for the object store build, which exports no `file-merging`.
     file_merging: Option<file_merging::GuestIndices>,
@@ -32,11 +33,38 @@ pub(crate) struct ExportIndices {
     direct_io: Option<direct_io::GuestIndices>,
 }
 
+/// Which instance answers `coordinator` calls.
+enum CoordinatorSide {
+    /// The tenant's instance: its component exports `coordinator`.
+    Same(coordinator::GuestIndices),
+    /// A second instance, of this full component, created in the tenant's
+    /// store at its first coordinator call: the tenant's own component is
+    /// the task side (world `checkpoint-storage-task`), which starts
+    /// faster because it exports less.
+    Beside {
+        pre: InstancePre<TenantState>,
+        indices: coordinator::GuestIndices,
+    },
+}
+
 impl ExportIndices {
-    pub(crate) fn new<T: 'static>(pre: &InstancePre<T>) -> wasmtime::Result<Arc<Self>> {
+    /// The indices of `pre`'s exports; `coordinator_beside` is the full
+    /// component whose instance answers coordinator calls when `pre` is
+    /// the task side.
+    pub(crate) fn new(
+        pre: &InstancePre<TenantState>,
+        coordinator_beside: Option<InstancePre<TenantState>>,
+    ) -> wasmtime::Result<Arc<Self>> {
+        let coordinator = match coordinator_beside {
+            None => CoordinatorSide::Same(coordinator::GuestIndices::new(pre)?),
+            Some(beside) => CoordinatorSide::Beside {
+                indices: coordinator::GuestIndices::new(&beside)?,
+                pre: beside,
+            },
+        };
         Ok(Arc::new(ExportIndices {
             worker: Arc::new(WorkerIndices::new(pre.component())?),
-            coordinator: coordinator::GuestIndices::new(pre)?,
+            coordinator,
             restore: restore::GuestIndices::new(pre)?,
             file_merging: file_merging::GuestIndices::new(pre).ok(),
             direct_io: direct_io::GuestIndices::new(pre).ok(),
@@ -51,6 +79,9 @@ impl ExportIndices {
 /// (`worker_exports`).
 pub(crate) struct Exports {
     instance: Instance,
+    /// The instance of the full component beside a task-side one, once a
+    /// coordinator call made it (`CoordinatorSide::Beside`).
+    beside: Option<Instance>,
     indices: Arc<ExportIndices>,
     worker: Option<WorkerExports>,
     coordinator: Option<coordinator::Guest>,
@@ -63,6 +94,7 @@ impl Exports {
     pub(crate) fn new(instance: Instance, indices: Arc<ExportIndices>) -> Self {
         Exports {
             instance,
+            beside: None,
             indices,
             worker: None,
             coordinator: None,
@@ -79,9 +111,36 @@ impl Exports {
             .clone()
     }
 
-    pub(crate) fn coordinator(&mut self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<coordinator::Guest> {
-        let (indices, instance) = (&self.indices.coordinator, &self.instance);
-        cached(&mut self.coordinator, || indices.load(store, instance))
+    pub(crate) fn coordinator(
+        &mut self,
+        mut store: impl wasmtime::AsContextMut<Data = TenantState>,
+    ) -> wasmtime::Result<coordinator::Guest> {
+        if let Some(g) = &self.coordinator {
+            return Ok(g.clone());
+        }
+        let (indices, instance) = match &self.indices.coordinator {
+            CoordinatorSide::Same(indices) => (indices, self.instance),
+            CoordinatorSide::Beside { pre, indices } => {
+                // A failed instantiation leaves nothing to retry with: the
+                // caller poisons the tenant, as for a trap.
+                let instance = match self.beside {
+                    Some(instance) => instance,
+                    None => *self.beside.insert(
+                        pre.instantiate(&mut store)
+                            .map_err(|e| e.context("instantiating the coordinator side of the tenant"))?,
+                    ),
+                };
+                (indices, instance)
+            }
+        };
+        cached(&mut self.coordinator, || indices.load(store, &instance))
+    }
+
+    /// Whether this tenant's coordinator side runs in a second instance
+    /// that exists now.
+    #[cfg(test)]
+    pub(crate) fn has_instance_beside(&self) -> bool {
+        self.beside.is_some()
     }
 
     pub(crate) fn restore(&mut self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<restore::Guest> {
@@ -126,4 +185,50 @@ fn cached<G: Clone>(slot: &mut Option<G>, load: impl FnOnce() -> wasmtime::Resul
     let g = load()?;
     *slot = Some(g.clone());
     Ok(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plugin::{EMBEDDED_COMPONENT, Plugin};
+    use crate::tenant::{Tenant, TenantConfig};
+    use crate::types::{LocationReference, StateScope, StorageConfig};
+
+    fn has_instance_beside(tenant: &Tenant) -> bool {
+        tenant.with_inner(|inner| inner.exports().has_instance_beside())
+    }
+
+    #[test]
+    fn the_full_component_is_instantiated_only_for_coordinator_calls() {
+        let plugin = Plugin::load().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = plugin.tenant(TenantConfig::new(dir.path())).unwrap();
+        let job = "0123456789abcdef0123456789abcdef";
+        let config = StorageConfig::filesystem(job);
+        let factory = tenant
+            .open_worker_view(&config)
+            .unwrap()
+            .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+            .unwrap();
+        assert!(!has_instance_beside(&tenant), "a worker view needs the task side only");
+        let coordinator = tenant.open_coordinator_view(&config, None).unwrap();
+        assert!(has_instance_beside(&tenant));
+        // Both answer, each from its own instance, in any order.
+        coordinator.initialize_location_for_checkpoint(2).unwrap();
+        assert!(dir.path().join(job).join("chk-2").is_dir());
+        let handle = factory.write_state(StateScope::Exclusive, &[7; 100]).unwrap().unwrap();
+        assert_eq!(tenant.read_state(&handle).unwrap(), vec![7; 100]);
+        let second = tenant.open_coordinator_view(&config, None).unwrap();
+        assert!(second.has_default_savepoint_location().is_ok_and(|has| !has));
+    }
+
+    #[test]
+    fn a_plugin_of_one_component_answers_coordinator_calls_from_its_own_instance() {
+        let plugin = Plugin::from_bytes(EMBEDDED_COMPONENT).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = plugin.tenant(TenantConfig::new(dir.path())).unwrap();
+        let config = StorageConfig::filesystem("0123456789abcdef0123456789abcdef");
+        tenant.open_worker_view(&config).unwrap();
+        tenant.open_coordinator_view(&config, None).unwrap();
+        assert!(!has_instance_beside(&tenant));
+    }
 }

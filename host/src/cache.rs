@@ -56,6 +56,29 @@ pub enum CacheStatus {
     },
 }
 
+impl CacheStatus {
+    /// The status of a plugin made of two compiled components: a hit only
+    /// if both were; otherwise the first miss, stored only if both were.
+    pub(crate) fn and(self, other: CacheStatus) -> CacheStatus {
+        use CacheStatus::*;
+        match (self, other) {
+            (Hit, Hit) => Hit,
+            (Disabled, _) | (_, Disabled) => Disabled,
+            (Miss { rejected, stored }, Hit) | (Hit, Miss { rejected, stored }) => Miss { rejected, stored },
+            (
+                Miss { rejected, stored },
+                Miss {
+                    rejected: other_rejected,
+                    stored: other_stored,
+                },
+            ) => Miss {
+                rejected: rejected.or(other_rejected),
+                stored: stored && other_stored,
+            },
+        }
+    }
+}
+
 /// A cache key: what the artefact was compiled from and for.
 pub(crate) struct CacheKey([u8; 32]);
 

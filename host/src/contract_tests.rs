@@ -111,3 +111,97 @@ fn the_component_imports_exactly_the_documented_wasi_interfaces() {
         ]
     );
 }
+
+/// The task side is the full component without `coordinator`: the same
+/// imports, and every other export with the same type (so that a tenant's
+/// calls mean the same whichever of the two answers them).
+#[test]
+fn the_task_side_is_the_full_component_without_the_coordinator() {
+    use crate::plugin::{EMBEDDED_COMPONENT, EMBEDDED_TASK_COMPONENT};
+    use wasmtime::component::{Component, types::ComponentItem};
+    let engine = wasmtime::Engine::default();
+    let full = Component::new(&engine, EMBEDDED_COMPONENT).unwrap().component_type();
+    let task = Component::new(&engine, EMBEDDED_TASK_COMPONENT)
+        .unwrap()
+        .component_type();
+    let names = |items: Vec<&str>| items.into_iter().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        names(task.imports(&engine).map(|(name, _)| name).collect()),
+        names(full.imports(&engine).map(|(name, _)| name).collect())
+    );
+    let full_exports: Vec<(&str, ComponentItem)> = full.exports(&engine).map(|(n, e)| (n, e.ty)).collect();
+    let task_exports: Vec<(&str, ComponentItem)> = task.exports(&engine).map(|(n, e)| (n, e.ty)).collect();
+    let expected: Vec<&str> = full_exports
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !name.starts_with("flink:checkpoint-storage/coordinator@"))
+        .collect();
+    assert_eq!(task_exports.iter().map(|(name, _)| *name).collect::<Vec<_>>(), expected);
+    assert_eq!(expected.len() + 1, full_exports.len());
+    // Function by function: the same names and parameter and result types.
+    let mut compared = 0;
+    for (name, task_item) in &task_exports {
+        let (_, full_item) = full_exports.iter().find(|(n, _)| n == name).unwrap();
+        let (ComponentItem::ComponentInstance(t), ComponentItem::ComponentInstance(f)) = (task_item, full_item) else {
+            panic!("{name} is not an instance");
+        };
+        let signature = |(n, item): (&str, wasmtime::component::types::ComponentExtern<'_>)| match item.ty {
+            ComponentItem::ComponentFunc(func) => Some(format!("{n}: {:?} -> {:?}", params(&func), results(&func))),
+            _ => None,
+        };
+        let t: Vec<String> = t.exports(&engine).filter_map(signature).collect();
+        let f: Vec<String> = f.exports(&engine).filter_map(signature).collect();
+        assert_eq!(t, f, "{name}");
+        compared += t.len();
+    }
+    // worker, restore, file-merging and direct-io have dozens.
+    assert!(compared > 30, "{compared} functions compared");
+}
+
+fn params(func: &wasmtime::component::types::ComponentFunc) -> Vec<String> {
+    func.params()
+        .map(|(name, ty)| format!("{name}: {}", type_name(&ty)))
+        .collect()
+}
+
+fn results(func: &wasmtime::component::types::ComponentFunc) -> Vec<String> {
+    func.results().map(|ty| type_name(&ty)).collect()
+}
+
+/// A type's shape in words. Resource types of two components are never
+/// equal, so they compare by kind; everything else by its full shape.
+fn type_name(ty: &wasmtime::component::types::Type) -> String {
+    use wasmtime::component::types::Type;
+    match ty {
+        Type::Own(_) => "own<resource>".into(),
+        Type::Borrow(_) => "borrow<resource>".into(),
+        Type::List(l) => format!("list<{}>", type_name(&l.ty())),
+        Type::Option(o) => format!("option<{}>", type_name(&o.ty())),
+        Type::Result(r) => format!(
+            "result<{}, {}>",
+            r.ok().map(|t| type_name(&t)).unwrap_or_default(),
+            r.err().map(|t| type_name(&t)).unwrap_or_default()
+        ),
+        Type::Tuple(t) => format!(
+            "tuple<{}>",
+            t.types().map(|t| type_name(&t)).collect::<Vec<_>>().join(", ")
+        ),
+        Type::Record(r) => format!(
+            "record{{{}}}",
+            r.fields()
+                .map(|f| format!("{}: {}", f.name, type_name(&f.ty)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Type::Variant(v) => format!(
+            "variant{{{}}}",
+            v.cases()
+                .map(|c| format!("{}({})", c.name, c.ty.map(|t| type_name(&t)).unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Type::Enum(e) => format!("enum{{{}}}", e.names().collect::<Vec<_>>().join(", ")),
+        Type::Flags(f) => format!("flags{{{}}}", f.names().collect::<Vec<_>>().join(", ")),
+        other => format!("{other:?}"),
+    }
+}

@@ -71,6 +71,7 @@ mod resource;
 mod restore;
 pub mod shared_registry;
 mod tenant;
+mod tenant_slots;
 mod types;
 mod wit_section;
 mod worker;

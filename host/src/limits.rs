@@ -27,15 +27,16 @@ pub const DEFAULT_MAX_READ_STATE_BYTES: u64 = 1 << 30;
 /// A tenant limit that was exceeded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitExceeded {
-    /// A linear memory would grow beyond `TenantConfig::max_memory_bytes`.
-    /// The instance is discarded.
+    /// The tenant's linear memories would grow beyond
+    /// `TenantConfig::max_memory_bytes` together. The instance is discarded.
     #[error(
-        "memory limit of {limit} bytes exceeded (a linear memory asked for {requested} bytes); the tenant's instance was discarded"
+        "memory limit of {limit} bytes exceeded (the tenant's linear memories asked for {requested} bytes together); the tenant's instance was discarded"
     )]
     Memory {
         /// The cap, in bytes (`TenantConfig::max_memory_bytes`).
         limit: usize,
-        /// The size the memory was asked to grow to, in bytes.
+        /// What the tenant's memories would hold together after the growth,
+        /// in bytes.
         requested: usize,
     },
     /// One call ran longer than `TenantConfig::max_call_time`. The instance
@@ -87,10 +88,14 @@ impl LimitExceeded {
     }
 }
 
-/// The store's resource limiter: caps each linear memory and remembers a
-/// refusal, so that the resulting trap can be reported as a limit.
+/// The store's resource limiter: caps the tenant's linear memories together
+/// (a tenant has one instance, or two once it opened a coordinator view)
+/// and remembers a refusal, so that the resulting trap can be reported as
+/// a limit.
 pub(crate) struct MemoryLimiter {
     max_memory_bytes: usize,
+    /// Bytes of linear memory the tenant's instances hold together.
+    in_use: usize,
     exceeded: Option<LimitExceeded>,
 }
 
@@ -98,6 +103,7 @@ impl MemoryLimiter {
     pub(crate) fn new(max_memory_bytes: usize) -> Self {
         MemoryLimiter {
             max_memory_bytes,
+            in_use: 0,
             exceeded: None,
         }
     }
@@ -109,11 +115,14 @@ impl MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.max_memory_bytes {
+    /// Called for a new memory too (`current` 0): the memories of a second
+    /// instance count against the same limit.
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.in_use.saturating_sub(current).saturating_add(desired);
+        if total > self.max_memory_bytes {
             let e = LimitExceeded::Memory {
                 limit: self.max_memory_bytes,
-                requested: desired,
+                requested: total,
             };
             self.exceeded = Some(e.clone());
             // An error (not `false`) traps at the growth itself: a Rust guest
@@ -121,6 +130,7 @@ impl ResourceLimiter for MemoryLimiter {
             // trap names the cause.
             return Err(wasmtime::Error::new(e));
         }
+        self.in_use = total;
         Ok(true)
     }
 
@@ -357,8 +367,30 @@ impl Drop for EpochTicker {
 
 #[cfg(test)]
 mod tests {
-    use super::EpochTicker;
+    use super::{EpochTicker, LimitExceeded, MemoryLimiter};
     use std::time::Duration;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn the_memory_cap_counts_every_memory_of_the_tenant() {
+        let mut limiter = MemoryLimiter::new(100);
+        // The first instance's memory, created and grown.
+        assert!(limiter.memory_growing(0, 40, None).unwrap());
+        assert!(limiter.memory_growing(40, 60, None).unwrap());
+        // A second memory: 60 + 30 fits, 60 + 50 does not.
+        assert!(limiter.memory_growing(0, 30, None).unwrap());
+        let e = limiter.memory_growing(30, 50, None).unwrap_err();
+        let expected = LimitExceeded::Memory {
+            limit: 100,
+            requested: 110,
+        };
+        assert_eq!(e.downcast_ref::<LimitExceeded>(), Some(&expected));
+        assert_eq!(limiter.take_exceeded(), Some(expected));
+        // The refused growth took nothing: the first memory may still use
+        // what is left.
+        assert!(limiter.memory_growing(60, 70, None).unwrap());
+        assert!(limiter.memory_growing(70, 71, None).is_err());
+    }
 
     #[test]
     fn a_huge_call_time_gives_a_deadline_wasmtime_can_add_to_the_epoch() {

@@ -6,6 +6,7 @@ use crate::cache::CacheStatus;
 use crate::error::{Error, Result};
 use crate::limits::EpochTicker;
 use crate::tenant::{Tenant, TenantConfig, TenantState};
+use crate::tenant_slots::TenantSlots;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +94,13 @@ impl PluginOptions {
 #[cfg(feature = "embedded-component")]
 pub const EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("CHECKPOINT_STORAGE_COMPONENT"));
 
+/// The task side of [`EMBEDDED_COMPONENT`] (world `checkpoint-storage-task`:
+/// every export but `coordinator`), built from the same code. [`Plugin::load`]
+/// gives each tenant an instance of it and adds an instance of the full
+/// component only when the tenant opens a coordinator view.
+#[cfg(feature = "embedded-component")]
+pub const EMBEDDED_TASK_COMPONENT: &[u8] = include_bytes!(env!("CHECKPOINT_STORAGE_TASK_COMPONENT"));
+
 /// The object storage build of the component (world
 /// `checkpoint-storage-blobstore`), built and embedded like
 /// [`EMBEDDED_COMPONENT`] when the `blobstore` feature is on.
@@ -103,12 +111,16 @@ pub const EMBEDDED_BLOBSTORE_COMPONENT: &[u8] = include_bytes!(env!("CHECKPOINT_
 #[derive(Clone)]
 pub struct Plugin {
     engine: Engine,
+    /// The full component (the contract); with the task side embedded,
+    /// the one instantiated beside it for coordinator calls.
     component: Component,
     pre: InstancePre<TenantState>,
     indices: Arc<ExportIndices>,
     ticker: Arc<EpochTicker>,
     /// Cap of a linear memory in the pool, if pooling.
     pool_max_memory: Option<usize>,
+    /// The pool's `max_tenants`, counted (pooling only).
+    slots: Option<Arc<TenantSlots>>,
     cache_status: CacheStatus,
     /// The runtime of object store I/O (blobstore plugins only).
     #[cfg(feature = "blobstore")]
@@ -119,13 +131,26 @@ impl Plugin {
     /// Loads the component embedded in this library, with default options.
     #[cfg(feature = "embedded-component")]
     pub fn load() -> Result<Self> {
-        Self::from_bytes(EMBEDDED_COMPONENT)
+        Self::load_with(&PluginOptions::default())
     }
 
     /// Loads the component embedded in this library, with engine options.
+    /// Tenants get an instance of its task side
+    /// ([`EMBEDDED_TASK_COMPONENT`]); the full component
+    /// ([`EMBEDDED_COMPONENT`]) is instantiated beside it at a tenant's
+    /// first coordinator call. Both are compiled here.
     #[cfg(feature = "embedded-component")]
     pub fn load_with(options: &PluginOptions) -> Result<Self> {
-        Self::from_bytes_with(EMBEDDED_COMPONENT, options)
+        let engine = Engine::new(&engine_config(options)?).map_err(Error::Setup)?;
+        check_epoch_tick(options)?;
+        let (task, task_cache) = compile(
+            &engine,
+            EMBEDDED_TASK_COMPONENT,
+            options,
+            "the task side of the component",
+        )?;
+        let (full, full_cache) = compile(&engine, EMBEDDED_COMPONENT, options, "the component")?;
+        Self::from_component(engine, full, Some(task), options, task_cache.and(full_cache), false)
     }
 
     /// Loads (compiles) a component given as bytes (a `.wasm` component
@@ -182,24 +207,16 @@ impl Plugin {
 
     fn with_engine_for(engine: &Engine, bytes: &[u8], options: &PluginOptions, blobstore: bool) -> Result<Self> {
         check_epoch_tick(options)?;
-        let engine = engine.clone();
-        let (component, cache_status) = match &options.cache_dir {
-            None => {
-                let component = Component::new(&engine, bytes)
-                    .context("compiling the component")
-                    .map_err(Error::Setup)?;
-                (component, CacheStatus::Disabled)
-            }
-            Some(dir) => crate::cache::load_or_compile(&engine, bytes, dir)
-                .context("compiling the component")
-                .map_err(Error::Setup)?,
-        };
-        Self::from_component(engine, component, options, cache_status, blobstore)
+        let (component, cache_status) = compile(engine, bytes, options, "the component")?;
+        Self::from_component(engine.clone(), component, None, options, cache_status, blobstore)
     }
 
+    /// `task`: the task side of `component`, which tenants then instantiate
+    /// first (`component` only for coordinator calls).
     fn from_component(
         engine: Engine,
         component: Component,
+        task: Option<Component>,
         options: &PluginOptions,
         cache_status: CacheStatus,
         blobstore: bool,
@@ -227,23 +244,34 @@ impl Plugin {
         crate::open_at::add_to_linker(&mut linker)
             .context("replacing descriptor.open-at")
             .map_err(Error::Setup)?;
-        // Every export is checked for its types once, at load: the whole
-        // filesystem world by `CheckpointStoragePre::new`; the object store
-        // world (no `file-merging`) by the interface lookups of
-        // `ExportIndices::new`.
-        let (pre, indices) = linker
+        // Every export of the full filesystem world is checked for its types
+        // once, at load, by `CheckpointStoragePre::new`; the object store
+        // world (no `file-merging`) and the task side (no `coordinator`) by
+        // the interface lookups of `ExportIndices::new`.
+        let full = linker
             .instantiate_pre(&component)
             .and_then(|pre| match blobstore {
                 false => CheckpointStoragePre::new(pre).map(|checked| checked.instance_pre().clone()),
                 true => Ok(pre),
             })
-            .and_then(|pre| ExportIndices::new(&pre).map(|indices| (pre, indices)))
             .context("linking the component: it must import only WASI")
             .map_err(Error::Setup)?;
+        let (pre, indices) = match &task {
+            None => ExportIndices::new(&full, None).map(|indices| (full, indices)),
+            Some(task) => linker
+                .instantiate_pre(task)
+                .and_then(|pre| ExportIndices::new(&pre, Some(full)).map(|indices| (pre, indices))),
+        }
+        .context("finding the component's exports")
+        .map_err(Error::Setup)?;
         let ticker = EpochTicker::start(&engine, options.epoch_tick)
             .context("starting the epoch ticker thread")
             .map_err(Error::Setup)?;
         let pool_max_memory = matches!(options.allocator, Allocator::Pooling { .. }).then_some(POOL_MAX_MEMORY_BYTES);
+        let slots = match options.allocator {
+            Allocator::Pooling { max_tenants, .. } => Some(TenantSlots::new(max_tenants)),
+            Allocator::OnDemand => None,
+        };
         Ok(Plugin {
             engine,
             component,
@@ -251,6 +279,7 @@ impl Plugin {
             indices,
             ticker,
             pool_max_memory,
+            slots,
             cache_status,
             #[cfg(feature = "blobstore")]
             blob_runtime,
@@ -292,7 +321,8 @@ impl Plugin {
             None => (crate::config_check::MAX_MEMORY_BYTES, "on-demand"),
         };
         crate::config_check::check(&config, max_memory, allocator)?;
-        Tenant::new(
+        let slot = self.slots.as_ref().map(|slots| slots.take()).transpose()?;
+        let tenant = Tenant::new(
             &self.engine,
             &self.pre,
             &self.indices,
@@ -300,7 +330,11 @@ impl Plugin {
             #[cfg(feature = "blobstore")]
             self.blob_runtime.as_ref(),
             config,
-        )
+        )?;
+        if let Some(slot) = slot {
+            tenant.hold_slot(slot);
+        }
+        Ok(tenant)
     }
 
     /// A tenant whose instance has no preopened directory (tests only).
@@ -310,9 +344,13 @@ impl Plugin {
     }
 }
 
-/// Core instances, memories and tables one instance of our component holds
-/// (a Rust wasip2 component has several core instances).
+/// Core instances, memories and tables a tenant's instances hold together
+/// (a Rust wasip2 component has several core instances; a tenant has one
+/// or two component instances).
 const CORE_INSTANCES_PER_TENANT: u32 = 8;
+/// The task side and, once a coordinator view is opened, the full
+/// component beside it.
+const COMPONENT_INSTANCES_PER_TENANT: u32 = 2;
 const MEMORIES_PER_TENANT: u32 = 2;
 const TABLES_PER_TENANT: u32 = 4;
 /// Largest linear memory in the pool (and the address space reserved per
@@ -348,7 +386,7 @@ pub fn engine_config(options: &PluginOptions) -> Result<Config> {
     } = options.allocator
     {
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(max_tenants)
+        pool.total_component_instances(max_tenants.saturating_mul(COMPONENT_INSTANCES_PER_TENANT))
             .total_core_instances(max_tenants.saturating_mul(CORE_INSTANCES_PER_TENANT))
             .total_memories(max_tenants.saturating_mul(MEMORIES_PER_TENANT))
             .total_tables(max_tenants.saturating_mul(TABLES_PER_TENANT))
@@ -369,4 +407,15 @@ pub fn engine_config(options: &PluginOptions) -> Result<Config> {
         config.memory_guard_size(64 << 10);
     }
     Ok(config)
+}
+
+/// Compiles `bytes` (`what`, for the error), through the cache when
+/// `options` names one.
+fn compile(engine: &Engine, bytes: &[u8], options: &PluginOptions, what: &str) -> Result<(Component, CacheStatus)> {
+    match &options.cache_dir {
+        None => Component::new(engine, bytes).map(|component| (component, CacheStatus::Disabled)),
+        Some(dir) => crate::cache::load_or_compile(engine, bytes, dir),
+    }
+    .with_context(|| format!("compiling {what}"))
+    .map_err(Error::Setup)
 }

@@ -11,6 +11,7 @@ use crate::limits::{
     EpochTicker, LimitExceeded, MemoryLimiter, StreamPermit, Usage,
 };
 use crate::open_at::Created;
+use crate::tenant_slots::TenantSlot;
 use crate::worker_exports::WorkerExports;
 use std::path::{Component as PathComponent, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,9 +31,12 @@ pub use checkpoint_storage_core::layout::GUEST_MOUNT;
 pub struct TenantConfig {
     /// The host directory the tenant may use, and nothing else. Must exist.
     pub dir: PathBuf,
-    /// Cap of each linear memory of the tenant's instance, in bytes, from
+    /// Cap of the tenant's linear memories together, in bytes, from
     /// [`crate::MIN_MEMORY_BYTES`] to [`crate::MAX_MEMORY_BYTES`] (with the
-    /// pooling allocator: to its slot size). Growing beyond it traps: [`LimitExceeded::Memory`], the instance is discarded.
+    /// pooling allocator: to its slot size). A tenant of [`crate::Plugin::load`]
+    /// has one instance, and a second once it opens a coordinator view;
+    /// both count. Growing beyond it traps: [`LimitExceeded::Memory`], the
+    /// instance is discarded.
     pub max_memory_bytes: usize,
     /// Wall-clock bound of one call into the tenant (epoch interruption).
     /// Exceeding it traps: [`LimitExceeded::ExecutionTime`], the instance is
@@ -207,6 +211,9 @@ pub(crate) struct Inner {
     poisoned: bool,
     /// The limit whose breach poisoned the instance, if one did.
     poisoned_by: Option<LimitExceeded>,
+    /// The pooling plugin's count of this tenant, given back after the
+    /// store (declared after it, so dropped after it).
+    slot: Option<TenantSlot>,
 }
 
 impl Inner {
@@ -234,6 +241,11 @@ impl Inner {
         if let Some(blob) = &self.store.data().blob {
             blob.deadline.begin_call();
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn exports(&self) -> &Exports {
+        &self.exports
     }
 
     pub(crate) fn worker(&mut self) -> wasmtime::Result<WorkerExports> {
@@ -448,6 +460,7 @@ impl Tenant {
                 exports: Exports::new(instance, indices.clone()),
                 poisoned: false,
                 poisoned_by: None,
+                slot: None,
             })),
             dir: Arc::new(dir),
             usage: Usage::new(config.max_open_streams, config.max_bytes_written),
@@ -458,6 +471,11 @@ impl Tenant {
             writeback_window: config.writeback_window,
             poisoned: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Counts this tenant in its pooling plugin until its store is gone.
+    pub(crate) fn hold_slot(&self, slot: TenantSlot) {
+        self.lock().slot = Some(slot);
     }
 
     /// The host directory of this tenant: `TenantConfig::dir` made absolute

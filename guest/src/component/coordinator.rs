@@ -6,6 +6,7 @@ use super::exports::flink::checkpoint_storage::types as wit;
 use super::types::*;
 use super::{ActiveSandbox as WasiSandbox, Component, path_in, path_out, sandbox};
 use checkpoint_storage_core::coordinator as coordinator_logic;
+use checkpoint_storage_core::coordinator::CompletedCheckpoint;
 use std::cell::RefCell;
 
 impl coord::Guest for Component {
@@ -138,5 +139,12 @@ impl coord::GuestMetadataOutputStream for MetadataStreamImpl {
             .close_and_finalize_checkpoint()
             .map(to_wit_completed)
             .map_err(to_wit_error)
+    }
+}
+
+fn to_wit_completed(c: CompletedCheckpoint) -> coord::CompletedCheckpoint {
+    coord::CompletedCheckpoint {
+        external_pointer: path_out(c.external_pointer),
+        metadata: to_wit_handle(c.metadata),
     }
 }

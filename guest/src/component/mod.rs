@@ -1,11 +1,16 @@
 //! The wit-bindgen glue, one file per WIT interface (`types`, `worker`,
 //! `coordinator`, `restore`, `file-merging`): each converts between WIT
 //! types and the core logic's types and calls it, nothing else (wasm32
-//! only). One code base, two worlds: the filesystem world by default, the
-//! object store world with the `blobstore` feature (which exports no
+//! only). One code base, three worlds: the filesystem world by default;
+//! its task side (every export but `coordinator`) with the `task` feature;
+//! the object store world with the `blobstore` feature (which exports no
 //! `file-merging`: merged files are appended to across streams, and an
 //! object is written once).
 
+#[cfg(all(feature = "task", feature = "blobstore"))]
+compile_error!("the features `task` and `blobstore` select different worlds: enable one of them");
+
+#[cfg(not(feature = "task"))]
 mod coordinator;
 #[cfg(not(feature = "blobstore"))]
 mod direct_io;
@@ -20,20 +25,30 @@ use types::WitResult;
 use checkpoint_storage_core::preopen::SandboxSlot;
 use std::rc::Rc;
 
+/// The filesystem worlds: `world` is the full one or its task side.
 #[cfg(not(feature = "blobstore"))]
-wit_bindgen::generate!({
-    path: "../wit",
-    world: "checkpoint-storage",
-    // The WASI types the contract names (a descriptor handed to the host)
-    // are the `wasip2` crate's, which the sandbox already uses.
-    with: {
-        "wasi:filesystem/types@0.2.12": wasip2::filesystem::types,
-        "wasi:io/streams@0.2.12": wasip2::io::streams,
-        "wasi:io/error@0.2.12": wasip2::io::error,
-        "wasi:io/poll@0.2.12": wasip2::io::poll,
-        "wasi:clocks/wall-clock@0.2.12": wasip2::clocks::wall_clock,
-    },
-});
+macro_rules! generate_filesystem_world {
+    ($world:literal) => {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: $world,
+            // The WASI types the contract names (a descriptor handed to the
+            // host) are the `wasip2` crate's, which the sandbox already uses.
+            with: {
+                "wasi:filesystem/types@0.2.12": wasip2::filesystem::types,
+                "wasi:io/streams@0.2.12": wasip2::io::streams,
+                "wasi:io/error@0.2.12": wasip2::io::error,
+                "wasi:io/poll@0.2.12": wasip2::io::poll,
+                "wasi:clocks/wall-clock@0.2.12": wasip2::clocks::wall_clock,
+            },
+        });
+    };
+}
+
+#[cfg(not(any(feature = "blobstore", feature = "task")))]
+generate_filesystem_world!("checkpoint-storage");
+#[cfg(feature = "task")]
+generate_filesystem_world!("checkpoint-storage-task");
 
 #[cfg(feature = "blobstore")]
 wit_bindgen::generate!({

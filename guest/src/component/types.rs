@@ -1,11 +1,9 @@
 //! WIT `types`: conversions between the WIT records and the core's types.
 
-use super::exports::flink::checkpoint_storage::coordinator as coord;
 use super::exports::flink::checkpoint_storage::types as wit;
 use super::{path_in, path_out};
 use checkpoint_storage_core::access::StateScope;
 use checkpoint_storage_core::config::{Backend, StorageConfig};
-use checkpoint_storage_core::coordinator::CompletedCheckpoint;
 use checkpoint_storage_core::error::{ErrorCode, StorageError};
 use checkpoint_storage_core::handle::StateHandle;
 use checkpoint_storage_core::reference::LocationReference;
@@ -117,6 +115,8 @@ pub(crate) fn from_wit_reference(reference: wit::LocationReference) -> Result<Lo
     }
 }
 
+/// Only the coordinator hands references out; the task side only reads them.
+#[cfg(not(feature = "task"))]
 pub(crate) fn to_wit_reference(reference: &LocationReference) -> wit::LocationReference {
     match reference {
         LocationReference::Default => wit::LocationReference::Default,
@@ -143,13 +143,6 @@ pub(crate) fn from_wit_config(config: wit::StorageConfig) -> StorageConfig {
         max_memory_state_size: Some(config.max_memory_state_size),
         s3_entropy_key: config.s3_entropy_key,
         s3_entropy_length: config.s3_entropy_length,
-    }
-}
-
-pub(crate) fn to_wit_completed(c: CompletedCheckpoint) -> coord::CompletedCheckpoint {
-    coord::CompletedCheckpoint {
-        external_pointer: path_out(c.external_pointer),
-        metadata: to_wit_handle(c.metadata),
     }
 }
 

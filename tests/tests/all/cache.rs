@@ -6,8 +6,14 @@ use checkpoint_storage_tests::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+/// The full component alone, one cache file: the cache's own behaviour.
+/// `Plugin::load_with` (two components, two files) has its own test.
+fn single(options: &PluginOptions) -> Result<Plugin> {
+    Plugin::from_bytes_with(EMBEDDED_COMPONENT, options)
+}
+
 fn load(cache: &Path) -> Plugin {
-    Plugin::load_with(&PluginOptions::default().with_cache_dir(cache)).expect("plugin loads")
+    single(&PluginOptions::default().with_cache_dir(cache)).expect("plugin loads")
 }
 
 /// The cache files (`*.cwasm`) in `dir`.
@@ -37,7 +43,8 @@ fn rejected(plugin: &Plugin) -> String {
     }
 }
 
-/// The plugin works: a tenant writes file state and it reads back.
+/// The plugin works: a tenant writes file state and it reads back, and it
+/// initialises a checkpoint.
 fn works(plugin: &Plugin) {
     let dir = tempfile::tempdir().unwrap();
     let job = job_id();
@@ -49,6 +56,13 @@ fn works(plugin: &Plugin) {
         std::fs::read(t.host_path(h.file_path().unwrap()).unwrap()).unwrap(),
         bytes(30_000, 5)
     );
+    // And the coordinator side (with `Plugin::load_with`, the other
+    // component).
+    t.open_coordinator_view(&StorageConfig::filesystem(&job), None)
+        .unwrap()
+        .initialize_location_for_checkpoint(7)
+        .unwrap();
+    assert!(dir.path().join(&job).join("chk-7").is_dir());
 }
 
 #[test]
@@ -80,9 +94,41 @@ fn second_load_comes_from_the_cache() {
 }
 
 #[test]
+fn the_embedded_plugin_caches_both_of_its_components() {
+    let cache = tempfile::tempdir().unwrap();
+    let options = PluginOptions::default().with_cache_dir(cache.path());
+    let first = Plugin::load_with(&options).unwrap();
+    assert_eq!(
+        first.cache_status(),
+        &CacheStatus::Miss {
+            rejected: None,
+            stored: true
+        }
+    );
+    // The task side and the full component.
+    let files = cache_files(cache.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    let second = Plugin::load_with(&options).unwrap();
+    assert_eq!(second.cache_status(), &CacheStatus::Hit);
+    works(&second);
+    // One of the two missing: that one is compiled and stored again.
+    std::fs::remove_file(&files[0]).unwrap();
+    let third = Plugin::load_with(&options).unwrap();
+    assert_eq!(
+        third.cache_status(),
+        &CacheStatus::Miss {
+            rejected: None,
+            stored: true
+        }
+    );
+    assert_eq!(cache_files(cache.path()), files);
+    works(&third);
+}
+
+#[test]
 fn engine_configuration_and_component_are_part_of_the_key() {
     let (cache, _) = seeded_cache();
-    let pooled = Plugin::load_with(&PluginOptions::pooling(4).with_cache_dir(cache.path())).unwrap();
+    let pooled = single(&PluginOptions::pooling(4).with_cache_dir(cache.path())).unwrap();
     assert!(matches!(
         pooled.cache_status(),
         CacheStatus::Miss {
@@ -339,7 +385,7 @@ fn stale_cache_files_are_deleted_when_another_is_stored() {
     std::os::unix::fs::symlink(&target, &link).unwrap();
 
     // Another engine configuration stores its artefact: the prune runs.
-    let pooled = Plugin::load_with(&PluginOptions::pooling(4).with_cache_dir(dir)).unwrap();
+    let pooled = single(&PluginOptions::pooling(4).with_cache_dir(dir)).unwrap();
     assert!(matches!(pooled.cache_status(), CacheStatus::Miss { stored: true, .. }));
     assert!(!stale.exists(), "unused for longer than {CACHE_STALE_AFTER:?}: deleted");
     assert!(fresh.exists() && seed.exists(), "recently used files stay");
@@ -366,7 +412,7 @@ fn a_hit_marks_its_file_as_used() {
         "mtime not refreshed: {since:?} ago"
     );
     // So storing another configuration's artefact keeps it.
-    Plugin::load_with(&PluginOptions::pooling(4).with_cache_dir(cache.path())).unwrap();
+    single(&PluginOptions::pooling(4).with_cache_dir(cache.path())).unwrap();
     assert!(seed.exists());
 }
 

@@ -99,6 +99,54 @@ fn memory_cap_below_the_components_initial_memory_refuses_the_tenant() {
     assert!(matches!(e, LimitExceeded::Memory { limit: 65536, .. }), "{e}");
 }
 
+/// A tenant's instances share its memory cap: the task side it starts
+/// with, and the full component a coordinator view adds beside it. A cap
+/// with room for one refuses the second as a memory limit; what the task
+/// side wrote before stays on disk.
+#[test]
+fn the_memory_cap_covers_the_coordinator_instance_too() {
+    // The task side's initial memory, as the limit reports it.
+    let dir = tempfile::tempdir().unwrap();
+    let initial = match plugin().tenant(TenantConfig::new(dir.path()).with_max_memory_bytes(64 << 10)) {
+        Err(Error::Limit(LimitExceeded::Memory { requested, .. })) => requested,
+        other => panic!("expected a memory limit, got {other:?}"),
+    };
+    // Room for the task side and half as much again: not for a second
+    // instance of about the same size.
+    let cap = initial + initial / 2;
+    let t = TestTenant::new();
+    t.init_job_dirs(&[1]);
+    let tenant = tenant_with(TenantConfig::new(t.tenant.dir()).with_max_memory_bytes(cap));
+    let factory = tenant
+        .open_worker_view(&StorageConfig::filesystem(&t.job))
+        .unwrap()
+        .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+        .unwrap();
+    let kept = factory
+        .write_state(StateScope::Exclusive, &bytes(30_000, 3))
+        .unwrap()
+        .unwrap();
+    let kept_path = tenant.host_path(kept.file_path().unwrap()).unwrap();
+
+    let e = limit(tenant.open_coordinator_view(&StorageConfig::filesystem(&t.job), None));
+    assert!(
+        matches!(e, LimitExceeded::Memory { limit, requested } if limit == cap && requested > cap),
+        "{e}"
+    );
+    assert_eq!(tenant.poisoned_by_limit(), Some(e));
+    assert_eq!(std::fs::read(&kept_path).unwrap(), bytes(30_000, 3));
+
+    // With room for both, the same tenant set-up opens both views.
+    let roomy = tenant_with(TenantConfig::new(t.tenant.dir()).with_max_memory_bytes(4 * initial));
+    roomy.open_worker_view(&StorageConfig::filesystem(&t.job)).unwrap();
+    roomy
+        .open_coordinator_view(&StorageConfig::filesystem(&t.job), None)
+        .unwrap()
+        .initialize_location_for_checkpoint(2)
+        .unwrap();
+    assert!(!roomy.is_poisoned());
+}
+
 #[test]
 fn pooling_refuses_a_memory_cap_above_its_slots() {
     let plugin = Plugin::load_with(&PluginOptions::pooling(2)).unwrap();
@@ -352,7 +400,11 @@ fn writes_larger_than_the_memory_cap_are_split_not_a_trap() {
         "{h}"
     );
     assert_eq!(tenant.read_state(&h).unwrap(), big);
-    let location = tenant
+    // The coordinator's own tenant, as on Flink's JobManager: the cap
+    // covers a tenant's instances together, and the worker side above has
+    // already grown its memory.
+    let coordinator = tenant_with(TenantConfig::new(t.tenant.dir()).with_max_memory_bytes(cap));
+    let location = coordinator
         .open_coordinator_view(&StorageConfig::filesystem(&t.job), None)
         .unwrap()
         .initialize_location_for_checkpoint(2)
@@ -360,7 +412,8 @@ fn writes_larger_than_the_memory_cap_are_split_not_a_trap() {
     let meta = location.create_metadata_output_stream().unwrap();
     meta.write(&big).unwrap();
     let done = meta.close_and_finalize_checkpoint().unwrap();
-    assert_eq!(tenant.read_state(&done.metadata).unwrap(), big);
+    assert_eq!(coordinator.read_state(&done.metadata).unwrap(), big);
+    assert!(!coordinator.is_poisoned());
     // Reads are bounded per call too: asking for everything gives one piece.
     let input = tenant.open_input_stream(&h).unwrap();
     assert_eq!(input.read(u64::MAX).unwrap(), big[..MAX_BYTES_PER_CALL].to_vec());

@@ -171,13 +171,19 @@ fn pooling_allocator_runs_tenants() {
             std::fs::read(t.host_path(h.file_path().unwrap()).unwrap()).unwrap(),
             bytes(30_000, i as u8)
         );
+        // Every tenant may add its coordinator instance: the pool has room
+        // for the second instance of each.
+        t.open_coordinator_view(&StorageConfig::filesystem(&job), None)
+            .unwrap()
+            .initialize_location_for_checkpoint(1)
+            .unwrap();
+        assert!(t.dir().join(&job).join("chk-1").is_dir());
     }
     // The pool is full: a fifth tenant is a setup error, not a crash.
     let extra = tempfile::tempdir().unwrap();
-    assert!(matches!(
-        plugin.tenant(TenantConfig::new(extra.path())),
-        Err(Error::Setup(_))
-    ));
+    let e = plugin.tenant(TenantConfig::new(extra.path())).unwrap_err();
+    assert!(matches!(e, Error::Setup(_)), "{e}");
+    assert!(e.to_string().contains("all 4 tenant slots"), "{e}");
     drop(tenants);
     assert!(
         plugin.tenant(TenantConfig::new(extra.path())).is_ok(),
