@@ -321,3 +321,31 @@ fn prune_stale(dir: &Path, keep: &Path, now: SystemTime) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CacheStatus::{self, *};
+
+    fn miss(rejected: Option<&str>, stored: bool) -> CacheStatus {
+        Miss {
+            rejected: rejected.map(str::to_string),
+            stored,
+        }
+    }
+
+    #[test]
+    fn two_components_hit_only_when_both_do() {
+        assert_eq!(Hit.and(Hit), Hit);
+        assert_eq!(Disabled.and(Disabled), Disabled);
+        assert_eq!(Hit.and(miss(None, true)), miss(None, true));
+        assert_eq!(miss(Some("foreign"), true).and(Hit), miss(Some("foreign"), true));
+        assert_eq!(
+            miss(None, true).and(miss(Some("short"), false)),
+            miss(Some("short"), false)
+        );
+        assert_eq!(
+            miss(Some("first"), true).and(miss(Some("second"), true)),
+            miss(Some("first"), true)
+        );
+    }
+}
