@@ -19,56 +19,88 @@ use crate::tenant::TenantState;
 use crate::worker_exports::{WorkerExports, WorkerIndices};
 use exports::flink::checkpoint_storage::{coordinator, direct_io, file_merging, restore};
 use std::sync::Arc;
+use wasmtime::AsContextMut;
 use wasmtime::component::{Instance, InstancePre};
 
-/// Where each exported interface's functions sit in the component: found
+/// Which of a tenant's instances a resource lives in, and so which one
+/// answers calls on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The instance the tenant starts with.
+    Own,
+    /// The full component's instance beside a task-side one: created at
+    /// the tenant's first call of an interface the task side lacks
+    /// (`coordinator`, `file-merging`).
+    Beside,
+}
+
+/// Where each exported interface's functions sit in the components: found
 /// once per plugin, shared by its tenants.
 pub(crate) struct ExportIndices {
+    /// The component every tenant instantiates: the full one, or its task
+    /// side (world `checkpoint-storage-task`), which starts faster because
+    /// it exports less.
+    own: Interfaces,
+    /// With a task side: the full component, and its interfaces.
+    beside: Option<(InstancePre<TenantState>, Interfaces)>,
+}
+
+/// One component's exported interfaces; `None` where it exports none.
+struct Interfaces {
     worker: Arc<WorkerIndices>,
-    coordinator: CoordinatorSide,
     restore: restore::GuestIndices,
-    /// `None` for the object store build, which exports no `file-merging`.
+    coordinator: Option<coordinator::GuestIndices>,
+    /// The object store build and the task side export no `file-merging`.
     file_merging: Option<file_merging::GuestIndices>,
-    /// `None` for the object store build, which has no files to hand over.
+    /// The object store build has no files to hand over.
     direct_io: Option<direct_io::GuestIndices>,
 }
 
-/// Which instance answers `coordinator` calls.
-enum CoordinatorSide {
-    /// The tenant's instance: its component exports `coordinator`.
-    Same(coordinator::GuestIndices),
-    /// A second instance, of this full component, created in the tenant's
-    /// store at its first coordinator call: the tenant's own component is
-    /// the task side (world `checkpoint-storage-task`), which starts
-    /// faster because it exports less.
-    Beside {
-        pre: InstancePre<TenantState>,
-        indices: coordinator::GuestIndices,
-    },
+impl Interfaces {
+    fn new(pre: &InstancePre<TenantState>) -> wasmtime::Result<Self> {
+        Ok(Interfaces {
+            worker: Arc::new(WorkerIndices::new(pre.component())?),
+            restore: restore::GuestIndices::new(pre)?,
+            coordinator: coordinator::GuestIndices::new(pre).ok(),
+            file_merging: file_merging::GuestIndices::new(pre).ok(),
+            direct_io: direct_io::GuestIndices::new(pre).ok(),
+        })
+    }
 }
 
 impl ExportIndices {
-    /// The indices of `pre`'s exports; `coordinator_beside` is the full
-    /// component whose instance answers coordinator calls when `pre` is
-    /// the task side.
+    /// The indices of `pre`'s exports; `beside` is the full component
+    /// instantiated next to `pre` when `pre` is the task side.
     pub(crate) fn new(
         pre: &InstancePre<TenantState>,
-        coordinator_beside: Option<InstancePre<TenantState>>,
+        beside: Option<InstancePre<TenantState>>,
     ) -> wasmtime::Result<Arc<Self>> {
-        let coordinator = match coordinator_beside {
-            None => CoordinatorSide::Same(coordinator::GuestIndices::new(pre)?),
-            Some(beside) => CoordinatorSide::Beside {
-                indices: coordinator::GuestIndices::new(&beside)?,
-                pre: beside,
-            },
+        let own = Interfaces::new(pre)?;
+        let beside = match beside {
+            None => None,
+            Some(full) => Some(Interfaces::new(&full).map(|interfaces| (full, interfaces))?),
         };
-        Ok(Arc::new(ExportIndices {
-            worker: Arc::new(WorkerIndices::new(pre.component())?),
-            coordinator,
-            restore: restore::GuestIndices::new(pre)?,
-            file_merging: file_merging::GuestIndices::new(pre).ok(),
-            direct_io: direct_io::GuestIndices::new(pre).ok(),
-        }))
+        let exports_coordinator = |i: &Interfaces| i.coordinator.is_some();
+        if !exports_coordinator(&own) && !beside.as_ref().is_some_and(|(_, i)| exports_coordinator(i)) {
+            wasmtime::bail!("the component exports no `coordinator` interface");
+        }
+        Ok(Arc::new(ExportIndices { own, beside }))
+    }
+
+    /// The component that exports what `has` asks about: the tenant's own
+    /// if it does, else the one beside it.
+    fn side_with(&self, has: impl Fn(&Interfaces) -> bool) -> Side {
+        match &self.beside {
+            Some((_, beside)) if !has(&self.own) && has(beside) => Side::Beside,
+            _ => Side::Own,
+        }
+    }
+
+    fn interfaces(&self, side: Side) -> &Interfaces {
+        match (side, &self.beside) {
+            (Side::Beside, Some((_, beside))) => beside,
+            _ => &self.own,
+        }
     }
 }
 
@@ -77,12 +109,8 @@ impl ExportIndices {
 /// `worker`, and loading all three was ~10% of a tenant start. `worker` goes
 /// further: each of its functions is looked up at its own first use
 /// (`worker_exports`).
-pub(crate) struct Exports {
-    instance: Instance,
-    /// The instance of the full component beside a task-side one, once a
-    /// coordinator call made it (`CoordinatorSide::Beside`).
-    beside: Option<Instance>,
-    indices: Arc<ExportIndices>,
+#[derive(Default)]
+struct Loaded {
     worker: Option<WorkerExports>,
     coordinator: Option<coordinator::Guest>,
     restore: Option<restore::Guest>,
@@ -90,91 +118,132 @@ pub(crate) struct Exports {
     direct_io: Option<direct_io::Guest>,
 }
 
+/// A tenant's instances and what was loaded of their exports.
+pub(crate) struct Exports {
+    indices: Arc<ExportIndices>,
+    own: (Instance, Loaded),
+    /// The full component's instance beside a task-side one, once a call
+    /// of `coordinator` or `file-merging` made it.
+    beside: Option<(Instance, Loaded)>,
+}
+
 impl Exports {
     pub(crate) fn new(instance: Instance, indices: Arc<ExportIndices>) -> Self {
         Exports {
-            instance,
-            beside: None,
             indices,
-            worker: None,
-            coordinator: None,
-            restore: None,
-            file_merging: None,
-            direct_io: None,
+            own: (instance, Loaded::default()),
+            beside: None,
         }
     }
 
-    pub(crate) fn worker(&mut self) -> WorkerExports {
-        let (indices, instance) = (&self.indices.worker, self.instance);
-        self.worker
-            .get_or_insert_with(|| WorkerExports::new(instance, indices.clone()))
-            .clone()
-    }
-
-    pub(crate) fn coordinator(
-        &mut self,
-        mut store: impl wasmtime::AsContextMut<Data = TenantState>,
-    ) -> wasmtime::Result<coordinator::Guest> {
-        if let Some(g) = &self.coordinator {
-            return Ok(g.clone());
-        }
-        let (indices, instance) = match &self.indices.coordinator {
-            CoordinatorSide::Same(indices) => (indices, self.instance),
-            CoordinatorSide::Beside { pre, indices } => {
-                // A failed instantiation leaves nothing to retry with: the
-                // caller poisons the tenant, as for a trap.
-                let instance = match self.beside {
-                    Some(instance) => instance,
-                    None => *self.beside.insert(
-                        pre.instantiate(&mut store)
-                            .map_err(|e| e.context("instantiating the coordinator side of the tenant"))?,
-                    ),
-                };
-                (indices, instance)
-            }
-        };
-        cached(&mut self.coordinator, || indices.load(store, &instance))
-    }
-
-    /// Whether this tenant's coordinator side runs in a second instance
-    /// that exists now.
+    /// Whether the tenant's second instance exists now.
     #[cfg(test)]
     pub(crate) fn has_instance_beside(&self) -> bool {
         self.beside.is_some()
     }
 
-    pub(crate) fn restore(&mut self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<restore::Guest> {
-        let (indices, instance) = (&self.indices.restore, &self.instance);
-        cached(&mut self.restore, || indices.load(store, instance))
+    /// The `worker` functions of `side`'s instance (a state output stream
+    /// made by a file-merging factory lives where `file-merging` does).
+    pub(crate) fn worker(
+        &mut self,
+        side: Side,
+        mut store: impl AsContextMut<Data = TenantState>,
+    ) -> wasmtime::Result<WorkerExports> {
+        let Exports { indices, own, beside } = self;
+        let (instance, loaded) = instance_of(indices, own, beside, side, &mut store)?;
+        Ok(loaded
+            .worker
+            .get_or_insert_with(|| WorkerExports::new(instance, indices.interfaces(side).worker.clone()))
+            .clone())
+    }
+
+    pub(crate) fn coordinator(
+        &mut self,
+        mut store: impl AsContextMut<Data = TenantState>,
+    ) -> wasmtime::Result<coordinator::Guest> {
+        let Exports { indices, own, beside } = self;
+        let side = indices.side_with(|i| i.coordinator.is_some());
+        let (instance, loaded) = instance_of(indices, own, beside, side, &mut store)?;
+        let Some(coordinator) = &indices.interfaces(side).coordinator else {
+            wasmtime::bail!("the component exports no coordinator interface")
+        };
+        cached(&mut loaded.coordinator, || coordinator.load(store, &instance))
+    }
+
+    pub(crate) fn restore(
+        &mut self,
+        mut store: impl AsContextMut<Data = TenantState>,
+    ) -> wasmtime::Result<restore::Guest> {
+        let Exports { indices, own, beside } = self;
+        let (instance, loaded) = instance_of(indices, own, beside, Side::Own, &mut store)?;
+        cached(&mut loaded.restore, || indices.own.restore.load(store, &instance))
+    }
+
+    /// Whether `side`'s component exports `direct-io`.
+    pub(crate) fn has_direct_io(&self, side: Side) -> bool {
+        self.indices.interfaces(side).direct_io.is_some()
+    }
+
+    pub(crate) fn direct_io(
+        &mut self,
+        side: Side,
+        mut store: impl AsContextMut<Data = TenantState>,
+    ) -> wasmtime::Result<direct_io::Guest> {
+        let Exports { indices, own, beside } = self;
+        let (instance, loaded) = instance_of(indices, own, beside, side, &mut store)?;
+        let Some(direct_io) = &indices.interfaces(side).direct_io else {
+            wasmtime::bail!("the component exports no direct-io interface")
+        };
+        cached(&mut loaded.direct_io, || direct_io.load(store, &instance))
+    }
+
+    /// Whether the tenant's components export `file-merging`.
+    pub(crate) fn has_file_merging(&self) -> bool {
+        self.indices.interfaces(self.file_merging_side()).file_merging.is_some()
+    }
+
+    /// The instance `file-merging` lives in, and with it every resource
+    /// it makes (its state output streams too).
+    pub(crate) fn file_merging_side(&self) -> Side {
+        self.indices.side_with(|i| i.file_merging.is_some())
+    }
+
+    pub(crate) fn file_merging(
+        &mut self,
+        mut store: impl AsContextMut<Data = TenantState>,
+    ) -> wasmtime::Result<file_merging::Guest> {
+        let side = self.file_merging_side();
+        let Exports { indices, own, beside } = self;
+        let (instance, loaded) = instance_of(indices, own, beside, side, &mut store)?;
+        let Some(file_merging) = &indices.interfaces(side).file_merging else {
+            wasmtime::bail!("the component exports no file-merging interface")
+        };
+        cached(&mut loaded.file_merging, || file_merging.load(store, &instance))
     }
 }
 
-impl Exports {
-    /// Whether the component exports `direct-io`.
-    pub(crate) fn has_direct_io(&self) -> bool {
-        self.indices.direct_io.is_some()
+/// The instance of `side` and what was loaded of it; the instance beside
+/// is made at its first use. A failed instantiation leaves nothing to
+/// retry with: the caller poisons the tenant, as for a trap.
+fn instance_of<'a>(
+    indices: &ExportIndices,
+    own: &'a mut (Instance, Loaded),
+    beside: &'a mut Option<(Instance, Loaded)>,
+    side: Side,
+    store: &mut impl AsContextMut<Data = TenantState>,
+) -> wasmtime::Result<(Instance, &'a mut Loaded)> {
+    let pre = match (side, &indices.beside) {
+        (Side::Beside, Some((pre, _))) => pre,
+        _ => return Ok((own.0, &mut own.1)),
+    };
+    if beside.is_none() {
+        let instance = pre
+            .instantiate(&mut *store)
+            .map_err(|e| e.context("instantiating the full component beside the tenant's task side"))?;
+        *beside = Some((instance, Loaded::default()));
     }
-
-    pub(crate) fn direct_io(&mut self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<direct_io::Guest> {
-        let (indices, instance) = (&self.indices.direct_io, &self.instance);
-        let indices = indices
-            .as_ref()
-            .ok_or_else(|| wasmtime::format_err!("the component exports no direct-io interface"))?;
-        cached(&mut self.direct_io, || indices.load(store, instance))
-    }
-
-    /// Whether the component exports `file-merging`.
-    pub(crate) fn has_file_merging(&self) -> bool {
-        self.indices.file_merging.is_some()
-    }
-
-    pub(crate) fn file_merging(&mut self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<file_merging::Guest> {
-        let (indices, instance) = (&self.indices.file_merging, &self.instance);
-        let indices = indices
-            .as_ref()
-            .ok_or_else(|| wasmtime::format_err!("the component exports no file-merging interface"))?;
-        cached(&mut self.file_merging, || indices.load(store, instance))
-    }
+    let (instance, loaded) = beside.as_mut().expect("made above");
+    Ok((*instance, loaded))
 }
 
 /// The value in `slot`, loaded into it first if empty.
@@ -189,9 +258,12 @@ fn cached<G: Clone>(slot: &mut Option<G>, load: impl FnOnce() -> wasmtime::Resul
 
 #[cfg(test)]
 mod tests {
+    use crate::file_merging::{FileMergingOptions, SubtaskKey};
     use crate::plugin::{EMBEDDED_COMPONENT, Plugin};
     use crate::tenant::{Tenant, TenantConfig};
     use crate::types::{LocationReference, StateScope, StorageConfig};
+
+    const JOB: &str = "0123456789abcdef0123456789abcdef";
 
     fn has_instance_beside(tenant: &Tenant) -> bool {
         tenant.with_inner(|inner| inner.exports().has_instance_beside())
@@ -202,8 +274,7 @@ mod tests {
         let plugin = Plugin::load().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let tenant = plugin.tenant(TenantConfig::new(dir.path())).unwrap();
-        let job = "0123456789abcdef0123456789abcdef";
-        let config = StorageConfig::filesystem(job);
+        let config = StorageConfig::filesystem(JOB);
         let factory = tenant
             .open_worker_view(&config)
             .unwrap()
@@ -214,21 +285,72 @@ mod tests {
         assert!(has_instance_beside(&tenant));
         // Both answer, each from its own instance, in any order.
         coordinator.initialize_location_for_checkpoint(2).unwrap();
-        assert!(dir.path().join(job).join("chk-2").is_dir());
+        assert!(dir.path().join(JOB).join("chk-2").is_dir());
         let handle = factory.write_state(StateScope::Exclusive, &[7; 100]).unwrap().unwrap();
         assert_eq!(tenant.read_state(&handle).unwrap(), vec![7; 100]);
         let second = tenant.open_coordinator_view(&config, None).unwrap();
         assert!(second.has_default_savepoint_location().is_ok_and(|has| !has));
     }
 
+    /// File merging lives beside too, and so do the streams its factories
+    /// make: their `worker` and `direct-io` calls go to that instance,
+    /// while the worker view's streams stay in the tenant's own.
     #[test]
-    fn a_plugin_of_one_component_answers_coordinator_calls_from_its_own_instance() {
+    fn file_merging_and_its_streams_live_in_the_instance_beside() {
+        let plugin = Plugin::load().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = plugin.tenant(TenantConfig::new(dir.path())).unwrap();
+        let config = StorageConfig::filesystem(JOB);
+        std::fs::create_dir_all(dir.path().join(JOB).join("chk-1")).unwrap();
+        let plain = tenant
+            .open_worker_view(&config)
+            .unwrap()
+            .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+            .unwrap();
+        let manager = tenant
+            .open_file_merging_manager(&config, "tm-1", &FileMergingOptions::enabled())
+            .unwrap();
+        assert!(has_instance_beside(&tenant));
+        let subtask = SubtaskKey::new("a3f1c2d4e5f60718293a4b5c6d7e8f90", 0, 1);
+        manager.register_subtask(&subtask).unwrap();
+        let merging = manager
+            .resolve_checkpoint_storage_location(&subtask, 1, &LocationReference::Default)
+            .unwrap();
+        // Small and large writes (the large ones go straight into the file
+        // through the instance beside's `direct-io`), interleaved with a
+        // stream of the worker view.
+        let small: Vec<u8> = (0..50_000u32).map(|i| i as u8).collect();
+        let large: Vec<u8> = (0..3_000_000u32).map(|i| (i / 7) as u8).collect();
+        let mut merged = merging
+            .create_checkpoint_state_output_stream(StateScope::Exclusive)
+            .unwrap();
+        let mut own = plain
+            .create_checkpoint_state_output_stream(StateScope::Exclusive)
+            .unwrap();
+        merged.write(&small).unwrap();
+        own.write(&small).unwrap();
+        merged.write(&large).unwrap();
+        own.write(&large).unwrap();
+        assert_eq!(merged.get_pos().unwrap(), (small.len() + large.len()) as u64);
+        let merged = merged.close_and_get_handle().unwrap().unwrap();
+        let own = own.close_and_get_handle().unwrap().unwrap();
+        let expected = [small, large].concat();
+        assert_eq!(tenant.read_state(&merged).unwrap(), expected);
+        assert_eq!(tenant.read_state(&own).unwrap(), expected);
+        assert!(!tenant.is_poisoned());
+    }
+
+    #[test]
+    fn a_plugin_of_one_component_answers_every_call_from_its_own_instance() {
         let plugin = Plugin::from_bytes(EMBEDDED_COMPONENT).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let tenant = plugin.tenant(TenantConfig::new(dir.path())).unwrap();
-        let config = StorageConfig::filesystem("0123456789abcdef0123456789abcdef");
+        let config = StorageConfig::filesystem(JOB);
         tenant.open_worker_view(&config).unwrap();
         tenant.open_coordinator_view(&config, None).unwrap();
+        tenant
+            .open_file_merging_manager(&config, "tm-1", &FileMergingOptions::enabled())
+            .unwrap();
         assert!(!has_instance_beside(&tenant));
     }
 }

@@ -93,13 +93,19 @@ impl Tenant {
                     .into(),
             }));
         }
-        let resource = self.call(|i| {
-            i.file_merging()?
-                .file_merging_snapshot_manager()
-                .call_open(&mut i.store, config, task_manager_id, *options)
+        let (resource, side) = self.call(|i| {
+            let opened = i.file_merging()?.file_merging_snapshot_manager().call_open(
+                &mut i.store,
+                config,
+                task_manager_id,
+                *options,
+            )?;
+            Ok(opened.map(|resource| (resource, i.file_merging_side())))
         })?;
+        // Its factories and their streams live in the same instance
+        // (`Owned::sibling`).
         Ok(FileMergingSnapshotManager(
-            Owned::new(self, resource),
+            Owned::on_side(self, resource, side),
             config.exact_boundary(),
         ))
     }

@@ -89,7 +89,8 @@ impl LimitExceeded {
 }
 
 /// The store's resource limiter: caps the tenant's linear memories together
-/// (a tenant has one instance, or two once it opened a coordinator view)
+/// (a tenant has one instance, or two once it opened a coordinator view or
+/// a file-merging manager)
 /// and remembers a refusal, so that the resulting trap can be reported as
 /// a limit.
 pub(crate) struct MemoryLimiter {

@@ -46,7 +46,6 @@ use crate::direct_io;
 use crate::error::Result;
 use crate::limits::StreamPermit;
 use crate::resource::{Owned, pieces};
-use crate::tenant::Inner;
 use crate::types::StateHandle;
 use std::fs::File;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -368,12 +367,12 @@ impl Io {
     /// Asks the guest whether the next `len` bytes may go straight into
     /// its file.
     fn ask_direct(&self, w: &mut Writes, len: usize) -> Result<()> {
-        if !self.owned.tenant.lock().has_direct_io() {
+        if !self.owned.tenant.lock().has_direct_io(self.owned.side) {
             // The object store build: there is no file to hand over.
             w.direct = Direct::Never;
             return Ok(());
         }
-        let answer = self.owned.call_on(Inner::direct_io, |g, i, r| {
+        let answer = self.owned.call_direct_io(|g, i, r| {
             let answer = g.call_prepare_direct_write(&mut i.store, r, len as u64)?;
             // The descriptor leaves the tenant's table in any case: the host
             // keeps the file itself, and nothing of the guest refers to it.
@@ -402,7 +401,7 @@ impl Io {
         let written = *unreported;
         let result = self
             .owned
-            .call_on(Inner::direct_io, |g, i, r| g.call_advance(&mut i.store, r, written));
+            .call_direct_io(|g, i, r| g.call_advance(&mut i.store, r, written));
         match result {
             Ok(()) => {
                 *offset += written;

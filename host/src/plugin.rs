@@ -95,9 +95,10 @@ impl PluginOptions {
 pub const EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("CHECKPOINT_STORAGE_COMPONENT"));
 
 /// The task side of [`EMBEDDED_COMPONENT`] (world `checkpoint-storage-task`:
-/// every export but `coordinator`), built from the same code. [`Plugin::load`]
-/// gives each tenant an instance of it and adds an instance of the full
-/// component only when the tenant opens a coordinator view.
+/// worker, restore and direct I/O: no `coordinator`, no `file-merging`),
+/// built from the same code. [`Plugin::load`] gives each tenant an instance
+/// of it and adds an instance of the full component only when the tenant
+/// opens a coordinator view or a file-merging manager.
 #[cfg(feature = "embedded-component")]
 pub const EMBEDDED_TASK_COMPONENT: &[u8] = include_bytes!(env!("CHECKPOINT_STORAGE_TASK_COMPONENT"));
 
@@ -112,7 +113,7 @@ pub const EMBEDDED_BLOBSTORE_COMPONENT: &[u8] = include_bytes!(env!("CHECKPOINT_
 pub struct Plugin {
     engine: Engine,
     /// The full component (the contract); with the task side embedded,
-    /// the one instantiated beside it for coordinator calls.
+    /// the one instantiated beside it for coordinator and file-merging calls.
     component: Component,
     pre: InstancePre<TenantState>,
     indices: Arc<ExportIndices>,
@@ -138,7 +139,7 @@ impl Plugin {
     /// Tenants get an instance of its task side
     /// ([`EMBEDDED_TASK_COMPONENT`]); the full component
     /// ([`EMBEDDED_COMPONENT`]) is instantiated beside it at a tenant's
-    /// first coordinator call. Both are compiled here.
+    /// first coordinator or file-merging call. Both are compiled here.
     #[cfg(feature = "embedded-component")]
     pub fn load_with(options: &PluginOptions) -> Result<Self> {
         let engine = Engine::new(&engine_config(options)?).map_err(Error::Setup)?;
@@ -212,7 +213,7 @@ impl Plugin {
     }
 
     /// `task`: the task side of `component`, which tenants then instantiate
-    /// first (`component` only for coordinator calls).
+    /// first (`component` only for coordinator and file-merging calls).
     fn from_component(
         engine: Engine,
         component: Component,
@@ -348,8 +349,8 @@ impl Plugin {
 /// (a Rust wasip2 component has several core instances; a tenant has one
 /// or two component instances).
 const CORE_INSTANCES_PER_TENANT: u32 = 8;
-/// The task side and, once a coordinator view is opened, the full
-/// component beside it.
+/// The task side and, once a coordinator view or a file-merging manager is
+/// opened, the full component beside it.
 const COMPONENT_INSTANCES_PER_TENANT: u32 = 2;
 const MEMORIES_PER_TENANT: u32 = 2;
 const TABLES_PER_TENANT: u32 = 4;

@@ -2,6 +2,8 @@
 //! every resource is a Rust value that calls into its tenant, and dropping
 //! it drops the guest resource (for a stream: discards it).
 
+use crate::bindings::Side;
+use crate::bindings::exports::flink::checkpoint_storage::direct_io::Guest as DirectIoGuest;
 use crate::error::Result;
 use crate::tenant::{Inner, Tenant};
 use crate::worker_exports::WorkerExports as WorkerGuest;
@@ -26,23 +28,33 @@ pub(crate) fn pieces(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 pub(crate) struct Owned {
     pub(crate) tenant: Tenant,
     pub(crate) resource: ResourceAny,
+    /// The instance the resource lives in: calls of `worker` and
+    /// `direct-io` functions on it go there.
+    pub(crate) side: Side,
 }
 
 /// What a call on an owned resource returns from the guest.
 pub(crate) type GuestResult<T> = wasmtime::Result<std::result::Result<T, crate::error::StorageError>>;
 
 impl Owned {
-    /// Takes ownership of `resource` of `tenant`.
+    /// Takes ownership of `resource` of `tenant`'s own instance.
     pub(crate) fn new(tenant: &Tenant, resource: ResourceAny) -> Owned {
+        Owned::on_side(tenant, resource, Side::Own)
+    }
+
+    /// Takes ownership of `resource` of `tenant`'s instance `side`.
+    pub(crate) fn on_side(tenant: &Tenant, resource: ResourceAny, side: Side) -> Owned {
         Owned {
             tenant: tenant.clone(),
             resource,
+            side,
         }
     }
 
-    /// Another resource of the same tenant.
+    /// Another resource of the same tenant, made by this one (so in the
+    /// same instance).
     pub(crate) fn sibling(&self, resource: ResourceAny) -> Owned {
-        Owned::new(&self.tenant, resource)
+        Owned::on_side(&self.tenant, resource, self.side)
     }
 
     /// One call on this resource through the interface `guest` loads.
@@ -59,7 +71,21 @@ impl Owned {
     }
 
     pub(crate) fn call<T>(&self, f: impl FnOnce(&WorkerGuest, &mut Inner, ResourceAny) -> GuestResult<T>) -> Result<T> {
-        self.call_on(Inner::worker, f)
+        match self.side {
+            Side::Own => self.call_on(Inner::worker, f),
+            Side::Beside => self.call_on(Inner::worker_beside, f),
+        }
+    }
+
+    /// One `direct-io` call on this resource, in its instance.
+    pub(crate) fn call_direct_io<T>(
+        &self,
+        f: impl FnOnce(&DirectIoGuest, &mut Inner, ResourceAny) -> GuestResult<T>,
+    ) -> Result<T> {
+        match self.side {
+            Side::Own => self.call_on(Inner::direct_io, f),
+            Side::Beside => self.call_on(Inner::direct_io_beside, f),
+        }
     }
 
     pub(crate) fn call_infallible<T>(

@@ -14,6 +14,7 @@
 //! restored state, and a direct read of any size costs less than a call
 //! into the guest (which reads the same file).
 
+use crate::bindings::Side;
 use crate::bindings::exports::flink::checkpoint_storage::restore::Guest as RestoreGuest;
 use crate::direct_io;
 use crate::error::{Error, Result};
@@ -79,7 +80,8 @@ pub struct StateInputStream {
 /// Asks the guest for the file of the stream `resource` just opened. A
 /// refusal only means reads go through the guest; a trap fails the call.
 fn take_direct_read(i: &mut Inner, resource: ResourceAny) -> wasmtime::Result<DirectRead> {
-    if !i.has_direct_io() {
+    // State input streams live in the tenant's own instance.
+    if !i.has_direct_io(Side::Own) {
         // The object store build: there is no file to hand over.
         return Ok(DirectRead::Never);
     }

@@ -4,7 +4,7 @@
 use crate::bindings::exports::flink::checkpoint_storage::{
     coordinator::Guest as CoordinatorGuest, restore::Guest as RestoreGuest,
 };
-use crate::bindings::{ExportIndices, Exports};
+use crate::bindings::{ExportIndices, Exports, Side};
 use crate::error::{Error, Result};
 use crate::limits::{
     DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_READ_STATE_BYTES,
@@ -34,7 +34,8 @@ pub struct TenantConfig {
     /// Cap of the tenant's linear memories together, in bytes, from
     /// [`crate::MIN_MEMORY_BYTES`] to [`crate::MAX_MEMORY_BYTES`] (with the
     /// pooling allocator: to its slot size). A tenant of [`crate::Plugin::load`]
-    /// has one instance, and a second once it opens a coordinator view;
+    /// has one instance, and a second once it opens a coordinator view or a
+    /// file-merging manager;
     /// both count. Growing beyond it traps: [`LimitExceeded::Memory`], the
     /// instance is discarded.
     pub max_memory_bytes: usize,
@@ -249,7 +250,13 @@ impl Inner {
     }
 
     pub(crate) fn worker(&mut self) -> wasmtime::Result<WorkerExports> {
-        Ok(self.exports.worker())
+        self.exports.worker(Side::Own, &mut self.store)
+    }
+
+    /// The `worker` functions of the instance beside (for the state output
+    /// streams of a file-merging factory living there).
+    pub(crate) fn worker_beside(&mut self) -> wasmtime::Result<WorkerExports> {
+        self.exports.worker(Side::Beside, &mut self.store)
     }
 
     pub(crate) fn coordinator(&mut self) -> wasmtime::Result<CoordinatorGuest> {
@@ -266,19 +273,30 @@ impl Inner {
         self.exports.file_merging(&mut self.store)
     }
 
+    /// The instance the file-merging manager and its resources live in.
+    pub(crate) fn file_merging_side(&self) -> Side {
+        self.exports.file_merging_side()
+    }
+
     pub(crate) fn direct_io(
         &mut self,
     ) -> wasmtime::Result<crate::bindings::exports::flink::checkpoint_storage::direct_io::Guest> {
-        self.exports.direct_io(&mut self.store)
+        self.exports.direct_io(Side::Own, &mut self.store)
     }
 
-    /// Whether this tenant's component exports `direct-io` (the filesystem
+    pub(crate) fn direct_io_beside(
+        &mut self,
+    ) -> wasmtime::Result<crate::bindings::exports::flink::checkpoint_storage::direct_io::Guest> {
+        self.exports.direct_io(Side::Beside, &mut self.store)
+    }
+
+    /// Whether the component of `side` exports `direct-io` (the filesystem
     /// build does; the object store build has no files to hand over).
-    pub(crate) fn has_direct_io(&self) -> bool {
-        self.exports.has_direct_io()
+    pub(crate) fn has_direct_io(&self, side: Side) -> bool {
+        self.exports.has_direct_io(side)
     }
 
-    /// Whether this tenant's component exports `file-merging`.
+    /// Whether this tenant's components export `file-merging`.
     pub(crate) fn has_file_merging(&self) -> bool {
         self.exports.has_file_merging()
     }

@@ -1,9 +1,10 @@
 //! The tenant count of a pooling plugin. The pool is sized in component
 //! instances, and a tenant holds one or two (the task side, and the full
-//! component beside it once it opens a coordinator view), so wasmtime's
-//! own refusal would come at a count that depends on what tenants did.
-//! Counting tenants keeps `PluginOptions::pooling(max_tenants)` meaning
-//! tenants, and gives the refusal a clear message.
+//! component beside it once it opens a coordinator view or a file-merging
+//! manager), so wasmtime's own refusal would come at a count that depends
+//! on what tenants did. Counting tenants keeps
+//! `PluginOptions::pooling(max_tenants)` meaning tenants, and gives the
+//! refusal a clear message.
 
 use crate::error::{Error, Result};
 use std::sync::Arc;

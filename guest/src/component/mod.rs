@@ -2,7 +2,8 @@
 //! `coordinator`, `restore`, `file-merging`): each converts between WIT
 //! types and the core logic's types and calls it, nothing else (wasm32
 //! only). One code base, three worlds: the filesystem world by default;
-//! its task side (every export but `coordinator`) with the `task` feature;
+//! its task side (no `coordinator`, no `file-merging`) with the `task`
+//! feature;
 //! the object store world with the `blobstore` feature (which exports no
 //! `file-merging`: merged files are appended to across streams, and an
 //! object is written once).
@@ -14,7 +15,7 @@ compile_error!("the features `task` and `blobstore` select different worlds: ena
 mod coordinator;
 #[cfg(not(feature = "blobstore"))]
 mod direct_io;
-#[cfg(not(feature = "blobstore"))]
+#[cfg(not(any(feature = "blobstore", feature = "task")))]
 mod file_merging;
 mod restore;
 mod types;
