@@ -269,12 +269,16 @@ mod tests {
         tenant.with_inner(|inner| inner.exports().has_instance_beside())
     }
 
-    #[test]
-    fn the_full_component_is_instantiated_only_for_coordinator_calls() {
-        let plugin = Plugin::load().unwrap();
+    /// A tenant of `plugin` in a directory of its own, and the job's config.
+    fn tenant_of(plugin: &Plugin) -> (tempfile::TempDir, Tenant, StorageConfig) {
         let dir = tempfile::tempdir().unwrap();
         let tenant = plugin.tenant(TenantConfig::new(dir.path())).unwrap();
-        let config = StorageConfig::filesystem(JOB);
+        (dir, tenant, StorageConfig::filesystem(JOB))
+    }
+
+    #[test]
+    fn the_full_component_is_instantiated_only_for_coordinator_calls() {
+        let (dir, tenant, config) = tenant_of(&Plugin::load().unwrap());
         let factory = tenant
             .open_worker_view(&config)
             .unwrap()
@@ -297,10 +301,7 @@ mod tests {
     /// while the worker view's streams stay in the tenant's own.
     #[test]
     fn file_merging_and_its_streams_live_in_the_instance_beside() {
-        let plugin = Plugin::load().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let tenant = plugin.tenant(TenantConfig::new(dir.path())).unwrap();
-        let config = StorageConfig::filesystem(JOB);
+        let (dir, tenant, config) = tenant_of(&Plugin::load().unwrap());
         std::fs::create_dir_all(dir.path().join(JOB).join("chk-1")).unwrap();
         let plain = tenant
             .open_worker_view(&config)
@@ -342,10 +343,7 @@ mod tests {
 
     #[test]
     fn a_plugin_of_one_component_answers_every_call_from_its_own_instance() {
-        let plugin = Plugin::from_bytes(EMBEDDED_COMPONENT).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let tenant = plugin.tenant(TenantConfig::new(dir.path())).unwrap();
-        let config = StorageConfig::filesystem(JOB);
+        let (_dir, tenant, config) = tenant_of(&Plugin::from_bytes(EMBEDDED_COMPONENT).unwrap());
         tenant.open_worker_view(&config).unwrap();
         tenant.open_coordinator_view(&config, None).unwrap();
         tenant
