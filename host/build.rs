@@ -32,7 +32,7 @@ fn main() {
         .join("guest-build");
 
     build_guest(&workspace, &target_dir, &[], "CHECKPOINT_STORAGE_COMPONENT");
-    // The task side (every export but `coordinator`), which a tenant
+    // The task side (no `coordinator`, no `file-merging`), which a tenant
     // instantiates first; same code, its own target dir like the object
     // store artefact below.
     build_guest(

@@ -157,12 +157,18 @@ impl Exports {
             .clone())
     }
 
+    /// The instance `coordinator` lives in, and with it every resource it
+    /// makes.
+    pub(crate) fn coordinator_side(&self) -> Side {
+        self.indices.side_with(|i| i.coordinator.is_some())
+    }
+
     pub(crate) fn coordinator(
         &mut self,
         mut store: impl AsContextMut<Data = TenantState>,
     ) -> wasmtime::Result<coordinator::Guest> {
+        let side = self.coordinator_side();
         let Exports { indices, own, beside } = self;
-        let side = indices.side_with(|i| i.coordinator.is_some());
         let (instance, loaded) = instance_of(indices, own, beside, side, &mut store)?;
         let Some(coordinator) = &indices.interfaces(side).coordinator else {
             wasmtime::bail!("the component exports no coordinator interface")

@@ -24,13 +24,17 @@ impl Tenant {
         config: &StorageConfig,
         default_savepoint_dir: Option<&str>,
     ) -> Result<CoordinatorView> {
-        let resource = self.call(|inner| {
-            inner
-                .coordinator()?
-                .coordinator_view()
-                .call_open(&mut inner.store, config, default_savepoint_dir)
+        let (resource, side) = self.call(|inner| {
+            let opened =
+                inner
+                    .coordinator()?
+                    .coordinator_view()
+                    .call_open(&mut inner.store, config, default_savepoint_dir)?;
+            Ok(opened.map(|resource| (resource, inner.coordinator_side())))
         })?;
-        Ok(CoordinatorView(Owned::new(self, resource)))
+        // Its locations and metadata streams live in the same instance
+        // (`Owned::sibling`).
+        Ok(CoordinatorView(Owned::on_side(self, resource, side)))
     }
 }
 

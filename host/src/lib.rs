@@ -95,11 +95,11 @@ pub use limits::{
 pub use output_stream::DEFAULT_BATCH_SIZE;
 #[cfg(all(feature = "embedded-component", feature = "blobstore"))]
 pub use plugin::EMBEDDED_BLOBSTORE_COMPONENT;
-#[cfg(feature = "embedded-component")]
-pub use plugin::EMBEDDED_COMPONENT;
 pub use plugin::{
     Allocator, DEFAULT_EPOCH_TICK, DEFAULT_POOL_KEEP_RESIDENT_BYTES, Plugin, PluginOptions, engine_config,
 };
+#[cfg(feature = "embedded-component")]
+pub use plugin::{EMBEDDED_COMPONENT, EMBEDDED_TASK_COMPONENT};
 pub use resource::MAX_BYTES_PER_CALL;
 pub use restore::StateInputStream;
 pub use tenant::{GUEST_MOUNT, Tenant, TenantConfig, TenantState};

@@ -27,16 +27,15 @@ pub const DEFAULT_MAX_READ_STATE_BYTES: u64 = 1 << 30;
 /// A tenant limit that was exceeded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitExceeded {
-    /// The tenant's linear memories would grow beyond
-    /// `TenantConfig::max_memory_bytes` together. The instance is discarded.
+    /// A linear memory would grow beyond `TenantConfig::max_memory_bytes`.
+    /// The instance is discarded.
     #[error(
-        "memory limit of {limit} bytes exceeded (the tenant's linear memories asked for {requested} bytes together); the tenant's instance was discarded"
+        "memory limit of {limit} bytes exceeded (a linear memory asked for {requested} bytes); the tenant's instance was discarded"
     )]
     Memory {
         /// The cap, in bytes (`TenantConfig::max_memory_bytes`).
         limit: usize,
-        /// What the tenant's memories would hold together after the growth,
-        /// in bytes.
+        /// The size the memory was asked to grow to, in bytes.
         requested: usize,
     },
     /// One call ran longer than `TenantConfig::max_call_time`. The instance
@@ -88,15 +87,16 @@ impl LimitExceeded {
     }
 }
 
-/// The store's resource limiter: caps the tenant's linear memories together
-/// (a tenant has one instance, or two once it opened a coordinator view or
-/// a file-merging manager)
-/// and remembers a refusal, so that the resulting trap can be reported as
-/// a limit.
+/// The store's resource limiter: caps each linear memory and remembers a
+/// refusal, so that the resulting trap can be reported as a limit. Each
+/// instance of a tenant has one memory, so each instance gets the whole
+/// cap: a tenant that added the full component beside its task side (a
+/// coordinator view or a file-merging manager) may hold up to twice the
+/// cap. Capping them together would let the worker side's growth, which a
+/// linear memory never gives back, make a later coordinator call discard
+/// the tenant with its open streams.
 pub(crate) struct MemoryLimiter {
     max_memory_bytes: usize,
-    /// Bytes of linear memory the tenant's instances hold together.
-    in_use: usize,
     exceeded: Option<LimitExceeded>,
 }
 
@@ -104,7 +104,6 @@ impl MemoryLimiter {
     pub(crate) fn new(max_memory_bytes: usize) -> Self {
         MemoryLimiter {
             max_memory_bytes,
-            in_use: 0,
             exceeded: None,
         }
     }
@@ -116,14 +115,11 @@ impl MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    /// Called for a new memory too (`current` 0): the memories of a second
-    /// instance count against the same limit.
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let total = self.in_use.saturating_sub(current).saturating_add(desired);
-        if total > self.max_memory_bytes {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory_bytes {
             let e = LimitExceeded::Memory {
                 limit: self.max_memory_bytes,
-                requested: total,
+                requested: desired,
             };
             self.exceeded = Some(e.clone());
             // An error (not `false`) traps at the growth itself: a Rust guest
@@ -131,7 +127,6 @@ impl ResourceLimiter for MemoryLimiter {
             // trap names the cause.
             return Err(wasmtime::Error::new(e));
         }
-        self.in_use = total;
         Ok(true)
     }
 
@@ -373,24 +368,21 @@ mod tests {
     use wasmtime::ResourceLimiter;
 
     #[test]
-    fn the_memory_cap_counts_every_memory_of_the_tenant() {
+    fn each_memory_has_the_whole_cap() {
         let mut limiter = MemoryLimiter::new(100);
-        // The first instance's memory, created and grown.
+        // The task side's memory, created and grown to the cap.
         assert!(limiter.memory_growing(0, 40, None).unwrap());
-        assert!(limiter.memory_growing(40, 60, None).unwrap());
-        // A second memory: 60 + 30 fits, 60 + 50 does not.
-        assert!(limiter.memory_growing(0, 30, None).unwrap());
-        let e = limiter.memory_growing(30, 50, None).unwrap_err();
+        assert!(limiter.memory_growing(40, 100, None).unwrap());
+        // The full component's memory beside it has a cap of its own.
+        assert!(limiter.memory_growing(0, 90, None).unwrap());
+        assert_eq!(limiter.take_exceeded(), None);
+        let e = limiter.memory_growing(90, 101, None).unwrap_err();
         let expected = LimitExceeded::Memory {
             limit: 100,
-            requested: 110,
+            requested: 101,
         };
         assert_eq!(e.downcast_ref::<LimitExceeded>(), Some(&expected));
         assert_eq!(limiter.take_exceeded(), Some(expected));
-        // The refused growth took nothing: the first memory may still use
-        // what is left.
-        assert!(limiter.memory_growing(60, 70, None).unwrap());
-        assert!(limiter.memory_growing(70, 71, None).is_err());
     }
 
     #[test]

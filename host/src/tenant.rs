@@ -31,13 +31,13 @@ pub use checkpoint_storage_core::layout::GUEST_MOUNT;
 pub struct TenantConfig {
     /// The host directory the tenant may use, and nothing else. Must exist.
     pub dir: PathBuf,
-    /// Cap of the tenant's linear memories together, in bytes, from
+    /// Cap of each linear memory of the tenant, in bytes, from
     /// [`crate::MIN_MEMORY_BYTES`] to [`crate::MAX_MEMORY_BYTES`] (with the
-    /// pooling allocator: to its slot size). A tenant of [`crate::Plugin::load`]
-    /// has one instance, and a second once it opens a coordinator view or a
-    /// file-merging manager;
-    /// both count. Growing beyond it traps: [`LimitExceeded::Memory`], the
-    /// instance is discarded.
+    /// pooling allocator: to its slot size). An instance has one memory; a
+    /// tenant of [`crate::Plugin::load`] has one instance, and a second
+    /// (the full component) once it opens a coordinator view or a
+    /// file-merging manager, each with this cap. Growing beyond it traps:
+    /// [`LimitExceeded::Memory`], the instance is discarded.
     pub max_memory_bytes: usize,
     /// Wall-clock bound of one call into the tenant (epoch interruption).
     /// Exceeding it traps: [`LimitExceeded::ExecutionTime`], the instance is
@@ -261,6 +261,11 @@ impl Inner {
 
     pub(crate) fn coordinator(&mut self) -> wasmtime::Result<CoordinatorGuest> {
         self.exports.coordinator(&mut self.store)
+    }
+
+    /// The instance the coordinator view and its resources live in.
+    pub(crate) fn coordinator_side(&self) -> Side {
+        self.exports.coordinator_side()
     }
 
     pub(crate) fn restore(&mut self) -> wasmtime::Result<RestoreGuest> {

@@ -38,7 +38,7 @@ impl TenantSlots {
             .map(|_| TenantSlot(self.clone()))
             .map_err(|_| {
                 Error::Setup(wasmtime::format_err!(
-                    "all {} tenant slots of the pooling allocator are in use: drop a tenant first, or load the plugin with a larger PluginOptions::pooling",
+                    "all {} tenant slots of the pooling allocator are in use: drop a tenant (with its views and streams) first, or load the plugin with a larger PluginOptions::pooling",
                     self.max
                 ))
             })

@@ -99,20 +99,19 @@ fn memory_cap_below_the_components_initial_memory_refuses_the_tenant() {
     assert!(matches!(e, LimitExceeded::Memory { limit: 65536, .. }), "{e}");
 }
 
-/// A tenant's instances share its memory cap: the task side it starts
-/// with, and the full component a coordinator view adds beside it. A cap
-/// with room for one refuses the second as a memory limit; what the task
-/// side wrote before stays on disk.
+/// Each of a tenant's instances has the whole memory cap: the task side it
+/// starts with, and the full component a coordinator view adds beside it.
+/// A tenant whose task side fills most of its cap still opens its
+/// coordinator side, and what it wrote stays.
 #[test]
-fn the_memory_cap_covers_the_coordinator_instance_too() {
+fn each_instance_of_a_tenant_has_the_whole_memory_cap() {
     // The task side's initial memory, as the limit reports it.
     let dir = tempfile::tempdir().unwrap();
     let initial = match plugin().tenant(TenantConfig::new(dir.path()).with_max_memory_bytes(64 << 10)) {
         Err(Error::Limit(LimitExceeded::Memory { requested, .. })) => requested,
         other => panic!("expected a memory limit, got {other:?}"),
     };
-    // Room for the task side and half as much again: not for a second
-    // instance of about the same size.
+    // Room for one instance and half as much again: not for two together.
     let cap = initial + initial / 2;
     let t = TestTenant::new();
     t.init_job_dirs(&[1]);
@@ -126,25 +125,25 @@ fn the_memory_cap_covers_the_coordinator_instance_too() {
         .write_state(StateScope::Exclusive, &bytes(30_000, 3))
         .unwrap()
         .unwrap();
-    let kept_path = tenant.host_path(kept.file_path().unwrap()).unwrap();
+    let mut open = factory
+        .create_checkpoint_state_output_stream(StateScope::Shared)
+        .unwrap();
+    open.write(&bytes(40_000, 4)).unwrap();
 
-    let e = limit(tenant.open_coordinator_view(&StorageConfig::filesystem(&t.job), None));
-    assert!(
-        matches!(e, LimitExceeded::Memory { limit, requested } if limit == cap && requested > cap),
-        "{e}"
-    );
-    assert_eq!(tenant.poisoned_by_limit(), Some(e));
-    assert_eq!(std::fs::read(&kept_path).unwrap(), bytes(30_000, 3));
-
-    // With room for both, the same tenant set-up opens both views.
-    let roomy = tenant_with(TenantConfig::new(t.tenant.dir()).with_max_memory_bytes(4 * initial));
-    roomy.open_worker_view(&StorageConfig::filesystem(&t.job)).unwrap();
-    roomy
+    let location = tenant
         .open_coordinator_view(&StorageConfig::filesystem(&t.job), None)
         .unwrap()
         .initialize_location_for_checkpoint(2)
         .unwrap();
-    assert!(!roomy.is_poisoned());
+    drop(location);
+    assert!(!tenant.is_poisoned());
+    assert_eq!(tenant.read_state(&kept).unwrap(), bytes(30_000, 3));
+    open.write(&bytes(10_000, 5)).unwrap();
+    let h = open.close_and_get_handle().unwrap().unwrap();
+    assert_eq!(
+        tenant.read_state(&h).unwrap(),
+        [bytes(40_000, 4), bytes(10_000, 5)].concat()
+    );
 }
 
 #[test]
@@ -400,11 +399,7 @@ fn writes_larger_than_the_memory_cap_are_split_not_a_trap() {
         "{h}"
     );
     assert_eq!(tenant.read_state(&h).unwrap(), big);
-    // The coordinator's own tenant, as on Flink's JobManager: the cap
-    // covers a tenant's instances together, and the worker side above has
-    // already grown its memory.
-    let coordinator = tenant_with(TenantConfig::new(t.tenant.dir()).with_max_memory_bytes(cap));
-    let location = coordinator
+    let location = tenant
         .open_coordinator_view(&StorageConfig::filesystem(&t.job), None)
         .unwrap()
         .initialize_location_for_checkpoint(2)
@@ -412,8 +407,7 @@ fn writes_larger_than_the_memory_cap_are_split_not_a_trap() {
     let meta = location.create_metadata_output_stream().unwrap();
     meta.write(&big).unwrap();
     let done = meta.close_and_finalize_checkpoint().unwrap();
-    assert_eq!(coordinator.read_state(&done.metadata).unwrap(), big);
-    assert!(!coordinator.is_poisoned());
+    assert_eq!(tenant.read_state(&done.metadata).unwrap(), big);
     // Reads are bounded per call too: asking for everything gives one piece.
     let input = tenant.open_input_stream(&h).unwrap();
     assert_eq!(input.read(u64::MAX).unwrap(), big[..MAX_BYTES_PER_CALL].to_vec());
