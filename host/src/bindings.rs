@@ -125,6 +125,20 @@ pub(crate) struct Exports {
     /// The full component's instance beside a task-side one, once a call
     /// of `coordinator` or `file-merging` made it.
     beside: Option<(Instance, Loaded)>,
+    /// Why it could not be made, if so: it is not tried again.
+    beside_failed: Option<NoInstanceBeside>,
+}
+
+/// The full component could not be instantiated beside a tenant's task
+/// side (its pool had no slot left, say). Nothing ran in the tenant's own
+/// instance, so the tenant goes on; its coordinator and file-merging calls
+/// fail with this error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "the full component could not be instantiated beside the tenant's task side ({cause}); the task side goes on, and coordinator and file-merging calls fail with this error"
+)]
+pub(crate) struct NoInstanceBeside {
+    cause: String,
 }
 
 impl Exports {
@@ -133,6 +147,7 @@ impl Exports {
             indices,
             own: (instance, Loaded::default()),
             beside: None,
+            beside_failed: None,
         }
     }
 
@@ -149,8 +164,13 @@ impl Exports {
         side: Side,
         mut store: impl AsContextMut<Data = TenantState>,
     ) -> wasmtime::Result<WorkerExports> {
-        let Exports { indices, own, beside } = self;
-        let (instance, loaded) = instance_of(indices, own, beside, side, &mut store)?;
+        let Exports {
+            indices,
+            own,
+            beside,
+            beside_failed,
+        } = self;
+        let (instance, loaded) = instance_of(indices, own, beside, beside_failed, side, &mut store)?;
         Ok(loaded
             .worker
             .get_or_insert_with(|| WorkerExports::new(instance, indices.interfaces(side).worker.clone()))
@@ -168,8 +188,13 @@ impl Exports {
         mut store: impl AsContextMut<Data = TenantState>,
     ) -> wasmtime::Result<coordinator::Guest> {
         let side = self.coordinator_side();
-        let Exports { indices, own, beside } = self;
-        let (instance, loaded) = instance_of(indices, own, beside, side, &mut store)?;
+        let Exports {
+            indices,
+            own,
+            beside,
+            beside_failed,
+        } = self;
+        let (instance, loaded) = instance_of(indices, own, beside, beside_failed, side, &mut store)?;
         let Some(coordinator) = &indices.interfaces(side).coordinator else {
             wasmtime::bail!("the component exports no coordinator interface")
         };
@@ -180,8 +205,13 @@ impl Exports {
         &mut self,
         mut store: impl AsContextMut<Data = TenantState>,
     ) -> wasmtime::Result<restore::Guest> {
-        let Exports { indices, own, beside } = self;
-        let (instance, loaded) = instance_of(indices, own, beside, Side::Own, &mut store)?;
+        let Exports {
+            indices,
+            own,
+            beside,
+            beside_failed,
+        } = self;
+        let (instance, loaded) = instance_of(indices, own, beside, beside_failed, Side::Own, &mut store)?;
         cached(&mut loaded.restore, || indices.own.restore.load(store, &instance))
     }
 
@@ -195,8 +225,13 @@ impl Exports {
         side: Side,
         mut store: impl AsContextMut<Data = TenantState>,
     ) -> wasmtime::Result<direct_io::Guest> {
-        let Exports { indices, own, beside } = self;
-        let (instance, loaded) = instance_of(indices, own, beside, side, &mut store)?;
+        let Exports {
+            indices,
+            own,
+            beside,
+            beside_failed,
+        } = self;
+        let (instance, loaded) = instance_of(indices, own, beside, beside_failed, side, &mut store)?;
         let Some(direct_io) = &indices.interfaces(side).direct_io else {
             wasmtime::bail!("the component exports no direct-io interface")
         };
@@ -219,8 +254,13 @@ impl Exports {
         mut store: impl AsContextMut<Data = TenantState>,
     ) -> wasmtime::Result<file_merging::Guest> {
         let side = self.file_merging_side();
-        let Exports { indices, own, beside } = self;
-        let (instance, loaded) = instance_of(indices, own, beside, side, &mut store)?;
+        let Exports {
+            indices,
+            own,
+            beside,
+            beside_failed,
+        } = self;
+        let (instance, loaded) = instance_of(indices, own, beside, beside_failed, side, &mut store)?;
         let Some(file_merging) = &indices.interfaces(side).file_merging else {
             wasmtime::bail!("the component exports no file-merging interface")
         };
@@ -229,12 +269,15 @@ impl Exports {
 }
 
 /// The instance of `side` and what was loaded of it; the instance beside
-/// is made at its first use. A failed instantiation leaves nothing to
-/// retry with: the caller poisons the tenant, as for a trap.
+/// is made at its first use. If that fails, the error is
+/// [`NoInstanceBeside`], now and at every later use (a failed
+/// instantiation may leave parts of the instance in the store; trying
+/// again would pile them up).
 fn instance_of<'a>(
     indices: &ExportIndices,
     own: &'a mut (Instance, Loaded),
     beside: &'a mut Option<(Instance, Loaded)>,
+    beside_failed: &mut Option<NoInstanceBeside>,
     side: Side,
     store: &mut impl AsContextMut<Data = TenantState>,
 ) -> wasmtime::Result<(Instance, &'a mut Loaded)> {
@@ -242,10 +285,20 @@ fn instance_of<'a>(
         (Side::Beside, Some((pre, _))) => pre,
         _ => return Ok((own.0, &mut own.1)),
     };
+    if let Some(failed) = beside_failed {
+        return Err(wasmtime::Error::new(failed.clone()));
+    }
     if beside.is_none() {
-        let instance = pre
-            .instantiate(&mut *store)
-            .map_err(|e| e.context("instantiating the full component beside the tenant's task side"))?;
+        // The component starts no guest code when instantiated: a failure
+        // is the pool's or the limiter's refusal, and the store and the
+        // tenant's own instance are as they were.
+        let instance = pre.instantiate(&mut *store).map_err(|e| {
+            let failed = NoInstanceBeside {
+                cause: format!("{e:#}"),
+            };
+            *beside_failed = Some(failed.clone());
+            wasmtime::Error::new(failed)
+        })?;
         *beside = Some((instance, Loaded::default()));
     }
     let (instance, loaded) = beside.as_mut().expect("made above");

@@ -420,3 +420,62 @@ fn compile(engine: &Engine, bytes: &[u8], options: &PluginOptions, what: &str) -
     .with_context(|| format!("compiling {what}"))
     .map_err(Error::Setup)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{LocationReference, StateScope, StorageConfig};
+
+    /// A pool with room for one component instance, shared, say, with
+    /// other components: the instance beside cannot be made. The tenant's
+    /// task side goes on, with its open stream; coordinator and
+    /// file-merging calls fail with a clear error, every time.
+    #[test]
+    fn a_tenant_whose_instance_beside_cannot_be_made_goes_on() {
+        let mut config = engine_config(&PluginOptions::default()).unwrap();
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(1)
+            .total_core_instances(CORE_INSTANCES_PER_TENANT)
+            .total_memories(MEMORIES_PER_TENANT)
+            .total_tables(TABLES_PER_TENANT)
+            .max_memory_size(POOL_MAX_MEMORY_BYTES);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        config.memory_reservation(POOL_MAX_MEMORY_BYTES as u64);
+        let engine = Engine::new(&config).unwrap();
+        let options = PluginOptions::default();
+        let task = Component::new(&engine, EMBEDDED_TASK_COMPONENT).unwrap();
+        let full = Component::new(&engine, EMBEDDED_COMPONENT).unwrap();
+        let plugin = Plugin::from_component(engine, full, Some(task), &options, CacheStatus::Disabled, false).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = plugin.tenant(TenantConfig::new(dir.path())).unwrap();
+        let job = "0123456789abcdef0123456789abcdef";
+        let storage = StorageConfig::filesystem(job);
+        std::fs::create_dir_all(dir.path().join(job).join("chk-1")).unwrap();
+        let factory = tenant
+            .open_worker_view(&storage)
+            .unwrap()
+            .resolve_checkpoint_storage_location(1, &LocationReference::Default)
+            .unwrap();
+        let mut open = factory
+            .create_checkpoint_state_output_stream(StateScope::Exclusive)
+            .unwrap();
+        open.write(&[1; 30_000]).unwrap();
+        for _ in 0..2 {
+            let e = tenant.open_coordinator_view(&storage, None).unwrap_err();
+            assert!(matches!(e, Error::Setup(_)), "{e}");
+            let text = e.to_string();
+            assert!(text.contains("could not be instantiated beside"), "{text}");
+            assert!(text.contains("the task side goes on"), "{text}");
+            let e = tenant
+                .open_file_merging_manager(&storage, "tm-1", &crate::FileMergingOptions::enabled())
+                .unwrap_err();
+            assert!(e.to_string().contains("could not be instantiated beside"), "{e}");
+        }
+        assert!(!tenant.is_poisoned());
+        assert_eq!(tenant.poisoned_by_limit(), None);
+        open.write(&[2; 30_000]).unwrap();
+        let handle = open.close_and_get_handle().unwrap().unwrap();
+        assert_eq!(tenant.read_state(&handle).unwrap(), [[1; 30_000], [2; 30_000]].concat());
+    }
+}

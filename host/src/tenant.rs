@@ -4,7 +4,7 @@
 use crate::bindings::exports::flink::checkpoint_storage::{
     coordinator::Guest as CoordinatorGuest, restore::Guest as RestoreGuest,
 };
-use crate::bindings::{ExportIndices, Exports, Side};
+use crate::bindings::{ExportIndices, Exports, NoInstanceBeside, Side};
 use crate::error::{Error, Result};
 use crate::limits::{
     DEFAULT_MAX_CALL_TIME, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_READ_STATE_BYTES,
@@ -553,6 +553,12 @@ impl Tenant {
         match f(&mut inner) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::Storage(e)),
+            Err(e) if e.downcast_ref::<NoInstanceBeside>().is_some() => {
+                // A refusal of the instance beside's memory is no trap of
+                // this tenant's: it must not name a later one.
+                inner.store.data_mut().limiter.take_exceeded();
+                Err(Error::Setup(e))
+            }
             Err(trap) => {
                 tracing::warn!(dir = %self.dir.display(), "tenant trapped: {trap:#}");
                 match inner.poison(&self.poisoned, &self.dir, &trap, self.max_call_time) {
