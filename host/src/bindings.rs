@@ -121,6 +121,11 @@ struct Loaded {
 /// A tenant's instances and what was loaded of their exports.
 pub(crate) struct Exports {
     indices: Arc<ExportIndices>,
+    instances: Instances,
+}
+
+/// The instances themselves.
+struct Instances {
     own: (Instance, Loaded),
     /// The full component's instance beside a task-side one, once a call
     /// of `coordinator` or `file-merging` made it.
@@ -145,16 +150,18 @@ impl Exports {
     pub(crate) fn new(instance: Instance, indices: Arc<ExportIndices>) -> Self {
         Exports {
             indices,
-            own: (instance, Loaded::default()),
-            beside: None,
-            beside_failed: None,
+            instances: Instances {
+                own: (instance, Loaded::default()),
+                beside: None,
+                beside_failed: None,
+            },
         }
     }
 
     /// Whether the tenant's second instance exists now.
     #[cfg(test)]
     pub(crate) fn has_instance_beside(&self) -> bool {
-        self.beside.is_some()
+        self.instances.beside.is_some()
     }
 
     /// The `worker` functions of `side`'s instance (a state output stream
@@ -164,13 +171,8 @@ impl Exports {
         side: Side,
         mut store: impl AsContextMut<Data = TenantState>,
     ) -> wasmtime::Result<WorkerExports> {
-        let Exports {
-            indices,
-            own,
-            beside,
-            beside_failed,
-        } = self;
-        let (instance, loaded) = instance_of(indices, own, beside, beside_failed, side, &mut store)?;
+        let indices = &self.indices;
+        let (instance, loaded) = self.instances.get(indices, side, &mut store)?;
         Ok(loaded
             .worker
             .get_or_insert_with(|| WorkerExports::new(instance, indices.interfaces(side).worker.clone()))
@@ -188,14 +190,8 @@ impl Exports {
         mut store: impl AsContextMut<Data = TenantState>,
     ) -> wasmtime::Result<coordinator::Guest> {
         let side = self.coordinator_side();
-        let Exports {
-            indices,
-            own,
-            beside,
-            beside_failed,
-        } = self;
-        let (instance, loaded) = instance_of(indices, own, beside, beside_failed, side, &mut store)?;
-        let Some(coordinator) = &indices.interfaces(side).coordinator else {
+        let (instance, loaded) = self.instances.get(&self.indices, side, &mut store)?;
+        let Some(coordinator) = &self.indices.interfaces(side).coordinator else {
             wasmtime::bail!("the component exports no coordinator interface")
         };
         cached(&mut loaded.coordinator, || coordinator.load(store, &instance))
@@ -205,14 +201,8 @@ impl Exports {
         &mut self,
         mut store: impl AsContextMut<Data = TenantState>,
     ) -> wasmtime::Result<restore::Guest> {
-        let Exports {
-            indices,
-            own,
-            beside,
-            beside_failed,
-        } = self;
-        let (instance, loaded) = instance_of(indices, own, beside, beside_failed, Side::Own, &mut store)?;
-        cached(&mut loaded.restore, || indices.own.restore.load(store, &instance))
+        let (instance, loaded) = self.instances.get(&self.indices, Side::Own, &mut store)?;
+        cached(&mut loaded.restore, || self.indices.own.restore.load(store, &instance))
     }
 
     /// Whether `side`'s component exports `direct-io`.
@@ -225,14 +215,8 @@ impl Exports {
         side: Side,
         mut store: impl AsContextMut<Data = TenantState>,
     ) -> wasmtime::Result<direct_io::Guest> {
-        let Exports {
-            indices,
-            own,
-            beside,
-            beside_failed,
-        } = self;
-        let (instance, loaded) = instance_of(indices, own, beside, beside_failed, side, &mut store)?;
-        let Some(direct_io) = &indices.interfaces(side).direct_io else {
+        let (instance, loaded) = self.instances.get(&self.indices, side, &mut store)?;
+        let Some(direct_io) = &self.indices.interfaces(side).direct_io else {
             wasmtime::bail!("the component exports no direct-io interface")
         };
         cached(&mut loaded.direct_io, || direct_io.load(store, &instance))
@@ -254,55 +238,49 @@ impl Exports {
         mut store: impl AsContextMut<Data = TenantState>,
     ) -> wasmtime::Result<file_merging::Guest> {
         let side = self.file_merging_side();
-        let Exports {
-            indices,
-            own,
-            beside,
-            beside_failed,
-        } = self;
-        let (instance, loaded) = instance_of(indices, own, beside, beside_failed, side, &mut store)?;
-        let Some(file_merging) = &indices.interfaces(side).file_merging else {
+        let (instance, loaded) = self.instances.get(&self.indices, side, &mut store)?;
+        let Some(file_merging) = &self.indices.interfaces(side).file_merging else {
             wasmtime::bail!("the component exports no file-merging interface")
         };
         cached(&mut loaded.file_merging, || file_merging.load(store, &instance))
     }
 }
 
-/// The instance of `side` and what was loaded of it; the instance beside
-/// is made at its first use. If that fails, the error is
-/// [`NoInstanceBeside`], now and at every later use (a failed
-/// instantiation may leave parts of the instance in the store; trying
-/// again would pile them up).
-fn instance_of<'a>(
-    indices: &ExportIndices,
-    own: &'a mut (Instance, Loaded),
-    beside: &'a mut Option<(Instance, Loaded)>,
-    beside_failed: &mut Option<NoInstanceBeside>,
-    side: Side,
-    store: &mut impl AsContextMut<Data = TenantState>,
-) -> wasmtime::Result<(Instance, &'a mut Loaded)> {
-    let pre = match (side, &indices.beside) {
-        (Side::Beside, Some((pre, _))) => pre,
-        _ => return Ok((own.0, &mut own.1)),
-    };
-    if let Some(failed) = beside_failed {
-        return Err(wasmtime::Error::new(failed.clone()));
+impl Instances {
+    /// The instance of `side` and what was loaded of it; the instance
+    /// beside is made at its first use. If that fails, the error is
+    /// [`NoInstanceBeside`], now and at every later use (a failed
+    /// instantiation may leave parts of the instance in the store; trying
+    /// again would pile them up).
+    fn get(
+        &mut self,
+        indices: &ExportIndices,
+        side: Side,
+        store: &mut impl AsContextMut<Data = TenantState>,
+    ) -> wasmtime::Result<(Instance, &mut Loaded)> {
+        let pre = match (side, &indices.beside) {
+            (Side::Beside, Some((pre, _))) => pre,
+            _ => return Ok((self.own.0, &mut self.own.1)),
+        };
+        if let Some(failed) = &self.beside_failed {
+            return Err(wasmtime::Error::new(failed.clone()));
+        }
+        if self.beside.is_none() {
+            // The component starts no guest code when instantiated: a
+            // failure is the pool's or the limiter's refusal, and the store
+            // and the tenant's own instance are as they were.
+            let instance = pre.instantiate(&mut *store).map_err(|e| {
+                let failed = NoInstanceBeside {
+                    cause: format!("{e:#}"),
+                };
+                self.beside_failed = Some(failed.clone());
+                wasmtime::Error::new(failed)
+            })?;
+            self.beside = Some((instance, Loaded::default()));
+        }
+        let (instance, loaded) = self.beside.as_mut().expect("made above");
+        Ok((*instance, loaded))
     }
-    if beside.is_none() {
-        // The component starts no guest code when instantiated: a failure
-        // is the pool's or the limiter's refusal, and the store and the
-        // tenant's own instance are as they were.
-        let instance = pre.instantiate(&mut *store).map_err(|e| {
-            let failed = NoInstanceBeside {
-                cause: format!("{e:#}"),
-            };
-            *beside_failed = Some(failed.clone());
-            wasmtime::Error::new(failed)
-        })?;
-        *beside = Some((instance, Loaded::default()));
-    }
-    let (instance, loaded) = beside.as_mut().expect("made above");
-    Ok((*instance, loaded))
 }
 
 /// The value in `slot`, loaded into it first if empty.
