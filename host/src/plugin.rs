@@ -142,8 +142,8 @@ impl Plugin {
     /// first coordinator or file-merging call. Both are compiled here.
     #[cfg(feature = "embedded-component")]
     pub fn load_with(options: &PluginOptions) -> Result<Self> {
+        // `engine_config` checks the options (the epoch tick among them).
         let engine = Engine::new(&engine_config(options)?).map_err(Error::Setup)?;
-        check_epoch_tick(options)?;
         let (task, task_cache) = compile(
             &engine,
             EMBEDDED_TASK_COMPONENT,

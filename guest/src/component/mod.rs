@@ -3,10 +3,9 @@
 //! types and the core logic's types and calls it, nothing else (wasm32
 //! only). One code base, three worlds: the filesystem world by default;
 //! its task side (no `coordinator`, no `file-merging`) with the `task`
-//! feature;
-//! the object store world with the `blobstore` feature (which exports no
-//! `file-merging`: merged files are appended to across streams, and an
-//! object is written once).
+//! feature; the object store world with the `blobstore` feature (which
+//! exports no `file-merging`: merged files are appended to across streams,
+//! and an object is written once).
 
 #[cfg(all(feature = "task", feature = "blobstore"))]
 compile_error!("the features `task` and `blobstore` select different worlds: enable one of them");
